@@ -463,9 +463,11 @@ def validate_experiment(exp_dir: Path | str) -> list[Problem]:
         except ArtifactError as exc:
             out.append(Problem(exc.path, exc.problem if cfg_path.exists() else
                                "file is missing: the model did not finish (rerun the pipeline to resume)"))
-        for name in (MODEL_FILE, HISTORY_FILE):
-            if not (d / name).is_file():
-                out.append(Problem(str(d / name), "file is missing", "warning" if name == HISTORY_FILE else "error"))
+        if not (d / MODEL_FILE).is_file():
+            out.append(Problem(str(d / MODEL_FILE), "file is missing: live inference and Grad-CAM are unavailable "
+                                                     "for this model (its predictions still work)", "warning"))
+        if not (d / HISTORY_FILE).is_file():
+            out.append(Problem(str(d / HISTORY_FILE), "file is missing: no training curves", "warning"))
         try:
             preds = read_parquet(d / PREDICTIONS_FILE)
             out += check_predictions(preds, n_classes, d / PREDICTIONS_FILE, known)

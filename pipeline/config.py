@@ -1,0 +1,191 @@
+"""Experiment config (TOML) -> frozen dataclasses. No side effects; every error names the key.
+
+Relative paths in a config are resolved against the current working directory (run the CLI from the
+repository root, as the README shows).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.backbones import get_backbone
+
+LAYOUTS = ("class_folders", "patient_class_folders", "filename_prefix", "metadata_csv", "dicom", "npz")
+AUGMENTATIONS = ("flip", "vflip", "rotate", "zoom", "translate", "contrast", "brightness")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the images are and how to read labels and groups from them."""
+
+    layout: str
+    root: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    positive_class: str | None = None
+    image_size: int = 64
+    crop: str = "none"  # "none" or "ultrasound" (auto-crop to the scan region at ingest)
+
+
+@dataclass(frozen=True)
+class EvalSetConfig:
+    """An extra evaluation set (e.g. uncropped test images), ingested like the main data set."""
+
+    name: str
+    layout: str
+    root: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    crop: str = "none"
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Grouped, stratified train/val/test split."""
+
+    seed: int = 42
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Which backbones to train and how."""
+
+    backbones: tuple[str, ...] = ("SmallCNN", "MobileNetV2")
+    weights: str = "none"
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 3
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    fine_tune_fraction: float = 0.3
+    augment: tuple[str, ...] = ("flip", "rotate", "zoom", "contrast")
+    class_weights: str = "balanced"  # "balanced" or "none"
+    seed: int = 42
+    max_train_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Batch prediction settings."""
+
+    batch_size: int = 64
+    tta: bool = False
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: data set, extra evaluation sets, split, training and prediction."""
+
+    name: str
+    dataset: DatasetConfig
+    output: Path = Path("artifacts")
+    eval_sets: tuple[EvalSetConfig, ...] = ()
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    predict: PredictConfig = PredictConfig()
+
+    @property
+    def experiment_dir(self) -> Path:
+        """Output folder of this experiment."""
+        return self.output / self.name
+
+
+def _bad(key: str, expected: str, received: Any) -> ValueError:
+    return ValueError(f"Invalid value for `{key}`. Expected {expected}. Received: {received!r}")
+
+
+def _section(raw: dict[str, Any], key: str, cls: type, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise _bad(f"{where}{key}", "a table", value)
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise _bad(f"{where}{key}", f"keys among {sorted(allowed)}", unknown)
+    return dict(value)
+
+
+def _check_layout(value: Any, key: str) -> str:
+    if value not in LAYOUTS:
+        raise _bad(key, f"one of {list(LAYOUTS)}", value)
+    return value
+
+
+def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
+    """Build and validate an ExperimentConfig from a parsed TOML document."""
+    if "experiment" not in raw or "name" not in raw.get("experiment", {}):
+        raise _bad("experiment.name", "a name for the experiment folder", raw.get("experiment", {}).get("name"))
+    exp = raw["experiment"]
+    name = str(exp["name"])
+    if not name or "/" in name or name.startswith("."):
+        raise _bad("experiment.name", "a plain folder name", name)
+    ds = _section(raw, "dataset", DatasetConfig, "")
+    if "root" not in ds or "layout" not in ds:
+        raise _bad("dataset", "both `layout` and `root`", sorted(ds))
+    ds["layout"] = _check_layout(ds["layout"], "dataset.layout")
+    ds["root"] = Path(ds["root"]).expanduser()
+    if ds.get("crop", "none") not in ("none", "ultrasound"):
+        raise _bad("dataset.crop", "'none' or 'ultrasound'", ds["crop"])
+    size = ds.get("image_size", 64)
+    if not isinstance(size, int) or not 16 <= size <= 1024:
+        raise _bad("dataset.image_size", "an integer in [16, 1024]", size)
+    dataset = DatasetConfig(**ds)
+
+    evals = []
+    for i, ev in enumerate(raw.get("eval_sets", [])):
+        key = f"eval_sets[{i}]"
+        if not isinstance(ev, dict) or not {"name", "layout", "root"} <= set(ev):
+            raise _bad(key, "a table with name, layout and root", ev)
+        if ev["name"] == "test":
+            raise _bad(f"{key}.name", "a name other than 'test' (the test split's own name)", ev["name"])
+        evals.append(EvalSetConfig(name=str(ev["name"]), layout=_check_layout(ev["layout"], f"{key}.layout"),
+                                   root=Path(ev["root"]).expanduser(), options=dict(ev.get("options", {})),
+                                   crop=ev.get("crop", "none")))
+
+    sp = _section(raw, "split", SplitConfig, "")
+    if "fractions" in sp:
+        fr = tuple(float(x) for x in sp["fractions"])
+        if len(fr) != 3 or any(x < 0 for x in fr) or abs(sum(fr) - 1) > 1e-6:
+            raise _bad("split.fractions", "three non-negative numbers summing to 1", sp["fractions"])
+        sp["fractions"] = fr
+    tr = _section(raw, "train", TrainConfig, "")
+    if "backbones" in tr:
+        if not isinstance(tr["backbones"], list) or not tr["backbones"]:
+            raise _bad("train.backbones", "a non-empty list of backbone names", tr["backbones"])
+        tr["backbones"] = tuple(get_backbone(b).name for b in tr["backbones"])
+    if "augment" in tr:
+        bad = [a for a in tr["augment"] if a not in AUGMENTATIONS]
+        if bad:
+            raise _bad("train.augment", f"names among {list(AUGMENTATIONS)}", bad)
+        tr["augment"] = tuple(tr["augment"])
+    for key in ("epochs", "batch_size", "patience"):
+        if key in tr and (not isinstance(tr[key], int) or tr[key] < 1):
+            raise _bad(f"train.{key}", "a positive integer", tr[key])
+    if tr.get("class_weights", "balanced") not in ("balanced", "none"):
+        raise _bad("train.class_weights", "'balanced' or 'none'", tr["class_weights"])
+    pr = _section(raw, "predict", PredictConfig, "")
+    return ExperimentConfig(name=name, dataset=dataset, output=Path(exp.get("output", "artifacts")),
+                            eval_sets=tuple(evals), split=SplitConfig(**sp), train=TrainConfig(**tr),
+                            predict=PredictConfig(**pr))
+
+
+def load_config(path: Path | str) -> ExperimentConfig:
+    """Read a TOML experiment config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Invalid value for argument `config`. Expected an existing TOML file. Received: {str(path)!r}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(raw)
+
+
+def with_overrides(cfg: ExperimentConfig, **train_overrides: Any) -> ExperimentConfig:
+    """Copy of `cfg` with some [train] values replaced (None values are ignored)."""
+    changes = {k: v for k, v in train_overrides.items() if v is not None}
+    if "backbones" in changes:
+        changes["backbones"] = tuple(get_backbone(b).name for b in changes["backbones"])
+    return replace(cfg, train=replace(cfg.train, **changes))

@@ -1,0 +1,325 @@
+"""Numbers -> Plotly figures. No Streamlit calls and no metric math here: inputs are already computed.
+
+Every function takes arrays or DataFrames and returns a `plotly.graph_objects.Figure`, so each can be
+unit-tested without a running app.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.colors as pcolors
+import plotly.graph_objects as go
+
+PALETTE = pcolors.qualitative.Plotly + pcolors.qualitative.D3
+CM_COLORSCALE = "Blues"
+_MARGIN = dict(l=10, r=10, t=40, b=10)
+
+
+def model_colors(models: Sequence[str]) -> dict[str, str]:
+    """A stable colour per model name, in the order given (pass the experiment's full model list)."""
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+
+
+def _hex_to_rgba(color: str, alpha: float) -> str:
+    if color.startswith("rgb"):
+        nums = color[color.index("(") + 1: color.index(")")].split(",")[:3]
+        return f"rgba({nums[0]},{nums[1]},{nums[2]},{alpha})"
+    h = color.lstrip("#")
+    r, g, b = (int(h[i: i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One ROC or PR trace: points with the threshold of each, an area, and optional band and marker."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    thresholds: np.ndarray | None = None
+    area: float | None = None
+    area_ci: tuple[float, float] | None = None
+    band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (grid, lower, upper)
+    marker: tuple[float, float, float] | None = None  # (x, y, threshold) of the operating point
+    color: str | None = None
+    dash: str | None = None
+
+
+_CURVE_AXES = {
+    "roc": ("False positive rate (1 - specificity)", "True positive rate (sensitivity)", "FPR", "TPR", "AUC"),
+    "pr": ("Recall (sensitivity)", "Precision (PPV)", "Recall", "Precision", "AP"),
+}
+
+
+def curve_figure(curves: Sequence[Curve], kind: str = "roc", title: str = "",
+                 baseline: float | None = None, height: int = 460) -> go.Figure:
+    """Overlay ROC (`kind="roc"`) or precision-recall (`kind="pr"`) curves; area in the legend, threshold on hover."""
+    if kind not in _CURVE_AXES:
+        raise ValueError(f"Invalid value for argument `kind`. Expected one of {list(_CURVE_AXES)}. Received: {kind!r}")
+    x_title, y_title, x_name, y_name, area_name = _CURVE_AXES[kind]
+    fig = go.Figure()
+    for i, c in enumerate(curves):
+        color = c.color or PALETTE[i % len(PALETTE)]
+        name = c.label
+        if c.area is not None and np.isfinite(c.area):
+            name += f" ({area_name} {c.area:.3f}"
+            if c.area_ci is not None and all(np.isfinite(c.area_ci)):
+                name += f" [{c.area_ci[0]:.3f}, {c.area_ci[1]:.3f}]"
+            name += ")"
+        if c.band is not None:
+            grid, lo, hi = (np.asarray(a, dtype=float) for a in c.band)
+            fig.add_trace(go.Scatter(
+                x=np.concatenate([grid, grid[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                fill="toself", fillcolor=_hex_to_rgba(color, 0.15), line=dict(width=0),
+                hoverinfo="skip", showlegend=False, legendgroup=c.label, name=f"{c.label} 95% CI"))
+        thr = None if c.thresholds is None else np.asarray(c.thresholds, dtype=float)
+        hover = f"<b>{c.label}</b><br>{x_name} %{{x:.3f}}<br>{y_name} %{{y:.3f}}"
+        if thr is not None:
+            hover += "<br>threshold %{customdata:.4f}"
+        fig.add_trace(go.Scatter(
+            x=np.asarray(c.x, dtype=float), y=np.asarray(c.y, dtype=float), customdata=thr, mode="lines",
+            name=name, legendgroup=c.label, line=dict(color=color, width=2, dash=c.dash),
+            hovertemplate=hover + "<extra></extra>"))
+        if c.marker is not None:
+            mx, my, mt = c.marker
+            fig.add_trace(go.Scatter(
+                x=[mx], y=[my], mode="markers", legendgroup=c.label, showlegend=False,
+                marker=dict(color=color, size=13, symbol="circle", line=dict(color="black", width=1.5)),
+                hovertemplate=(f"<b>{c.label}</b> operating point<br>threshold {mt:.4f}<br>"
+                               f"{x_name} {mx:.3f}<br>{y_name} {my:.3f}<extra></extra>")))
+    if kind == "roc":
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", showlegend=False, hoverinfo="skip",
+                                 line=dict(color="grey", dash="dot", width=1)))
+    elif baseline is not None:
+        fig.add_trace(go.Scatter(x=[0, 1], y=[baseline, baseline], mode="lines", showlegend=False,
+                                 hoverinfo="skip", line=dict(color="grey", dash="dot", width=1)))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, hovermode="closest",
+                      legend=dict(yanchor="bottom", y=0.02, xanchor="right", x=0.98, bgcolor="rgba(255,255,255,0.7)"))
+    fig.update_xaxes(title=x_title, range=[-0.01, 1.01], constrain="domain")
+    fig.update_yaxes(title=y_title, range=[-0.01, 1.01])
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool = False, title: str = "",
+                     selected: tuple[int, int] | None = None, size: int | None = None) -> go.Figure:
+    """A confusion matrix drawn as clickable points (one per cell) over coloured squares.
+
+    Streamlit reports clicks on scatter points, not on heatmap cells, so each cell is a scatter point whose
+    `customdata` is (true index, predicted index, count); the colour comes from layout shapes, which scale
+    with the axes at any width. Rows are true classes, columns predicted classes.
+    """
+    cm = np.asarray(cm)
+    k = len(class_names)
+    if cm.shape != (k, k):
+        raise ValueError(f"Invalid value for argument `cm`. Expected shape ({k}, {k}) to match class_names. "
+                         f"Received: {cm.shape}")
+    counts = cm.astype(np.int64)
+    row_sums = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, row_sums, out=np.zeros(counts.shape, dtype=float), where=row_sums > 0)
+    values = rates if normalize else counts.astype(float)
+    vmax = values.max() if values.size and values.max() > 0 else 1.0
+    colors = pcolors.sample_colorscale(CM_COLORSCALE, list((values / vmax).ravel()))
+    shapes = []
+    for i in range(k):
+        for j in range(k):
+            shapes.append(dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, layer="below",
+                               fillcolor=colors[i * k + j], line=dict(color="white", width=2)))
+    if selected is not None:
+        t, p = selected
+        shapes.append(dict(type="rect", x0=p - 0.48, x1=p + 0.48, y0=t - 0.48, y1=t + 0.48,
+                           line=dict(color="#d62728", width=4)))
+    ii, jj = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    ii, jj = ii.ravel(), jj.ravel()
+    if normalize:
+        text = [f"{rates[i, j]:.0%}<br><sub>{counts[i, j]:,}</sub>" for i, j in zip(ii, jj)]
+    else:
+        text = [f"{counts[i, j]:,}<br><sub>{rates[i, j]:.0%}</sub>" for i, j in zip(ii, jj)]
+    dark = (values / vmax).ravel() > 0.55
+    names = list(map(str, class_names))
+    custom = np.stack([ii, jj, counts.ravel(), np.round(rates.ravel(), 4)], axis=1)
+    px_size = size or max(260, min(520, 70 * k + 120))
+    font = 14 if k <= 4 else (11 if k <= 8 else 9)
+    fig = go.Figure(go.Scatter(
+        x=jj, y=ii, mode="markers+text", text=text, customdata=custom,
+        textfont=dict(color=["white" if d else "#222" for d in dark], size=font),
+        marker=dict(symbol="square", size=max(8, int(0.75 * (px_size - 120) / k)), color="rgba(0,0,0,0.001)"),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+        hovertext=[f"true <b>{names[i]}</b> → predicted <b>{names[j]}</b><br>{counts[i, j]:,} samples "
+                   f"({rates[i, j]:.1%} of true {names[i]})<br><i>click to open these samples</i>"
+                   for i, j in zip(ii, jj)],
+        hoverinfo="text", showlegend=False))
+    fig.update_layout(title=title, shapes=shapes, height=px_size, margin=dict(l=10, r=10, t=50, b=10),
+                      hovermode="closest", hoverdistance=-1, dragmode=False, clickmode="event+select",
+                      plot_bgcolor="white")
+    fig.update_xaxes(title="Predicted", tickvals=list(range(k)), ticktext=names, range=[-0.5, k - 0.5],
+                     showgrid=False, zeroline=False, side="top", fixedrange=True)
+    fig.update_yaxes(title="True", tickvals=list(range(k)), ticktext=names, range=[k - 0.5, -0.5],
+                     showgrid=False, zeroline=False, fixedrange=True, scaleanchor="x", constrain="domain")
+    return fig
+
+
+def metric_threshold_figure(thresholds: np.ndarray, series: Mapping[str, np.ndarray], current: float | None = None,
+                            title: str = "", height: int = 320) -> go.Figure:
+    """Metrics (e.g. sensitivity, specificity) against the decision threshold, with the current one marked."""
+    fig = go.Figure()
+    thr = np.asarray(thresholds, dtype=float)
+    order = np.argsort(thr)
+    for i, (name, vals) in enumerate(series.items()):
+        fig.add_trace(go.Scatter(x=thr[order], y=np.asarray(vals, dtype=float)[order], mode="lines", name=name,
+                                 line=dict(color=PALETTE[(i + 2) % len(PALETTE)]),
+                                 hovertemplate=f"{name} %{{y:.3f}}<br>threshold %{{x:.4f}}<extra></extra>"))
+    if current is not None:
+        fig.add_vline(x=float(current), line=dict(color="black", dash="dash", width=1.5))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, hovermode="x unified",
+                      legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title="Threshold", range=[0, 1])
+    fig.update_yaxes(range=[-0.01, 1.01])
+    return fig
+
+
+def reliability_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       colors: Mapping[str, str] | None = None, title: str = "Reliability diagram",
+                       height: int = 420) -> go.Figure:
+    """Reliability diagram: observed frequency against mean predicted probability per bin, one trace per model."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", hoverinfo="skip",
+                             line=dict(color="grey", dash="dot", width=1)))
+    for i, (label, (mean_pred, frac_pos, counts)) in enumerate(curves.items()):
+        color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
+        counts = np.asarray(counts)
+        keep = counts > 0
+        fig.add_trace(go.Scatter(
+            x=np.asarray(mean_pred)[keep], y=np.asarray(frac_pos)[keep], customdata=counts[keep],
+            mode="lines+markers", name=label, line=dict(color=color),
+            hovertemplate=(f"<b>{label}</b><br>mean predicted %{{x:.3f}}<br>observed %{{y:.3f}}"
+                           "<br>n=%{customdata:,}<extra></extra>")))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title="Mean predicted probability", range=[0, 1])
+    fig.update_yaxes(title="Observed frequency", range=[0, 1])
+    return fig
+
+
+def histogram_figure(histograms: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     colors: Mapping[str, str] | None = None, title: str = "Confidence histogram",
+                     x_title: str = "Confidence (probability of the predicted class)", height: int = 320) -> go.Figure:
+    """Overlaid bar histograms from precomputed (edges, counts), one trace per model."""
+    fig = go.Figure()
+    for i, (label, (edges, counts)) in enumerate(histograms.items()):
+        edges = np.asarray(edges, dtype=float)
+        counts = np.asarray(counts)
+        color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
+        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=label,
+                             marker=dict(color=color), opacity=0.55,
+                             hovertemplate=f"<b>{label}</b><br>%{{x:.2f}}: %{{y:,}}<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, barmode="overlay",
+                      legend=dict(orientation="h", y=-0.3))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title="Samples")
+    return fig
+
+
+def history_figure(histories: Mapping[str, pd.DataFrame], metric: str, colors: Mapping[str, str] | None = None,
+                   height: int = 360) -> go.Figure:
+    """Training curves of one metric per epoch: solid = training, dashed = validation (`val_<metric>`)."""
+    fig = go.Figure()
+    for i, (label, df) in enumerate(histories.items()):
+        color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
+        x = df["epoch"] if "epoch" in df.columns else np.arange(1, len(df) + 1)
+        for col, dash, suffix in ((metric, None, "train"), (f"val_{metric}", "dash", "val")):
+            if col in df.columns:
+                fig.add_trace(go.Scatter(x=x, y=df[col], mode="lines+markers", name=f"{label} ({suffix})",
+                                         legendgroup=label, line=dict(color=color, dash=dash),
+                                         hovertemplate=f"<b>{label}</b> {col}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(title=metric, height=height, margin=_MARGIN, legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title="Epoch")
+    return fig
+
+
+def grouped_bar_figure(df: pd.DataFrame, x: str, y: str, color: str, error_low: str | None = None,
+                       error_high: str | None = None, title: str = "", height: int = 380,
+                       y_range: tuple[float, float] | None = (0, 1)) -> go.Figure:
+    """Grouped bars of `y` by `x`, one colour per value of `color`, with optional asymmetric error bars."""
+    fig = go.Figure()
+    for i, (key, part) in enumerate(df.groupby(color, sort=False)):
+        err = None
+        if error_low and error_high:
+            err = dict(type="data", symmetric=False, array=(part[error_high] - part[y]).to_numpy(),
+                       arrayminus=(part[y] - part[error_low]).to_numpy())
+        fig.add_trace(go.Bar(x=part[x], y=part[y], name=str(key), error_y=err,
+                             marker=dict(color=PALETTE[i % len(PALETTE)]),
+                             hovertemplate=f"<b>{key}</b><br>%{{x}}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, barmode="group",
+                      legend=dict(orientation="h", y=-0.2))
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
+    return fig
+
+
+def class_counts_figure(counts: pd.DataFrame, title: str = "Samples per class and split", height: int = 300) -> go.Figure:
+    """Stacked bars of a (split x class) count table."""
+    fig = go.Figure()
+    for i, cls in enumerate(counts.columns):
+        fig.add_trace(go.Bar(x=counts.index.astype(str), y=counts[cls], name=str(cls),
+                             marker=dict(color=PALETTE[i % len(PALETTE)]),
+                             hovertemplate=f"{cls}<br>%{{x}}: %{{y:,}}<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, barmode="stack")
+    return fig
+
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "sensitivity": "Sensitivity",
+    "specificity": "Specificity", "precision": "Precision", "npv": "NPV", "f1": "F1", "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC", "fpr": "FPR", "youden_j": "Youden J",
+}
+RESOURCE_COLUMNS = {  # config key -> (label, scale, lower is better)
+    "params": ("Params (M)", 1e-6, True),
+    "model_bytes": ("Size (MB)", 1e-6, True),
+    "infer_ms_per_image": ("ms / image", 1.0, True),
+    "train_seconds": ("Train (min)", 1 / 60, True),
+}
+BEST_MARK = " ★"
+BEST_STYLE = "background-color: #d7f2dd; color: #0b5d1e"
+
+
+def _best_mask(values: pd.Series, lower_is_better: bool) -> pd.Series:
+    finite = values.dropna()
+    if finite.empty:
+        return pd.Series(False, index=values.index)
+    best = finite.min() if lower_is_better else finite.max()
+    return (values - best).abs() <= 1e-12
+
+
+def leaderboard_table(frame: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(display table, boolean 'best in column' mask) from `data_access.leaderboard_frame` output.
+
+    Metric cells read "0.912 [0.890, 0.931]" (point and 95% CI); in [0, 1] such strings sort like numbers.
+    The best value per column gets a star; lower is better for size, speed and training time.
+    """
+    display = pd.DataFrame(index=frame.index)
+    best = pd.DataFrame(index=frame.index)
+    for m in metrics:
+        if m not in frame.columns:
+            continue
+        label = METRIC_LABELS.get(m, m)
+        mask = _best_mask(frame[m], lower_is_better=False)
+        display[label] = [
+            "—" if not np.isfinite(p) else (f"{p:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{p:.3f}")
+            + (BEST_MARK if b else "")
+            for p, lo, hi, b in zip(frame[m], frame[f"{m}_lo"], frame[f"{m}_hi"], mask)]
+        best[label] = mask
+    for key, (label, scale, lower) in RESOURCE_COLUMNS.items():
+        if key in frame.columns:
+            display[label] = (frame[key] * scale).round(3)
+            best[label] = _best_mask(frame[key], lower_is_better=lower)
+    display.index.name = "Model"
+    best.index.name = "Model"
+    return display, best
+
+
+def style_best(display: pd.DataFrame, best: pd.DataFrame) -> "pd.io.formats.style.Styler":
+    """A Styler that highlights the cells where `best` is True."""
+    styles = best.reindex_like(display).fillna(False).map(lambda b: BEST_STYLE if b else "")
+    return display.style.apply(lambda _: styles, axis=None).format(precision=3, na_rep="—")

@@ -1,0 +1,91 @@
+"""ROC and precision-recall curves of the selected models, overlaid, with AUC, CI band and operating point."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts
+from dashboard import data_access as da
+from dashboard import state, widgets
+
+sel = state.selection()
+st.title("ROC & precision-recall curves")
+
+views = ["one-vs-rest"] if sel.binary else ["one-vs-rest", "micro-average", "macro-average", "all classes"]
+c1, c2, c3 = st.columns([2, 1, 1])
+with c1:
+    view = (views[0] if sel.binary else
+            st.segmented_control("Curves", views, default="one-vs-rest", key="curves_view",
+                                 help="One-vs-rest for the sidebar class, micro/macro averages over classes, "
+                                      "or every class of each model.") or "one-vs-rest")
+with c2:
+    show_band = st.toggle("95% CI band", value=True, key="curves_band",
+                          help="Grouped bootstrap (patients/lesions resampled) of each curve.")
+with c3:
+    show_point = st.toggle("Operating points", value=True, key="curves_points",
+                           help="Each model's current threshold (set on Threshold tuning).")
+
+data = widgets.model_data_ui(sel)
+ci = sel.class_index
+if view == "one-vs-rest":
+    st.caption(f"Positive class **{sel.class_name}**" + ("" if sel.binary else " against all other classes")
+               + ". Hover a curve for the threshold at that point.")
+    roc, pr = [], []
+    prevalence = None
+    for model, md in data.items():
+        cur = da.get_curves(sel.exp, model, sel.eval_set, ci)
+        prevalence = cur["prevalence"]
+        band_roc = band_pr = None
+        area_ci = ap_ci = None
+        if show_band:
+            bands = da.get_curve_bands(sel.exp, model, sel.eval_set, ci)
+            band_roc, band_pr = bands["roc"], bands["pr"]
+            area_ci, ap_ci = bands["roc_auc_ci"], bands["ap_ci"]
+        marker_roc = marker_pr = None
+        if show_point:
+            thr = state.get_threshold(sel, model, ci)
+            m = da.metrics_at_threshold(sel.exp, model, sel.eval_set, ci, thr)
+            marker_roc = (m["fpr"], m["sensitivity"], thr)
+            marker_pr = (m["sensitivity"], m["precision"], thr)
+        color = sel.colors.get(model)
+        roc.append(charts.Curve(model, *cur["roc"], area=cur["roc_auc"], area_ci=area_ci, band=band_roc,
+                                marker=marker_roc, color=color))
+        pr.append(charts.Curve(model, *cur["pr"], area=cur["ap"], area_ci=ap_ci, band=band_pr,
+                               marker=marker_pr, color=color))
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(charts.curve_figure(roc, "roc", title="ROC"), width="stretch", key="roc_chart")
+    with right:
+        st.plotly_chart(charts.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence),
+                        width="stretch", key="pr_chart")
+elif view in ("micro-average", "macro-average"):
+    kind = view.split("-")[0]
+    curves = []
+    for model in data:
+        avg = da.get_average_curves(sel.exp, model, sel.eval_set)[kind]
+        curves.append(charts.Curve(model, avg["fpr"], avg["tpr"], avg.get("thresholds"), area=avg["auc"],
+                                   color=sel.colors.get(model)))
+    st.caption(f"{kind.title()}-averaged one-vs-rest ROC over {len(sel.exp.class_names)} classes.")
+    st.plotly_chart(charts.curve_figure(curves, "roc", title=f"ROC, {kind}-average"), width="stretch",
+                    key="avg_chart")
+else:
+    st.caption("Every class against the rest, one chart per model.")
+    cols = st.columns(min(2, max(1, len(data))))
+    for i, model in enumerate(data):
+        curves = []
+        for k, name in enumerate(sel.exp.class_names):
+            cur = da.get_curves(sel.exp, model, sel.eval_set, k)
+            curves.append(charts.Curve(name, *cur["roc"], area=cur["roc_auc"]))
+        with cols[i % len(cols)]:
+            st.plotly_chart(charts.curve_figure(curves, "roc", title=model, height=420), width="stretch",
+                            key=f"per_class_{model}")
+
+if data and view in ("one-vs-rest", "micro-average", "macro-average"):
+    rows = []
+    for model in data:
+        cur = da.get_curves(sel.exp, model, sel.eval_set, ci)
+        row = {"model": model, f"ROC AUC ({sel.class_name})": cur["roc_auc"], f"AP ({sel.class_name})": cur["ap"]}
+        if not sel.binary:
+            avg = da.get_average_curves(sel.exp, model, sel.eval_set)
+            row["micro ROC AUC"], row["macro ROC AUC"] = avg["micro"]["auc"], avg["macro"]["auc"]
+        rows.append(row)
+    st.dataframe(rows, width="stretch", key="curves_table")

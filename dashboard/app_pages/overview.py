@@ -1,0 +1,57 @@
+"""Overview: the leaderboard of backbones with 95% grouped-bootstrap intervals, size and speed; the data set."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts
+from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline.artifacts import ArtifactError
+
+sel = state.selection()
+st.title("Overview")
+st.caption(f"**{sel.exp.name}** · evaluation set **{sel.eval_set}** · "
+           + ("binary metrics at each model's threshold (set on *Threshold tuning*)" if sel.binary
+              else "multiclass: argmax predictions, macro-averaged sensitivity/specificity/precision/F1"))
+
+left, right = st.columns([1, 1])
+with left:
+    n_boot = st.select_slider("Bootstrap resamples (grouped by patient/lesion)", [200, 500, 1000, 2000],
+                              value=1000, key="overview_n_boot")
+with right:
+    rank_by = st.selectbox("Rank by", da.LEADERBOARD_METRICS, key="overview_rank_by",
+                           format_func=lambda m: charts.METRIC_LABELS.get(m, m),
+                           index=da.LEADERBOARD_METRICS.index("roc_auc"))
+
+data = widgets.model_data_ui(sel)
+results, configs = {}, {}
+for model in data:
+    results[model] = da.get_bootstrap(sel.exp, model, sel.eval_set, state.decision_threshold(sel, model),
+                                      n_boot=n_boot)
+    try:
+        configs[model] = da.get_model_config(sel.exp, model)
+    except ArtifactError as exc:
+        widgets.artifact_error_ui(exc, f"Model **{model}** (size and speed columns left empty)")
+
+if results:
+    frame = da.leaderboard_frame(results, configs).sort_values(rank_by, ascending=False)
+    display, best = charts.leaderboard_table(frame, da.LEADERBOARD_METRICS)
+    display.insert(0, "Rank", range(1, len(display) + 1))
+    if sel.binary:
+        display.insert(1, "Threshold", [state.get_threshold(sel, m) for m in display.index])
+    st.subheader("Leaderboard")
+    st.dataframe(charts.style_best(display, best), width="stretch", key="leaderboard")
+    st.caption(f"Point estimate [95% CI], {n_boot} resamples of whole patients/lesions. {charts.BEST_MARK.strip()} "
+               "and green = best in the column (smallest for size, speed and training time). "
+               "Click a column header to sort.")
+
+st.subheader("Data set")
+counts, per_set = da.dataset_summary(sel.exp)
+c1, c2 = st.columns([3, 2])
+with c1:
+    st.plotly_chart(charts.class_counts_figure(counts[sel.exp.class_names]), width="stretch")
+with c2:
+    st.markdown("**Class counts and groups per split**")
+    st.dataframe(counts, width="stretch")
+    st.markdown("**Evaluation sets**")
+    st.dataframe(per_set, width="stretch")

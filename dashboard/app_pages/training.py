@@ -1,0 +1,47 @@
+"""Training: loss and metric curves per epoch for the selected models, and what training cost."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts
+from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline.artifacts import ArtifactError
+
+sel = state.selection()
+st.title("Training")
+
+histories: dict[str, pd.DataFrame] = {}
+for model in sel.models:
+    try:
+        histories[model] = da.get_history(sel.exp, model)
+    except ArtifactError as exc:
+        widgets.artifact_error_ui(exc, f"Model **{model}** (no training curves)")
+
+metrics = sorted({c.removeprefix("val_") for df in histories.values() for c in df.columns if c != "epoch"},
+                 key=lambda c: (c != "loss", c))
+if not metrics:
+    st.info("No training history for the selected models.")
+    st.stop()
+chosen = st.multiselect("Curves", metrics, default=metrics[:2], key="train_metrics")
+for metric in chosen:
+    st.plotly_chart(charts.history_figure(histories, metric, colors=sel.colors), width="stretch",
+                    key=f"train_{metric}")
+
+rows = []
+for model, df in histories.items():
+    row = {"model": model, "epochs": len(df)}
+    if "val_loss" in df.columns and len(df):
+        row["best epoch (val_loss)"] = int(df["epoch"].iloc[df["val_loss"].idxmin()]) if "epoch" in df else None
+        row["best val_loss"] = float(df["val_loss"].min())
+    try:
+        cfg = da.get_model_config(sel.exp, model)
+        for key, label in (("train_seconds", "train time (s)"), ("train_images_per_s", "images/s"),
+                           ("weights", "weights"), ("input_size", "input size")):
+            if key in cfg:
+                row[label] = cfg[key]
+    except ArtifactError as exc:
+        widgets.artifact_error_ui(exc, f"Model **{model}**")
+    rows.append(row)
+st.dataframe(pd.DataFrame(rows), width="stretch", key="train_table")

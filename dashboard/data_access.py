@@ -1,0 +1,410 @@
+"""Every cached read and computation the dashboard pages use; the only module with `st.cache_*`.
+
+Large per-model arrays (labels, probabilities, sweeps) are cached with `st.cache_resource`, so all sessions
+share one read-only copy; small derived results (tables, curves, bootstrap intervals) with
+`st.cache_data`. Each cache key includes a stamp of the files it was read from (mtime and size), so a
+rebuilt artifact is re-read without restarting the app. Functions taking an `Experiment` pass it to the
+cached helper as an unhashed `_exp` argument and key on (folder, stamp) instead: hashing a 300,000-row
+sample table on every rerun would cost more than the work it saves.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pipeline import artifacts as art
+from pipeline import metrics as mt
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS_ENV = "MEDCOMPARE_ARTIFACTS"
+MAX_CURVE_POINTS = 2000
+LEADERBOARD_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1",
+                       "roc_auc", "pr_auc")
+Stamp = tuple
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """One model's predictions on one evaluation set, aligned with the sample table (read-only arrays)."""
+
+    model: str
+    eval_set: str
+    sample_ids: np.ndarray  # str, shape (n,)
+    y: np.ndarray  # int class index, shape (n,)
+    P: np.ndarray  # float64 probabilities, shape (n, K)
+    groups: np.ndarray  # int group code (patient/lesion), shape (n,)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+
+# ---------------------------------------------------------------- paths and stamps
+
+def artifacts_root() -> Path:
+    """The artifacts folder: $MEDCOMPARE_ARTIFACTS if set, else <repo>/artifacts."""
+    env = os.environ.get(ARTIFACTS_ENV, "").strip()
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "artifacts"
+
+
+def experiment_names(root: Path | str | None = None) -> list[str]:
+    """Experiments under `root` (folders holding an experiment.json); cheap, so not cached."""
+    return art.list_experiments(root or artifacts_root())
+
+
+def file_stamp(*paths: Path | str) -> Stamp:
+    """(name, mtime_ns, size) of each path, or (name, None, None) when missing: changes when a file is rebuilt."""
+    out = []
+    for p in paths:
+        try:
+            s = os.stat(p)
+            out.append((str(p), s.st_mtime_ns, s.st_size))
+        except OSError:
+            out.append((str(p), None, None))
+    return tuple(out)
+
+
+def experiment_stamp(exp_dir: Path | str) -> Stamp:
+    """Stamp of an experiment's own files and of every model's config.json (which is written last)."""
+    exp_dir = Path(exp_dir)
+    models = exp_dir / art.MODELS_DIR
+    cfgs = sorted(models.glob(f"*/{art.MODEL_CONFIG_FILE}")) if models.is_dir() else []
+    return file_stamp(exp_dir / art.EXPERIMENT_FILE, exp_dir / art.SAMPLES_FILE, *cfgs)
+
+
+def model_stamp(exp_dir: Path | str, model: str) -> Stamp:
+    """Stamp of one model's config and predictions."""
+    d = art.model_dir(exp_dir, model)
+    return file_stamp(d / art.MODEL_CONFIG_FILE, d / art.PREDICTIONS_FILE)
+
+
+# ---------------------------------------------------------------- experiment-level reads
+
+@st.cache_resource(show_spinner="Loading experiment…", max_entries=32)
+def _load_experiment(exp_dir: str, stamp: Stamp) -> art.Experiment:
+    return art.load_experiment(exp_dir)
+
+
+def get_experiment(name: str, root: Path | str | None = None) -> art.Experiment:
+    """The experiment `name` (shared, do not mutate); raises ArtifactError naming the bad file."""
+    exp_dir = Path(root or artifacts_root()) / name
+    return _load_experiment(str(exp_dir), experiment_stamp(exp_dir))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _model_config(exp_dir: str, model: str, stamp: Stamp) -> dict[str, Any]:
+    return art.read_model_config(exp_dir, model)
+
+
+def get_model_config(exp: art.Experiment, model: str) -> dict[str, Any]:
+    """A model's config.json as a dict; raises ArtifactError."""
+    d = art.model_dir(exp.path, model)
+    return _model_config(str(exp.path), model, file_stamp(d / art.MODEL_CONFIG_FILE))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _history(exp_dir: str, model: str, stamp: Stamp) -> pd.DataFrame:
+    return art.read_history(exp_dir, model)
+
+
+def get_history(exp: art.Experiment, model: str) -> pd.DataFrame:
+    """A model's history.csv (one row per epoch); raises ArtifactError."""
+    d = art.model_dir(exp.path, model)
+    return _history(str(exp.path), model, file_stamp(d / art.HISTORY_FILE))
+
+
+@st.cache_resource(show_spinner="Loading thumbnails…", max_entries=8)
+def _thumbnails(exp_dir: str, stamp: Stamp) -> pd.Series:
+    return art.read_thumbnails(exp_dir)["png"]
+
+
+def get_thumbnails(exp: art.Experiment, sample_ids: list[str]) -> list[bytes | None]:
+    """PNG bytes of each sample's thumbnail (None where missing); raises ArtifactError if the file is bad."""
+    thumbs = _thumbnails(str(exp.path), file_stamp(exp.path / art.THUMBNAILS_FILE))
+    got = thumbs.reindex(pd.Index(sample_ids, dtype=object))
+    return [v if isinstance(v, (bytes, bytearray)) else None for v in got.tolist()]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _dataset_summary(exp_dir: str, stamp: Stamp, _exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
+    s = _exp.samples
+    names = _exp.class_names
+    label_name = pd.Categorical.from_codes(s["label"].to_numpy(), categories=names)
+    split_col = s["split"].fillna("?").astype(str)
+    counts = pd.crosstab(split_col, label_name).reindex(columns=names, fill_value=0)
+    by_eval = s.groupby("eval_set", dropna=False)
+    per_set = pd.DataFrame({
+        "samples": by_eval.size(),
+        "groups (patients/lesions)": by_eval["group"].nunique(),
+        "splits": by_eval["split"].agg(lambda v: ", ".join(sorted(map(str, v.dropna().unique())))),
+    })
+    counts.index.name = "split"
+    counts["total"] = counts.sum(axis=1)
+    counts["groups"] = s.groupby(split_col)["group"].nunique().reindex(counts.index).fillna(0).astype(int)
+    return counts, per_set
+
+
+def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(class counts + groups per split, samples/groups per evaluation set)."""
+    return _dataset_summary(str(exp.path), experiment_stamp(exp.path), exp)
+
+
+# ---------------------------------------------------------------- per-model arrays
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@st.cache_resource(show_spinner="Reading predictions…", max_entries=128)
+def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
+                _exp: art.Experiment) -> ModelData:
+    preds = art.read_predictions(_exp, model)
+    preds = preds[preds["eval_set"].astype(str) == eval_set]
+    samples = _exp.samples
+    pos = pd.Index(samples["sample_id"]).get_indexer(preds["sample_id"])
+    keep = pos >= 0
+    pos = pos[keep]
+    P = preds.loc[keep, art.prob_columns(len(_exp.class_names))].to_numpy(dtype=np.float64)
+    group_codes = pd.factorize(samples["group"].astype(str))[0]
+    return ModelData(
+        model=model, eval_set=eval_set,
+        sample_ids=_readonly(samples["sample_id"].to_numpy(dtype=object)[pos]),
+        y=_readonly(samples["label"].to_numpy(dtype=np.int64)[pos]),
+        P=_readonly(np.ascontiguousarray(P)),
+        groups=_readonly(group_codes[pos].astype(np.int64)),
+    )
+
+
+def get_model_data(exp: art.Experiment, model: str, eval_set: str) -> ModelData:
+    """Aligned (sample_ids, y, P, groups) of `model` on `eval_set`; raises ArtifactError for bad predictions."""
+    return _model_data(str(exp.path), experiment_stamp(exp.path), model, model_stamp(exp.path, model),
+                       eval_set, exp)
+
+
+def _keys(exp: art.Experiment, model: str) -> tuple[str, Stamp, str, Stamp]:
+    return str(exp.path), experiment_stamp(exp.path), model, model_stamp(exp.path, model)
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _sweep(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
+           _exp: art.Experiment) -> Any:
+    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    return mt.make_sweep(md.y == class_index, md.P[:, class_index])
+
+
+def get_sweep(exp: art.Experiment, model: str, eval_set: str, class_index: int) -> Any:
+    """The sorted-score sweep of `model` for class `class_index` against the rest (built once, shared)."""
+    return _sweep(*_keys(exp, model), eval_set, int(class_index), exp)
+
+
+# ---------------------------------------------------------------- derived results (small, cached by value)
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
+            max_points: int, _exp: art.Experiment) -> dict[str, Any]:
+    sweep = _sweep(exp_dir, exp_stamp, model, m_stamp, eval_set, class_index, _exp)
+    fpr, tpr, thr = mt.roc_curve(sweep)
+    prec, rec, pthr = mt.pr_curve(sweep)
+    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    # The first point's threshold is +inf ("nothing positive"); show it as 1 so hover text and JSON stay finite.
+    thr, pthr = np.minimum(np.asarray(thr, float), 1.0), np.minimum(np.asarray(pthr, float), 1.0)
+    return {
+        "roc": tuple(np.asarray(a) for a in mt.downsample_curve(fpr, tpr, thr, max_points)),
+        "pr": tuple(np.asarray(a) for a in mt.downsample_curve(rec, prec, pthr, max_points)),
+        "roc_auc": float(mt.roc_auc(sweep)),
+        "ap": float(mt.average_precision(sweep)),
+        "prevalence": float(np.mean(md.y == class_index)) if md.n else float("nan"),
+    }
+
+
+def get_curves(exp: art.Experiment, model: str, eval_set: str, class_index: int,
+               max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+    """Downsampled ROC (x=fpr, y=tpr, thr) and PR (x=recall, y=precision, thr) curves plus AUC and AP."""
+    return _curves(*_keys(exp, model), eval_set, int(class_index), int(max_points), exp)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _average_curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
+                    max_points: int, _exp: art.Experiment) -> dict[str, Any]:
+    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    return mt.micro_macro_roc(md.y, md.P)
+
+
+def get_average_curves(exp: art.Experiment, model: str, eval_set: str,
+                       max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+    """Micro- and macro-averaged one-vs-rest ROC curves of a multiclass model."""
+    return _average_curves(*_keys(exp, model), eval_set, int(max_points), exp)
+
+
+@st.cache_data(show_spinner="Bootstrapping confidence intervals…", max_entries=256)
+def _bootstrap(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
+               threshold: float | None, pos_index: int, n_boot: int, seed: int,
+               _exp: art.Experiment) -> dict[str, tuple[float, float, float]]:
+    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    return mt.bootstrap_all(md.y, md.P, md.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
+                            threshold=threshold, pos_index=pos_index)
+
+
+def get_bootstrap(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
+                  n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Leaderboard metrics with 95% patient-grouped bootstrap intervals: {metric: (point, lo, hi)} (cached)."""
+    thr = None if threshold is None else round(float(threshold), 6)
+    return _bootstrap(*_keys(exp, model), eval_set, thr, exp.positive_index, int(n_boot), int(seed), exp)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _calibration(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
+                 n_bins: int, strategy: str, _exp: art.Experiment) -> dict[str, Any]:
+    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    y_bool, prob = md.y == class_index, md.P[:, class_index]
+    return {
+        "reliability": mt.reliability_curve(y_bool, prob, n_bins=n_bins, strategy=strategy),
+        "ece": float(mt.expected_calibration_error(y_bool, prob, n_bins=n_bins)),
+        "brier": float(mt.brier_score(y_bool, prob)),
+        "histogram": mt.confidence_histogram(md.P.max(axis=1), n_bins=n_bins),
+    }
+
+
+def get_calibration(exp: art.Experiment, model: str, eval_set: str, class_index: int, n_bins: int = 10,
+                    strategy: str = "uniform") -> dict[str, Any]:
+    """Reliability curve, ECE and Brier score for class `class_index`, and a histogram of top-class confidence."""
+    return _calibration(*_keys(exp, model), eval_set, int(class_index), int(n_bins), strategy, exp)
+
+
+def metrics_at_threshold(exp: art.Experiment, model: str, eval_set: str, class_index: int,
+                         threshold: float) -> dict[str, float]:
+    """Metrics of class `class_index` against the rest at `threshold`, from the cached sweep: O(log n)."""
+    return mt.metrics_at(get_sweep(exp, model, eval_set, class_index), float(threshold))
+
+
+def threshold_for_sensitivity(exp: art.Experiment, model: str, eval_set: str, class_index: int,
+                              target: float) -> float:
+    """Highest threshold whose sensitivity for `class_index` reaches `target`."""
+    return float(mt.threshold_for_sensitivity(get_sweep(exp, model, eval_set, class_index), float(target)))
+
+
+def youden_threshold(exp: art.Experiment, model: str, eval_set: str, class_index: int) -> float:
+    """Threshold maximising Youden's J (sensitivity + specificity - 1) for `class_index`."""
+    return float(mt.youden_threshold(get_sweep(exp, model, eval_set, class_index)))
+
+
+def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndarray, n_boot: int = 200,
+                          seed: int = 0, grid_points: int = 101, level: float = 0.95) -> dict[str, Any]:
+    """Pointwise grouped-bootstrap bands of the ROC (TPR on an FPR grid) and PR (precision on a recall grid).
+
+    Belongs in pipeline/metrics.py (NumPy only). Scores are sorted once; each resample only re-weights
+    samples by how often their group was drawn, so a resample costs O(n) cumulative sums, not a sort.
+    Also returns the percentile intervals of ROC AUC and average precision.
+    """
+    y_bool = np.asarray(y_bool, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    if y_bool.shape != score.shape or score.shape != np.shape(groups):
+        raise ValueError(f"Invalid value for arguments `y_bool`, `score`, `groups`. Expected equal shapes. "
+                         f"Received: {y_bool.shape}, {score.shape}, {np.shape(groups)}")
+    grid = np.linspace(0.0, 1.0, grid_points)
+    empty = {"roc": None, "pr": None, "roc_auc_ci": None, "ap_ci": None}
+    if score.size == 0 or y_bool.all() or not y_bool.any():
+        return empty
+    order = np.argsort(-score, kind="mergesort")
+    pos = y_bool[order]
+    codes = np.unique(np.asarray(groups)[order], return_inverse=True)[1]
+    n_groups = int(codes.max()) + 1
+    last = np.r_[np.flatnonzero(np.diff(score[order])), score.size - 1]  # last index of each distinct score
+    rng = np.random.default_rng(seed)
+    rocs, prs, aucs, aps = [], [], [], []
+    for _ in range(int(n_boot)):
+        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes].astype(np.float64)
+        tp = np.cumsum(w * pos)[last]
+        fp = np.cumsum(w * ~pos)[last]
+        n_pos, n_neg = tp[-1], fp[-1]
+        if n_pos <= 0 or n_neg <= 0:
+            continue
+        tpr, fpr = np.r_[0.0, tp / n_pos], np.r_[0.0, fp / n_neg]
+        precision = tp / np.maximum(tp + fp, 1e-12)
+        recall = tp / n_pos
+        rocs.append(np.interp(grid, fpr, tpr))
+        # Precision at the first operating point reaching each recall level.
+        k = np.minimum(np.searchsorted(recall, grid, side="left"), recall.size - 1)
+        prs.append(precision[k])
+        aucs.append(np.trapezoid(tpr, fpr))
+        aps.append(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    if not rocs:
+        return empty
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    roc_lo, roc_hi = np.percentile(np.array(rocs), q, axis=0)
+    pr_lo, pr_hi = np.percentile(np.array(prs), q, axis=0)
+    return {"roc": (grid, roc_lo, roc_hi), "pr": (grid, pr_lo, pr_hi),
+            "roc_auc_ci": tuple(float(v) for v in np.percentile(aucs, q)),
+            "ap_ci": tuple(float(v) for v in np.percentile(aps, q))}
+
+
+@st.cache_data(show_spinner="Bootstrapping curve bands…", max_entries=256)
+def _curve_bands(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
+                 n_boot: int, seed: int, _exp: art.Experiment) -> dict[str, Any]:
+    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    return bootstrap_curve_bands(md.y == class_index, md.P[:, class_index], md.groups, n_boot=n_boot, seed=seed)
+
+
+def get_curve_bands(exp: art.Experiment, model: str, eval_set: str, class_index: int, n_boot: int = 200,
+                    seed: int = 0) -> dict[str, Any]:
+    """95% grouped-bootstrap bands of the ROC and PR curves, and intervals of ROC AUC and AP (cached)."""
+    return _curve_bands(*_keys(exp, model), eval_set, int(class_index), int(n_boot), int(seed), exp)
+
+
+# ---------------------------------------------------------------- cheap per-rerun helpers (no cache needed)
+
+def predicted_labels(md: ModelData, threshold: float | None, pos_index: int) -> np.ndarray:
+    """Predicted class per sample: binary at `threshold` on the positive class, multiclass by argmax."""
+    thr = None if threshold is None or md.P.shape[1] != 2 else float(threshold)
+    return mt.predict_labels(md.P, thresholds=thr, pos_index=pos_index)
+
+
+def confusion_counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """The (n_classes x n_classes) confusion matrix, rows true and columns predicted."""
+    return np.asarray(mt.confusion_matrix(y, pred, n_classes))
+
+
+def cell_indices(y: np.ndarray, pred: np.ndarray, true_index: int, pred_index: int,
+                 confidence: np.ndarray | None = None) -> np.ndarray:
+    """Row indices of the samples in confusion cell (true, pred), most confident first when `confidence` is given."""
+    idx = np.flatnonzero((y == true_index) & (pred == pred_index))
+    if confidence is not None and idx.size:
+        idx = idx[np.argsort(-confidence[idx], kind="stable")]
+    return idx
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _summary(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
+             threshold: float | None, pos_index: int, _exp: art.Experiment) -> dict[str, float]:
+    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    return mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index)
+
+
+def get_summary(exp: art.Experiment, model: str, eval_set: str, threshold: float | None) -> dict[str, float]:
+    """Point metrics of a model (binary at `threshold`, multiclass by argmax with macro averages)."""
+    thr = None if threshold is None else float(threshold)
+    return _summary(*_keys(exp, model), eval_set, thr, exp.positive_index, exp)
+
+
+def leaderboard_frame(results: dict[str, dict[str, tuple[float, float, float]]],
+                      configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per model: each metric's point, lower and upper bound, then size/speed from config.json."""
+    rows = []
+    for model, res in results.items():
+        row: dict[str, Any] = {"model": model}
+        for m in LEADERBOARD_METRICS:
+            point, lo, hi = res.get(m, (np.nan, np.nan, np.nan))
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(point), float(lo), float(hi)
+        cfg = configs.get(model, {})
+        for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
+            val = cfg.get(key)
+            row[key] = float(val) if art.is_finite_number(val) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()

@@ -1,0 +1,175 @@
+"""`*_ui()` helpers: draw a group of widgets (or messages) and return what the user chose or what loaded.
+
+Widget defaults are written into session state before the widget is created (never passed as `index=` or
+`default=` as well), so URL-restored values and values set by buttons on other pages take effect.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import streamlit as st
+
+from dashboard import data_access as da
+from dashboard import state
+from dashboard.charts import model_colors
+from pipeline.artifacts import ArtifactError, Experiment
+
+EMPTY_MESSAGE = (
+    "**No experiments found** in `{root}`.\n\n"
+    "Build the demo artifacts first: run `make run` (or `python -m pipeline demo`) from the repository "
+    "root, then reload this page. To read artifacts from elsewhere, set `{env}` to that folder."
+)
+
+
+def artifact_error_ui(exc: ArtifactError, what: str = "") -> None:
+    """Show an ArtifactError as a one-block message naming the file and the problem (no traceback)."""
+    prefix = f"{what}: " if what else ""
+    st.error(f"{prefix}could not read `{exc.path}`\n\n{exc.problem}", icon="⚠️")
+
+
+def _on_experiment_change() -> None:
+    # A new experiment has other models, eval sets and classes: reset them to that experiment's defaults.
+    for key in (state.MODELS_KEY, state.EVAL_KEY, state.CLASS_KEY):
+        st.session_state.pop(key, None)
+
+
+def sidebar_ui(root: Path) -> state.Selection | None:
+    """Draw the shared sidebar (experiment, models, evaluation set, class); None when nothing can be shown."""
+    names = da.experiment_names(root)
+    if not names:
+        st.info(EMPTY_MESSAGE.format(root=root, env=da.ARTIFACTS_ENV), icon="📂")
+        return None
+    if st.session_state.get(state.EXP_KEY) not in names:
+        st.session_state[state.EXP_KEY] = names[0]
+    with st.sidebar:
+        name = st.selectbox("Experiment", names, key=state.EXP_KEY, on_change=_on_experiment_change)
+    try:
+        exp = da.get_experiment(name, root)
+    except ArtifactError as exc:
+        artifact_error_ui(exc, f"Experiment **{name}**")
+        st.caption("Pick another experiment in the sidebar; the others are unaffected.")
+        return None
+    if not exp.models:
+        st.warning(f"Experiment **{name}** has no finished models yet (no `models/*/config.json` marked complete). "
+                   "Run the pipeline to train or predict, then reload.", icon="⏳")
+        return None
+    return _selection_widgets(root, exp)
+
+
+def _selection_widgets(root: Path, exp: Experiment) -> state.Selection | None:
+    models_now = st.session_state.get(state.MODELS_KEY)
+    if models_now is None or (models_now and not set(models_now) & set(exp.models)):
+        st.session_state[state.MODELS_KEY] = list(exp.models)
+    else:
+        st.session_state[state.MODELS_KEY] = [m for m in models_now if m in exp.models]
+    eval_sets = exp.eval_sets or ["test"]
+    if st.session_state.get(state.EVAL_KEY) not in eval_sets:
+        st.session_state[state.EVAL_KEY] = eval_sets[0]
+    names = exp.class_names
+    if st.session_state.get(state.CLASS_KEY) not in names:
+        st.session_state[state.CLASS_KEY] = names[exp.positive_index]
+    with st.sidebar:
+        models = st.multiselect("Models", exp.models, key=state.MODELS_KEY,
+                                help="Backbones to compare; every page shows these.")
+        eval_set = st.selectbox("Evaluation set", eval_sets, key=state.EVAL_KEY,
+                                help="Which set of predictions to score (e.g. cropped vs uncropped test images).")
+        if len(names) > 2:
+            cls = st.selectbox("Class (one-vs-rest)", names, key=state.CLASS_KEY,
+                               help="Positive class for curves, thresholds and calibration of a multiclass task.")
+        else:
+            cls = names[exp.positive_index]
+            st.caption(f"Positive class: **{cls}**")
+        st.caption(f"{exp.task} · {len(names)} classes · {len(exp.samples):,} samples · {len(exp.models)} models")
+        for problem in exp.problems:
+            st.warning(str(problem))
+    if not models:
+        st.info("Select at least one model in the sidebar.")
+        return None
+    ordered = [m for m in exp.models if m in models]
+    return state.Selection(root=root, exp=exp, models=ordered, eval_set=eval_set,
+                           class_index=names.index(cls), colors=model_colors(exp.models))
+
+
+def model_data_ui(sel: state.Selection, models: Sequence[str] | None = None,
+                  eval_set: str | None = None) -> dict[str, da.ModelData]:
+    """Load each model's predictions; a bad or empty model gets a message and is left out, the rest load."""
+    out: dict[str, da.ModelData] = {}
+    es = eval_set or sel.eval_set
+    for model in models or sel.models:
+        try:
+            md = da.get_model_data(sel.exp, model, es)
+        except ArtifactError as exc:
+            artifact_error_ui(exc, f"Model **{model}**")
+            continue
+        if md.n == 0:
+            st.warning(f"Model **{model}** has no predictions on evaluation set **{es}**.")
+            continue
+        out[model] = md
+    if not out:
+        st.info("None of the selected models can be shown; see the messages above.")
+    return out
+
+
+def clicked_point(event: Any) -> list[Any] | None:
+    """`customdata` of the first clicked point in a `st.plotly_chart(on_select=...)` event, or None."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    if not points:
+        return None
+    custom = points[0].get("customdata")
+    return list(custom) if isinstance(custom, (list, tuple)) else None
+
+
+def clickable_chart_ui(fig: Any, key: str, on_click: Callable[[list[Any]], None]) -> None:
+    """Draw a Plotly chart whose point clicks call `on_click(customdata)` (once per new click)."""
+    def _changed() -> None:
+        custom = clicked_point(st.session_state.get(key))
+        if custom is not None:
+            on_click(custom)
+
+    st.plotly_chart(fig, key=key, on_select=_changed, selection_mode="points", width="stretch",
+                    config={"displayModeBar": False})
+
+
+def pager_ui(n_items: int, page_size: int, key: str) -> tuple[int, int]:
+    """A page picker for `n_items`; returns the (start, stop) slice of the current page."""
+    n_pages = max(1, -(-n_items // page_size))
+    if n_pages == 1:
+        return 0, n_items
+    if st.session_state.get(key, 1) > n_pages:
+        st.session_state[key] = 1
+    page = st.number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, step=1, key=key)
+    start = (int(page) - 1) * page_size
+    return start, min(start + page_size, n_items)
+
+
+def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.ndarray, key: str,
+               page_size: int = 24, columns: int = 6) -> None:
+    """Paginated thumbnails of `indices` (rows of `md`) with true/predicted class and probability."""
+    names = exp.class_names
+    if indices.size == 0:
+        st.info("No samples in this cell.")
+        return
+    start, stop = pager_ui(int(indices.size), page_size, key=f"{key}_page")
+    page = indices[start:stop]
+    ids = [str(s) for s in md.sample_ids[page]]
+    try:
+        images = da.get_thumbnails(exp, ids)
+    except ArtifactError as exc:
+        artifact_error_ui(exc, "Thumbnails")
+        images = [None] * len(ids)
+    st.caption(f"Samples {start + 1:,}–{stop:,} of {indices.size:,}, most confident first.")
+    cols = st.columns(columns)
+    for i, (row, sid, img) in enumerate(zip(page, ids, images)):
+        t, p = int(md.y[row]), int(pred[row])
+        caption = (f"{sid}\ntrue {names[t]} · pred {names[p]}\n"
+                   f"p({names[p]})={md.P[row, p]:.3f}")
+        with cols[i % columns]:
+            if img is not None:
+                st.image(img, caption=caption, width="stretch")
+            else:
+                st.caption(f"(no thumbnail)\n{caption}")

@@ -119,9 +119,11 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     counts = cm.astype(np.int64)
     row_sums = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, row_sums, out=np.zeros(counts.shape, dtype=float), where=row_sums > 0)
-    values = rates if normalize else counts.astype(float)
-    vmax = values.max() if values.size and values.max() > 0 else 1.0
-    colors = pcolors.sample_colorscale(CM_COLORSCALE, list((values / vmax).ravel()))
+    # Colour always follows the row share, so a rare class's cells are as readable as a common one's
+    # (raw counts would paint only the majority class on imbalanced data); the text carries the counts.
+    values = rates
+    vmax = 1.0
+    colors = pcolors.sample_colorscale(CM_COLORSCALE, list(np.clip(values, 0, 1).ravel()))
     shapes = []
     for i in range(k):
         for j in range(k):
@@ -140,10 +142,11 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     dark = (values / vmax).ravel() > 0.55
     names = list(map(str, class_names))
     custom = np.stack([ii, jj, counts.ravel(), np.round(rates.ravel(), 4)], axis=1)
-    px_size = size or max(260, min(520, 70 * k + 120))
+    px_size = size or max(330, min(560, 70 * k + 150))
     font = 14 if k <= 4 else (11 if k <= 8 else 9)
     fig = go.Figure(go.Scatter(
-        x=jj, y=ii, mode="markers+text", text=text, customdata=custom,
+        # Plain lists, not NumPy arrays: the browser then reports a clicked point's customdata as a list.
+        x=jj.tolist(), y=ii.tolist(), mode="markers+text", text=text, customdata=custom.tolist(),
         textfont=dict(color=["white" if d else "#222" for d in dark], size=font),
         marker=dict(symbol="square", size=max(8, int(0.75 * (px_size - 120) / k)), color="rgba(0,0,0,0.001)"),
         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
@@ -151,11 +154,11 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
                    f"({rates[i, j]:.1%} of true {names[i]})<br><i>click to open these samples</i>"
                    for i, j in zip(ii, jj)],
         hoverinfo="text", showlegend=False))
-    fig.update_layout(title=title, shapes=shapes, height=px_size, margin=dict(l=10, r=10, t=50, b=10),
+    fig.update_layout(title=title, shapes=shapes, height=px_size, margin=dict(l=10, r=10, t=40, b=10),
                       hovermode="closest", hoverdistance=-1, dragmode=False, clickmode="event+select",
                       plot_bgcolor="white")
     fig.update_xaxes(title="Predicted", tickvals=list(range(k)), ticktext=names, range=[-0.5, k - 0.5],
-                     showgrid=False, zeroline=False, side="top", fixedrange=True)
+                     showgrid=False, zeroline=False, fixedrange=True, tickangle=0 if k <= 4 else -30)
     fig.update_yaxes(title="True", tickvals=list(range(k)), ticktext=names, range=[k - 0.5, -0.5],
                      showgrid=False, zeroline=False, fixedrange=True, scaleanchor="x", constrain="domain")
     return fig
@@ -321,5 +324,6 @@ def leaderboard_table(frame: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.D
 
 def style_best(display: pd.DataFrame, best: pd.DataFrame) -> "pd.io.formats.style.Styler":
     """A Styler that highlights the cells where `best` is True."""
-    styles = best.reindex_like(display).fillna(False).map(lambda b: BEST_STYLE if b else "")
+    mask = best.reindex(index=display.index, columns=display.columns, fill_value=False).astype(bool)
+    styles = mask.map(lambda b: BEST_STYLE if b else "")
     return display.style.apply(lambda _: styles, axis=None).format(precision=3, na_rep="—")

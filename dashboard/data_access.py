@@ -24,8 +24,7 @@ from pipeline import metrics as mt
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS_ENV = "MEDCOMPARE_ARTIFACTS"
 MAX_CURVE_POINTS = 2000
-LEADERBOARD_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1",
-                       "roc_auc", "pr_auc")
+LEADERBOARD_METRICS: tuple[str, ...] = tuple(mt.LEADERBOARD_METRICS)
 Stamp = tuple
 
 
@@ -210,18 +209,21 @@ def get_sweep(exp: art.Experiment, model: str, eval_set: str, class_index: int) 
 def _curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
             max_points: int, _exp: art.Experiment) -> dict[str, Any]:
     sweep = _sweep(exp_dir, exp_stamp, model, m_stamp, eval_set, class_index, _exp)
-    fpr, tpr, thr = mt.roc_curve(sweep)
-    prec, rec, pthr = mt.pr_curve(sweep)
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    # The first point's threshold is +inf ("nothing positive"); show it as 1 so hover text and JSON stay finite.
-    thr, pthr = np.minimum(np.asarray(thr, float), 1.0), np.minimum(np.asarray(pthr, float), 1.0)
-    return {
-        "roc": tuple(np.asarray(a) for a in mt.downsample_curve(fpr, tpr, thr, max_points)),
-        "pr": tuple(np.asarray(a) for a in mt.downsample_curve(rec, prec, pthr, max_points)),
-        "roc_auc": float(mt.roc_auc(sweep)),
-        "ap": float(mt.average_precision(sweep)),
-        "prevalence": float(np.mean(md.y == class_index)) if md.n else float("nan"),
-    }
+    y_bool, score = md.y == class_index, md.P[:, class_index]
+    out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
+                           "prevalence": float(np.mean(y_bool)) if md.n else float("nan")}
+    if sweep.n_pos > 0 and sweep.n_neg > 0:
+        fpr, tpr, thr = mt.roc_curve(sweep)
+        # The first threshold is +inf ("nothing positive"): shown as 1 so hover text and JSON stay finite.
+        out["roc"] = mt.downsample_curve(fpr, tpr, np.minimum(thr, 1.0), max_points)
+        out["roc_auc"] = mt.roc_auc(y_bool, score)
+    if sweep.n_pos > 0:
+        prec, rec, pthr = mt.pr_curve(sweep)
+        # precision/recall have one more point than thresholds (recall 0, precision 1): give it threshold 1.
+        out["pr"] = mt.downsample_curve(rec, prec, np.r_[pthr, 1.0], max_points)
+        out["ap"] = mt.average_precision(y_bool, score)
+    return out
 
 
 def get_curves(exp: art.Experiment, model: str, eval_set: str, class_index: int,
@@ -234,12 +236,18 @@ def get_curves(exp: art.Experiment, model: str, eval_set: str, class_index: int,
 def _average_curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
                     max_points: int, _exp: art.Experiment) -> dict[str, Any]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    return mt.micro_macro_roc(md.y, md.P)
+    avg = mt.micro_macro_roc(md.y, md.P)
+    micro, macro = avg["micro"], avg["macro"]
+    m_fpr, m_tpr, m_thr = mt.downsample_curve(micro["fpr"], micro["tpr"], np.minimum(micro["thresholds"], 1.0),
+                                              max_points)
+    g_fpr, g_tpr, _ = mt.downsample_curve(macro["fpr"], macro["tpr"], np.zeros(len(macro["fpr"])), max_points)
+    return {"micro": {"fpr": m_fpr, "tpr": m_tpr, "thresholds": m_thr, "roc_auc": float(micro["roc_auc"])},
+            "macro": {"fpr": g_fpr, "tpr": g_tpr, "thresholds": None, "roc_auc": float(macro["roc_auc"])}}
 
 
 def get_average_curves(exp: art.Experiment, model: str, eval_set: str,
                        max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
-    """Micro- and macro-averaged one-vs-rest ROC curves of a multiclass model."""
+    """Micro- and macro-averaged one-vs-rest ROC curves (downsampled) and AUCs of a multiclass model."""
     return _average_curves(*_keys(exp, model), eval_set, int(max_points), exp)
 
 
@@ -260,22 +268,26 @@ def get_bootstrap(exp: art.Experiment, model: str, eval_set: str, threshold: flo
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _calibration(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
+def _calibration(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int | None,
                  n_bins: int, strategy: str, _exp: art.Experiment) -> dict[str, Any]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+    counts, edges = mt.confidence_histogram(md.P, bins=n_bins)
+    if class_index is None:  # top label: is the model's confidence in its own answer right?
+        return {"reliability": mt.top_label_reliability(md.y, md.P, n_bins=n_bins),
+                "ece": mt.top_label_ece(md.y, md.P, n_bins=n_bins),
+                "brier": mt.multiclass_brier_score(md.y, md.P), "histogram": (edges, counts)}
     y_bool, prob = md.y == class_index, md.P[:, class_index]
-    return {
-        "reliability": mt.reliability_curve(y_bool, prob, n_bins=n_bins, strategy=strategy),
-        "ece": float(mt.expected_calibration_error(y_bool, prob, n_bins=n_bins)),
-        "brier": float(mt.brier_score(y_bool, prob)),
-        "histogram": mt.confidence_histogram(md.P.max(axis=1), n_bins=n_bins),
-    }
+    return {"reliability": mt.reliability_curve(y_bool, prob, n_bins=n_bins, strategy=strategy),
+            "ece": mt.expected_calibration_error(y_bool, prob, n_bins=n_bins),
+            "brier": mt.brier_score(y_bool, prob), "histogram": (edges, counts)}
 
 
-def get_calibration(exp: art.Experiment, model: str, eval_set: str, class_index: int, n_bins: int = 10,
+def get_calibration(exp: art.Experiment, model: str, eval_set: str, class_index: int | None, n_bins: int = 10,
                     strategy: str = "uniform") -> dict[str, Any]:
-    """Reliability curve, ECE and Brier score for class `class_index`, and a histogram of top-class confidence."""
-    return _calibration(*_keys(exp, model), eval_set, int(class_index), int(n_bins), strategy, exp)
+    """Reliability curve, ECE (equal-width bins) and Brier score of class `class_index` against the rest, or of
+    the top label when `class_index` is None; plus the histogram (edges, counts) of top-label confidence."""
+    ci = None if class_index is None else int(class_index)
+    return _calibration(*_keys(exp, model), eval_set, ci, int(n_bins), strategy, exp)
 
 
 def metrics_at_threshold(exp: art.Experiment, model: str, eval_set: str, class_index: int,
@@ -301,7 +313,7 @@ def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndar
 
     Belongs in pipeline/metrics.py (NumPy only). Scores are sorted once; each resample only re-weights
     samples by how often their group was drawn, so a resample costs O(n) cumulative sums, not a sort.
-    Also returns the percentile intervals of ROC AUC and average precision.
+    Returns {"roc": (fpr_grid, lo, hi), "pr": (recall_grid, lo, hi)}, or None values when undefined.
     """
     y_bool = np.asarray(y_bool, dtype=bool)
     score = np.asarray(score, dtype=np.float64)
@@ -309,7 +321,7 @@ def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndar
         raise ValueError(f"Invalid value for arguments `y_bool`, `score`, `groups`. Expected equal shapes. "
                          f"Received: {y_bool.shape}, {score.shape}, {np.shape(groups)}")
     grid = np.linspace(0.0, 1.0, grid_points)
-    empty = {"roc": None, "pr": None, "roc_auc_ci": None, "ap_ci": None}
+    empty: dict[str, Any] = {"roc": None, "pr": None}
     if score.size == 0 or y_bool.all() or not y_bool.any():
         return empty
     order = np.argsort(-score, kind="mergesort")
@@ -318,7 +330,7 @@ def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndar
     n_groups = int(codes.max()) + 1
     last = np.r_[np.flatnonzero(np.diff(score[order])), score.size - 1]  # last index of each distinct score
     rng = np.random.default_rng(seed)
-    rocs, prs, aucs, aps = [], [], [], []
+    rocs, prs = [], []
     for _ in range(int(n_boot)):
         w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes].astype(np.float64)
         tp = np.cumsum(w * pos)[last]
@@ -333,23 +345,27 @@ def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndar
         # Precision at the first operating point reaching each recall level.
         k = np.minimum(np.searchsorted(recall, grid, side="left"), recall.size - 1)
         prs.append(precision[k])
-        aucs.append(np.trapezoid(tpr, fpr))
-        aps.append(np.sum(np.diff(np.r_[0.0, recall]) * precision))
     if not rocs:
         return empty
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     roc_lo, roc_hi = np.percentile(np.array(rocs), q, axis=0)
     pr_lo, pr_hi = np.percentile(np.array(prs), q, axis=0)
-    return {"roc": (grid, roc_lo, roc_hi), "pr": (grid, pr_lo, pr_hi),
-            "roc_auc_ci": tuple(float(v) for v in np.percentile(aucs, q)),
-            "ap_ci": tuple(float(v) for v in np.percentile(aps, q))}
+    return {"roc": (grid, roc_lo, roc_hi), "pr": (grid, pr_lo, pr_hi)}
 
 
 @st.cache_data(show_spinner="Bootstrapping curve bands…", max_entries=256)
 def _curve_bands(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
                  n_boot: int, seed: int, _exp: art.Experiment) -> dict[str, Any]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    return bootstrap_curve_bands(md.y == class_index, md.P[:, class_index], md.groups, n_boot=n_boot, seed=seed)
+    y_bool, score = md.y == class_index, md.P[:, class_index]
+    out = bootstrap_curve_bands(y_bool, score, md.groups, n_boot=n_boot, seed=seed)
+    out["roc_auc_ci"] = out["ap_ci"] = None
+    if out["roc"] is not None:
+        # Class-vs-rest as a two-column problem, so the intervals come from metrics.py's bootstrap.
+        ci = mt.bootstrap_all(y_bool.astype(np.int64), np.column_stack([1.0 - score, score]), md.groups,
+                              metrics=["roc_auc", "pr_auc"], n_boot=n_boot, seed=seed, pos_index=1)
+        out["roc_auc_ci"], out["ap_ci"] = ci["roc_auc"][1:], ci["pr_auc"][1:]
+    return out
 
 
 def get_curve_bands(exp: art.Experiment, model: str, eval_set: str, class_index: int, n_boot: int = 200,

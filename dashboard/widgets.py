@@ -121,6 +121,11 @@ def clicked_point(event: Any) -> list[Any] | None:
     if not points:
         return None
     custom = points[0].get("customdata")
+    if isinstance(custom, dict):  # a typed-array row arrives as {"0": v0, "1": v1, ...}
+        try:
+            return [custom[k] for k in sorted(custom, key=int)]
+        except ValueError:
+            return None
     return list(custom) if isinstance(custom, (list, tuple)) else None
 
 

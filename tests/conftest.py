@@ -49,3 +49,73 @@ def artifacts_env(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("MEDCOMPARE_ARTIFACTS", str(root))
         return root
     return _set
+
+
+# ---------------------------------------------------------------- AppTest helpers
+
+PAGE_FILES = {
+    "overview": "app_pages/overview.py",
+    "curves": "app_pages/curves.py",
+    "confusion": "app_pages/confusion.py",
+    "thresholds": "app_pages/thresholds.py",
+    "calibration": "app_pages/calibration.py",
+    "training": "app_pages/training.py",
+    "eval_sets": "app_pages/eval_sets.py",
+}
+
+
+def open_app(exp: str | None = None, page: str | None = None, **query: str):
+    """Run the app once (optionally with ?exp=...), then switch to `page` and run again."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
+    if exp:
+        at.query_params["exp"] = exp
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(PAGE_FILES[page]).run()
+    return at
+
+
+def no_exceptions(at) -> None:
+    """Fail with the exception text when the script raised."""
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def plotly_specs(at) -> list[dict]:
+    """The figure JSON of every st.plotly_chart on the page, with the element id under '_id'."""
+    out = []
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        spec["_id"] = el.proto.id
+        out.append(spec)
+    return out
+
+
+def click_chart(at, key: str, point: dict):
+    """Send a plotly point selection for the chart whose key is `key`, the way the browser does, and rerun."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+    charts = [el for el in at.get("plotly_chart") if el.proto.id.endswith(f"-{key}")]
+    assert charts, f"no plotly chart with key {key!r}"
+    states = WidgetStates()
+    states.CopyFrom(at._tree.get_widget_states())
+    ws = states.widgets.add()
+    ws.id = charts[0].proto.id
+    ws.string_value = json.dumps({"selection": {"points": [point], "point_indices": [point.get("point_index", 0)],
+                                                "box": [], "lasso": []}})
+    return at._run(states)
+
+
+def truth(root: Path, exp: str, model: str, eval_set: str = "test"):
+    """(y, P, groups) read straight from the Parquet files with pandas, independent of the dashboard code."""
+    import numpy as np
+    import pandas as pd
+
+    samples = pd.read_parquet(root / exp / "samples.parquet")
+    preds = pd.read_parquet(root / exp / "models" / model / "predictions.parquet")
+    preds = preds[preds["eval_set"] == eval_set].merge(samples[["sample_id", "label", "group"]], on="sample_id")
+    pcols = sorted((c for c in preds.columns if c.startswith("prob_")), key=lambda c: int(c.split("_")[1]))
+    return preds["label"].to_numpy(), preds[pcols].to_numpy(np.float64), preds["group"].to_numpy()

@@ -18,14 +18,23 @@ with c2:
     strategy = st.radio("Binning", ["uniform", "quantile"], horizontal=True, key="cal_strategy",
                         help="Uniform: equal-width probability bins. Quantile: equal number of samples per bin.")
 
+target = "class"
+if not sel.binary:
+    target = st.radio("Calibration of", ["class", "top label"], horizontal=True, key="cal_target",
+                      format_func=lambda t: f"{sel.class_name} vs rest" if t == "class" else
+                      "top label (confidence of the predicted class)")
 data = widgets.model_data_ui(sel)
-results = {m: da.get_calibration(sel.exp, m, sel.eval_set, sel.class_index, n_bins=n_bins, strategy=strategy)
+class_index = sel.class_index if target == "class" else None
+results = {m: da.get_calibration(sel.exp, m, sel.eval_set, class_index, n_bins=n_bins, strategy=strategy)
            for m in data}
 if results:
     st.dataframe([{"model": m, "ECE": r["ece"], "Brier score": r["brier"]} for m, r in results.items()],
                  width="stretch", key="cal_table")
-    st.caption("Lower is better for both. ECE: sample-weighted gap between confidence and frequency over the bins "
-               "shown; Brier: mean squared error of the probability.")
+    st.caption(f"Lower is better for both. ECE: sample-weighted gap between predicted probability and observed "
+               f"frequency over {n_bins} equal-width bins; Brier: mean squared error of the probability"
+               + (" (multiclass: squared distance to the one-hot label)." if class_index is None else "."))
+    if class_index is None and strategy == "quantile":
+        st.caption("Top-label reliability uses equal-width bins.")
     left, right = st.columns(2)
     with left:
         st.plotly_chart(charts.reliability_figure({m: r["reliability"] for m, r in results.items()},

@@ -34,6 +34,10 @@ if view == "one-vs-rest":
     for model, md in data.items():
         cur = da.get_curves(sel.exp, model, sel.eval_set, ci)
         prevalence = cur["prevalence"]
+        if cur["roc"] is None:
+            st.warning(f"**{model}**: the evaluation set has no {'positive' if cur['pr'] is None else 'negative'} "
+                       f"samples for class {sel.class_name}, so its ROC curve is undefined.")
+            continue
         band_roc = band_pr = None
         area_ci = ap_ci = None
         if show_band:
@@ -62,7 +66,7 @@ elif view in ("micro-average", "macro-average"):
     curves = []
     for model in data:
         avg = da.get_average_curves(sel.exp, model, sel.eval_set)[kind]
-        curves.append(charts.Curve(model, avg["fpr"], avg["tpr"], avg.get("thresholds"), area=avg["auc"],
+        curves.append(charts.Curve(model, avg["fpr"], avg["tpr"], avg["thresholds"], area=avg["roc_auc"],
                                    color=sel.colors.get(model)))
     st.caption(f"{kind.title()}-averaged one-vs-rest ROC over {len(sel.exp.class_names)} classes.")
     st.plotly_chart(charts.curve_figure(curves, "roc", title=f"ROC, {kind}-average"), width="stretch",
@@ -74,7 +78,8 @@ else:
         curves = []
         for k, name in enumerate(sel.exp.class_names):
             cur = da.get_curves(sel.exp, model, sel.eval_set, k)
-            curves.append(charts.Curve(name, *cur["roc"], area=cur["roc_auc"]))
+            if cur["roc"] is not None:
+                curves.append(charts.Curve(name, *cur["roc"], area=cur["roc_auc"]))
         with cols[i % len(cols)]:
             st.plotly_chart(charts.curve_figure(curves, "roc", title=model, height=420), width="stretch",
                             key=f"per_class_{model}")
@@ -86,6 +91,6 @@ if data and view in ("one-vs-rest", "micro-average", "macro-average"):
         row = {"model": model, f"ROC AUC ({sel.class_name})": cur["roc_auc"], f"AP ({sel.class_name})": cur["ap"]}
         if not sel.binary:
             avg = da.get_average_curves(sel.exp, model, sel.eval_set)
-            row["micro ROC AUC"], row["macro ROC AUC"] = avg["micro"]["auc"], avg["macro"]["auc"]
+            row["micro ROC AUC"], row["macro ROC AUC"] = avg["micro"]["roc_auc"], avg["macro"]["roc_auc"]
         rows.append(row)
     st.dataframe(rows, width="stretch", key="curves_table")

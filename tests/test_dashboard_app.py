@@ -1,0 +1,129 @@
+"""AppTest smoke tests of the whole dashboard: every page on binary, 7-class and one-model experiments,
+empty and malformed artifacts, the URL state, and no TensorFlow import."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import APP_PATH, PAGE_FILES, REPO_ROOT, no_exceptions, open_app
+
+PAGE_TITLES = {
+    "overview": "Overview", "curves": "ROC & precision-recall curves", "confusion": "Confusion matrices",
+    "thresholds": "Threshold tuning", "calibration": "Calibration", "training": "Training",
+    "eval_sets": "Evaluation sets",
+}
+
+
+@pytest.mark.parametrize("exp", ["binary", "multi7", "single"])
+def test_every_page_renders(fake_root, artifacts_env, exp):
+    artifacts_env(fake_root)
+    at = open_app(exp)
+    no_exceptions(at)
+    for page, title in PAGE_TITLES.items():
+        at.switch_page(PAGE_FILES[page]).run()
+        no_exceptions(at)
+        assert [t.value for t in at.title] == [title], page
+        assert not at.error, (page, [e.value for e in at.error])
+        assert at.get("plotly_chart") or at.dataframe, f"{page} drew nothing"
+
+
+def test_sidebar_lists_experiments_models_and_eval_sets(fake_root, artifacts_env):
+    artifacts_env(fake_root)
+    at = open_app("binary")
+    assert at.selectbox(key="exp").options == ["binary", "multi7", "single"]
+    assert at.multiselect(key="models").value == ["EfficientNetB0", "MobileNetV2", "ResNet50"]
+    assert at.selectbox(key="eval_set").options == ["test", "uncropped"]
+    assert not [s for s in at.selectbox if s.key == "cls"]  # binary: no class picker
+    at.selectbox(key="exp").set_value("multi7").run()
+    assert at.multiselect(key="models").value == ["MobileNetV2", "ResNet50"]
+    assert at.selectbox(key="cls").options == [f"class_{i}" for i in range(7)]
+    assert at.query_params["exp"] == "multi7"
+
+
+def test_empty_artifacts_folder_explains_how_to_build(tmp_path, artifacts_env):
+    artifacts_env(tmp_path / "nothing-here")
+    at = open_app()
+    no_exceptions(at)
+    text = " ".join(i.value for i in at.info)
+    assert "No experiments found" in text and "make run" in text and "python -m pipeline demo" in text
+
+
+def test_bad_experiment_json_is_reported_and_others_still_work(broken_root, artifacts_env):
+    artifacts_env(broken_root)
+    at = open_app("bad_json")
+    no_exceptions(at)
+    assert any("experiment.json" in e.value and "not valid JSON" in e.value for e in at.error)
+    at.selectbox(key="exp").set_value("good").run()
+    no_exceptions(at)
+    assert not at.error and at.dataframe
+
+
+@pytest.mark.parametrize("page", list(PAGE_FILES))
+def test_a_broken_model_is_reported_and_the_others_shown(broken_root, artifacts_env, page):
+    artifacts_env(broken_root)
+    at = open_app("bad_model", page)
+    no_exceptions(at)
+    errors = " ".join(e.value for e in at.error)
+    if page == "training":
+        assert "history.csv" in errors and "EfficientNetB0" in errors
+    else:
+        assert "ResNet50" in errors and "predictions.parquet" in errors and "truncated" in errors
+    assert at.get("plotly_chart") or at.dataframe  # MobileNetV2 (and EfficientNetB0) still drawn
+
+
+def test_bad_config_values_leave_resource_cells_empty(broken_root, artifacts_env):
+    artifacts_env(broken_root)
+    at = open_app("bad_model", "overview")
+    table = at.dataframe[0].value
+    assert set(table.index) == {"EfficientNetB0", "MobileNetV2"}
+    assert table.loc["EfficientNetB0", "Params (M)"] != table.loc["EfficientNetB0", "Params (M)"]  # NaN
+    assert table.loc["MobileNetV2", "Params (M)"] == pytest.approx(1.0)
+
+
+def test_url_query_parameters_restore_the_view(fake_root, artifacts_env):
+    artifacts_env(fake_root)
+    at = open_app("multi7", models="ResNet50", cls="class_3", thr="ResNet50@3:0.25", page="thresholds",
+                  eval="test")
+    no_exceptions(at)
+    assert [t.value for t in at.title] == ["Threshold tuning"]
+    assert at.multiselect(key="models").value == ["ResNet50"]
+    assert at.selectbox(key="cls").value == "class_3"
+    assert at.slider[0].value == pytest.approx(0.25)
+    qp = at.query_params
+    assert qp["exp"] == "multi7" and qp["models"] == "ResNet50" and qp["cls"] == "class_3"
+    assert qp["thr"] == "ResNet50@3:0.25" and qp["page"] == "thresholds"
+
+
+def test_unknown_url_values_fall_back_to_defaults(fake_root, artifacts_env):
+    artifacts_env(fake_root)
+    at = open_app("no-such-exp", models="Nope", eval="nope", thr="garbage,:x,A:7")
+    no_exceptions(at)
+    assert at.selectbox(key="exp").value == "binary"
+    assert at.multiselect(key="models").value == ["EfficientNetB0", "MobileNetV2", "ResNet50"]
+    assert at.selectbox(key="eval_set").value == "test"
+
+
+def test_pages_never_import_tensorflow(fake_root):
+    """Run every page in a fresh interpreter (another test may have imported TF here) and check sys.modules."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(APP_PATH)!r}, default_timeout=120)
+        at.query_params["exp"] = "binary"
+        at.run()
+        for page in {sorted(PAGE_FILES.values())!r}:
+            at.switch_page(page).run()
+            assert not at.exception, [e.value for e in at.exception]
+        at.selectbox(key="exp").set_value("multi7").run()
+        assert not at.exception
+        print("TF_LOADED", [m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules])
+    """)
+    env = {**os.environ, "MEDCOMPARE_ARTIFACTS": str(fake_root)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "TF_LOADED []" in out.stdout, out.stdout

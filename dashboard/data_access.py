@@ -339,8 +339,9 @@ def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndar
         if n_pos <= 0 or n_neg <= 0:
             continue
         tpr, fpr = np.r_[0.0, tp / n_pos], np.r_[0.0, fp / n_neg]
-        precision = tp / np.maximum(tp + fp, 1e-12)
-        recall = tp / n_pos
+        # Start at (recall 0, precision 1), scikit-learn's end point; zero-weight leading points never match.
+        precision = np.r_[1.0, tp / np.maximum(tp + fp, 1e-12)]
+        recall = np.r_[0.0, tp / n_pos]
         rocs.append(np.interp(grid, fpr, tpr))
         # Precision at the first operating point reaching each recall level.
         k = np.minimum(np.searchsorted(recall, grid, side="left"), recall.size - 1)

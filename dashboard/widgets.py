@@ -175,6 +175,6 @@ def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.
                    f"p({names[p]})={md.P[row, p]:.3f}")
         with cols[i % columns]:
             if img is not None:
-                st.image(img, caption=caption, width="stretch")
+                st.image(img, caption=caption, width="stretch", output_format="PNG")
             else:
                 st.caption(f"(no thumbnail)\n{caption}")

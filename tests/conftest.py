@@ -119,3 +119,18 @@ def truth(root: Path, exp: str, model: str, eval_set: str = "test"):
     preds = preds[preds["eval_set"] == eval_set].merge(samples[["sample_id", "label", "group"]], on="sample_id")
     pcols = sorted((c for c in preds.columns if c.startswith("prob_")), key=lambda c: int(c.split("_")[1]))
     return preds["label"].to_numpy(), preds[pcols].to_numpy(np.float64), preds["group"].to_numpy()
+
+
+def plotly_array(value):
+    """A Plotly JSON array as NumPy: plain lists, or typed arrays {"dtype", "bdata"[, "shape"]}."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            arr = arr.reshape([int(s) for s in str(shape).split(",")])
+        return arr
+    return np.asarray(value)

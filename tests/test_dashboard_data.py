@@ -1,0 +1,144 @@
+"""data_access and state helpers outside the app: alignment, cache invalidation, cell selection, bands, URL codec."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from dashboard import data_access as da
+from dashboard import state
+from pipeline import artifacts as art
+from pipeline.fake import make_fake_experiment
+from tests.conftest import truth
+
+
+def test_artifacts_root_env_override(monkeypatch, tmp_path):
+    monkeypatch.setenv(da.ARTIFACTS_ENV, str(tmp_path))
+    assert da.artifacts_root() == tmp_path.resolve()
+    monkeypatch.delenv(da.ARTIFACTS_ENV)
+    assert da.artifacts_root() == da.REPO_ROOT / "artifacts"
+
+
+def test_model_data_is_aligned_and_read_only(fake_root):
+    exp = da.get_experiment("binary", fake_root)
+    md = da.get_model_data(exp, "ResNet50", "uncropped")
+    y, P, _ = truth(fake_root, "binary", "ResNet50", "uncropped")
+    assert md.n == len(y) == 300
+    assert all(s.startswith("uncropped-") for s in md.sample_ids)
+    samples = exp.samples.set_index("sample_id")
+    np.testing.assert_array_equal(md.y, samples.loc[list(md.sample_ids), "label"].to_numpy())
+    assert md.P.shape == (300, 2) and not md.P.flags.writeable and not md.y.flags.writeable
+    assert skm.roc_auc_score(md.y, md.P[:, 1]) == pytest.approx(skm.roc_auc_score(y, P[:, 1]))
+
+
+def test_rebuilt_predictions_are_reread(tmp_path):
+    exp_dir = make_fake_experiment(tmp_path, "e", n_samples=50, n_models=1, seed=3)
+    exp = da.get_experiment("e", tmp_path)
+    before = da.get_model_data(exp, "MobileNetV2", "test").P.copy()
+    path = exp_dir / "models" / "MobileNetV2" / "predictions.parquet"
+    preds = pd.read_parquet(path)
+    preds[["prob_0", "prob_1"]] = preds[["prob_1", "prob_0"]].to_numpy()
+    art.atomic_write_parquet(path, preds)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # mtime always moves
+    after = da.get_model_data(da.get_experiment("e", tmp_path), "MobileNetV2", "test").P
+    np.testing.assert_allclose(after[:, 0], before[:, 1])
+
+
+def test_cell_indices_select_exactly_the_cell_most_confident_first():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    pred = np.array([1, 0, 1, 0, 1, 1])
+    conf = np.array([0.6, 0.9, 0.7, 0.8, 0.95, 0.99])
+    np.testing.assert_array_equal(da.cell_indices(y, pred, 0, 1, confidence=conf), [4, 0])
+    np.testing.assert_array_equal(da.cell_indices(y, pred, 1, 1), [2, 5])
+    assert da.cell_indices(y, pred, 1, 0).tolist() == [3]
+
+
+def test_curve_bands_one_resample_equals_explicit_resampling():
+    rng = np.random.default_rng(0)
+    n = 400
+    groups = rng.integers(0, 80, n)
+    y = rng.random(n) < 0.3
+    score = np.round(np.clip(y * 0.3 + rng.random(n) * 0.7, 0, 1), 2)  # ties on purpose
+    bands = da.bootstrap_curve_bands(y, score, groups, n_boot=1, seed=5, grid_points=21)
+    # Redo the same draw explicitly: the groups drawn with replacement, samples repeated.
+    codes = np.unique(groups, return_inverse=True)[1]
+    order = np.argsort(-score, kind="mergesort")
+    drawn = np.random.default_rng(5).integers(0, codes.max() + 1, codes.max() + 1)
+    idx = np.concatenate([np.flatnonzero(codes == g) for g in drawn])
+    fpr, tpr, _ = skm.roc_curve(y[idx], score[idx], drop_intermediate=False)
+    grid = np.linspace(0, 1, 21)
+    np.testing.assert_allclose(bands["roc"][1], np.interp(grid, fpr, tpr), atol=1e-12)
+    prec, rec, _ = skm.precision_recall_curve(y[idx], score[idx])
+    # precision at the first operating point whose recall reaches each grid level
+    rec_a, prec_a = rec[::-1][1:], prec[::-1][1:]
+    k = np.minimum(np.searchsorted(rec_a, grid, side="left"), rec_a.size - 1)
+    np.testing.assert_allclose(bands["pr"][1], prec_a[k], atol=1e-12)
+    assert order.size == n
+
+
+def test_curve_bands_cover_the_curve_and_handle_one_class():
+    rng = np.random.default_rng(1)
+    y = rng.random(600) < 0.4
+    score = np.clip(y * 0.35 + rng.random(600) * 0.65, 0, 1)
+    groups = np.arange(600) // 3
+    bands = da.bootstrap_curve_bands(y, score, groups, n_boot=200, seed=0)
+    grid, lo, hi = bands["roc"]
+    fpr, tpr, _ = skm.roc_curve(y, score)
+    mid = np.interp(grid, fpr, tpr)
+    assert (lo <= hi).all() and np.mean((lo <= mid + 1e-9) & (mid <= hi + 1e-9)) > 0.95
+    assert da.bootstrap_curve_bands(np.ones(5, bool), np.arange(5.0), np.arange(5))["roc"] is None
+    with pytest.raises(ValueError, match="Expected equal shapes"):
+        da.bootstrap_curve_bands(y, score[:-1], groups)
+
+
+def test_threshold_helpers_and_summary_match_sklearn(fake_root):
+    exp = da.get_experiment("single", fake_root)
+    y, P, _ = truth(fake_root, "single", "MobileNetV2")
+    m = da.metrics_at_threshold(exp, "MobileNetV2", "test", 1, 0.4)
+    assert m["sensitivity"] == pytest.approx(skm.recall_score(y, P[:, 1] >= 0.4))
+    t = da.threshold_for_sensitivity(exp, "MobileNetV2", "test", 1, 0.9)
+    assert skm.recall_score(y, P[:, 1] >= t) >= 0.9
+    s = da.get_summary(exp, "MobileNetV2", "test", 0.5)
+    assert s["roc_auc"] == pytest.approx(skm.roc_auc_score(y, P[:, 1]))
+    assert s["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, P[:, 1] >= 0.5))
+
+
+def test_curves_are_downsampled(tmp_path):
+    make_fake_experiment(tmp_path, "many", n_samples=6000, n_models=1, seed=2, thumbnails=False)
+    exp = da.get_experiment("many", tmp_path)
+    cur = da.get_curves(exp, "MobileNetV2", "test", 1, max_points=500)
+    assert len(cur["roc"][0]) <= 501 and len(cur["pr"][0]) <= 501
+    assert np.isfinite(cur["roc"][2]).all() and cur["roc"][2].max() <= 1.0
+
+
+def test_leaderboard_frame_reads_config_numbers():
+    frame = da.leaderboard_frame({"A": {"roc_auc": (0.9, 0.8, 0.95)}},
+                                 {"A": {"params": 1_000_000, "model_bytes": "big", "train_seconds": True}})
+    assert frame.loc["A", "roc_auc"] == 0.9 and frame.loc["A", "roc_auc_lo"] == 0.8
+    assert frame.loc["A", "params"] == 1e6
+    assert np.isnan(frame.loc["A", "model_bytes"]) and np.isnan(frame.loc["A", "train_seconds"])
+    assert np.isnan(frame.loc["A", "accuracy"])
+
+
+def test_dataset_summary(fake_root):
+    exp = da.get_experiment("binary", fake_root)
+    counts, per_set = da.dataset_summary(exp)
+    assert list(counts.index) == ["eval", "test"]
+    assert counts["total"].sum() == 600
+    assert per_set.loc["uncropped", "samples"] == 300
+
+
+@pytest.mark.parametrize("thresholds", [{}, {"A": 0.3}, {"A": 0.25, "B@3": 0.125, "C": 0.5}])
+def test_threshold_url_codec_round_trip(thresholds):
+    encoded = state.encode_thresholds(thresholds)
+    assert "C:" not in encoded  # the default is left out of the link
+    expected = {k: v for k, v in thresholds.items() if v != state.DEFAULT_THRESHOLD}
+    assert state.decode_thresholds(encoded) == expected
+
+
+def test_threshold_url_decoder_drops_bad_entries():
+    assert state.decode_thresholds("A:0.2,B:nan,C:1.5,:0.3,D,E:x,F@2:1") == {"A": 0.2, "F@2": 1.0}

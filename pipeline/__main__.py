@@ -1,0 +1,143 @@
+"""Command line: python -m pipeline {demo,ingest,run,train,predict,validate} ..."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the progress bars
+
+DEMO_CONFIGS = ("configs/demo-histology.toml", "configs/demo-lesions.toml")
+DEMO_DATA = Path(".cache/demo-data")
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.experiment import prepare_samples
+
+    cfg = load_config(args.config)
+    samples, class_names, info = prepare_samples(cfg)
+    print(f"classes: {class_names}; fingerprint {info['fingerprint']}")
+    table = samples.groupby(["split", "label_name"] if "label_name" in samples else ["split", "label"]).size().unstack(fill_value=0)
+    table["groups"] = samples.groupby("split")["group"].nunique()
+    print(table.to_string())
+    if args.out:
+        samples.to_csv(args.out, index=False)
+        print(f"sample table written to {args.out}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config, with_overrides
+    from pipeline.experiment import run_experiment
+
+    cfg = load_config(args.config)
+    cfg = with_overrides(cfg, backbones=args.backbones.split(",") if args.backbones else None,
+                         epochs=args.epochs, weights=args.weights)
+    if args.output:
+        from dataclasses import replace
+        cfg = replace(cfg, output=Path(args.output))
+    start = time.perf_counter()
+    exp_dir = run_experiment(cfg, force=args.force)
+    print(f"done in {time.perf_counter() - start:.0f}s: {exp_dir}")
+    return _print_summary(exp_dir)
+
+
+def _print_summary(exp_dir: Path) -> int:
+    from pipeline import artifacts as art
+    from pipeline.metrics import classification_summary
+
+    exp = art.load_experiment(exp_dir)
+    rows = []
+    for model in exp.models:
+        preds = art.read_predictions(exp, model)
+        merged = preds.merge(exp.samples[["sample_id", "label"]], on="sample_id")
+        for es, part in merged.groupby("eval_set"):
+            P = part[art.prob_columns(len(exp.class_names))].to_numpy()
+            s = classification_summary(part["label"].to_numpy(), P, pos_index=exp.positive_index)
+            rows.append(f"  {model:<16} {es:<12} n={len(part):<5} AUC={s['roc_auc']:.3f}  "
+                        f"balanced acc={s['balanced_accuracy']:.3f}")
+    print("\n".join(rows))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipeline.config import load_config
+    from pipeline.experiment import run_experiment
+    from pipeline.synthetic import make_demo_sources
+
+    start = time.perf_counter()
+    sources = make_demo_sources(Path(args.data))
+    print(f"demo images ready in {time.perf_counter() - start:.1f}s: {', '.join(map(str, sources.values()))}")
+    for path in DEMO_CONFIGS:
+        cfg = load_config(path)
+        if args.output:
+            cfg = replace(cfg, output=Path(args.output))
+        run_experiment(cfg, force=args.force)
+        _print_summary(cfg.experiment_dir)
+    print(f"demo built in {time.perf_counter() - start:.0f}s")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.artifacts import list_experiments, validate_experiment
+
+    target = Path(args.path)
+    dirs = [target] if (target / "experiment.json").exists() or not target.is_dir() else \
+        [target / n for n in list_experiments(target)] or [target]
+    worst = 0
+    for d in dirs:
+        problems = validate_experiment(d)
+        errors = [p for p in problems if p.severity == "error"]
+        print(f"{d}: {'OK' if not problems else f'{len(errors)} error(s), {len(problems) - len(errors)} warning(s)'}")
+        for p in problems:
+            print(f"  {p}")
+        worst = max(worst, 1 if errors else 0)
+    return worst
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="generate the synthetic demo data and build its experiments")
+    p.add_argument("--data", default=str(DEMO_DATA), help="where to write the synthetic images")
+    p.add_argument("--output", help="artifacts root (default: from the configs, artifacts/)")
+    p.add_argument("--force", action="store_true", help="rebuild even when complete")
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("ingest", help="ingest and split a data set; print the split summary")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", help="also write the sample table as CSV here")
+    p.set_defaults(func=_cmd_ingest)
+    for name, help_text in (("run", "ingest -> train -> predict every backbone in the config"),
+                            ("train", "same as run: train and predict the backbones not yet complete")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", required=True)
+        p.add_argument("--backbones", help="comma-separated list overriding [train].backbones")
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--weights", help="imagenet | none | path to a weights file")
+        p.add_argument("--output", help="artifacts root")
+        p.add_argument("--force", action="store_true", help="delete the experiment folder and rebuild")
+        p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("validate", help="check an experiment folder (or every one under a root)")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

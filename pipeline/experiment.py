@@ -1,0 +1,234 @@
+"""Orchestration: ingest -> split -> write the sample table -> train and predict each backbone -> artifacts.
+
+Each step is a small named function usable on its own; `run_experiment` chains them. A model is
+complete only once its config.json is written (last, atomically), so an interrupted run resumes by
+redoing only the unfinished models.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from pipeline import artifacts as art
+from pipeline.config import EvalSetConfig, ExperimentConfig
+from pipeline.datasets import check_no_leakage, dataset_fingerprint, ingest, skipped_report, split_samples
+
+Log = Callable[[str], None]
+
+
+def _ingest_options(layout: str, options: dict[str, Any]) -> dict[str, Any]:
+    return dict(options)
+
+
+def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """Ingest the data set and extra eval sets into one sample table with grouped, stratified splits."""
+    ds = cfg.dataset
+    result = ingest(ds.layout, ds.root, **_ingest_options(ds.layout, ds.options))
+    log(skipped_report(result))
+    class_names = list(result.class_names)
+    samples = split_samples(result.samples, seed=cfg.split.seed, fractions=cfg.split.fractions)
+    check_no_leakage(samples)
+    policy = samples.attrs.get("split_policy", "grouped-stratified")
+    samples["eval_set"] = samples["split"].where(samples["split"].isin(["val", "test"]), None)
+    frames = [samples]
+    eval_reports = {}
+    for ev in cfg.eval_sets:
+        extra, report = _prepare_eval_set(ev, class_names)
+        frames.append(extra)
+        eval_reports[ev.name] = report
+        log(f"eval set {ev.name!r}: {report}")
+    table = pd.concat(frames, ignore_index=True)
+    if table["sample_id"].duplicated().any():
+        raise ValueError("sample ids collide between the data set and an eval set; rename the eval set")
+    table["label"] = table["label"].astype(np.int64)
+    info = {
+        "layout": ds.layout, "root": str(ds.root), "fingerprint": dataset_fingerprint(table),
+        "n_samples": int(len(table)), "skipped_count": int(len(result.skipped)),
+        "skipped_report": skipped_report(result), "notes": list(result.notes), "eval_set_reports": eval_reports,
+        "split_policy": policy,
+    }
+    return table, class_names, info
+
+
+def _prepare_eval_set(ev: EvalSetConfig, class_names: list[str]) -> tuple[pd.DataFrame, str]:
+    result = ingest(ev.layout, ev.root, **ev.options)
+    unknown = sorted(set(result.class_names) - set(class_names))
+    if unknown:
+        raise ValueError(f"Invalid value for eval set {ev.name!r}. Expected classes among {class_names}. "
+                         f"Received classes {unknown}")
+    df = result.samples.copy()
+    df["label"] = df["label_name"].map({c: i for i, c in enumerate(class_names)}).astype(np.int64)
+    df["sample_id"] = ev.name + "/" + df["sample_id"].astype(str)
+    df["group"] = ev.name + "/" + df["group"].astype(str)
+    df["split"] = "eval"
+    df["eval_set"] = ev.name
+    return df, skipped_report(result)
+
+
+def make_thumbnails(samples: pd.DataFrame, max_side: int = 128) -> pd.DataFrame:
+    """PNG thumbnails (and masks) of every evaluated sample, so galleries work without the raw data."""
+    from pipeline.preprocess import ImageDecodeError, load_image, thumbnail_png
+
+    rows = []
+    for sid, path, mask in zip(samples["sample_id"], samples["path"],
+                               samples["mask_path"] if "mask_path" in samples else [None] * len(samples)):
+        try:
+            png = thumbnail_png(load_image(path).rgb, max_side)
+        except (ImageDecodeError, OSError):
+            png = None
+        mask_png = None
+        if isinstance(mask, str) and mask:
+            try:
+                mask_png = thumbnail_png(load_image(mask).rgb, max_side)
+            except (ImageDecodeError, OSError):
+                mask_png = None
+        rows.append((sid, png, mask_png))
+    return pd.DataFrame(rows, columns=["sample_id", "png", "mask_png"])
+
+
+def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_names: list[str],
+                          info: dict[str, Any], log: Log = print) -> Path:
+    """Write experiment.json, samples.parquet and thumbnails.parquet (reusing them when unchanged)."""
+    exp_dir = cfg.experiment_dir
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = exp_dir / art.EXPERIMENT_FILE
+    if meta_path.exists():
+        try:
+            old = art.read_meta(exp_dir)
+            same = (old.get("dataset", {}).get("fingerprint") == info["fingerprint"]
+                    and old.get("split", {}).get("seed") == cfg.split.seed and old.get("class_names") == class_names)
+        except art.ArtifactError:
+            same = False
+        if same and (exp_dir / art.SAMPLES_FILE).exists() and (exp_dir / art.THUMBNAILS_FILE).exists():
+            log(f"{exp_dir}: data set unchanged, keeping its sample table")
+            return exp_dir
+        if not same and list((exp_dir / art.MODELS_DIR).glob("*/config.json")):
+            raise ValueError(f"{exp_dir} holds models trained on a different data set or split; "
+                             "rerun with --force to rebuild it, or choose another experiment name")
+    positive = cfg.dataset.positive_class
+    if positive is None and len(class_names) == 2:
+        positive = class_names[1]
+    art.write_samples(exp_dir, samples)
+    evaluated = samples[samples["eval_set"].notna()]
+    log(f"thumbnails for {len(evaluated)} evaluated samples")
+    art.write_thumbnails(exp_dir, make_thumbnails(evaluated))
+    counts = samples.groupby(["split", "label"]).size().unstack(fill_value=0)
+    art.write_experiment_meta(exp_dir, {
+        "name": cfg.name, "task": "binary" if len(class_names) == 2 else "multiclass",
+        "class_names": class_names, "positive_class": positive if len(class_names) == 2 else None,
+        "image_size": cfg.dataset.image_size, "dataset": info,
+        "split": {"seed": cfg.split.seed, "policy": info["split_policy"], "fractions": list(cfg.split.fractions),
+                  "counts": {str(s): {class_names[int(k)]: int(v) for k, v in row.items()} for s, row in counts.iterrows()},
+                  "groups": {str(s): int(n) for s, n in samples.groupby("split")["group"].nunique().items()}},
+        "eval_sets": [e for e in pd.unique(samples["eval_set"].dropna())],
+        "config": _config_dict(cfg),
+    })
+    return exp_dir
+
+
+def _config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [clean(v) for v in obj]
+        return str(obj) if isinstance(obj, Path) else obj
+    return clean(asdict(cfg))
+
+
+def model_is_complete(exp_dir: Path, name: str) -> bool:
+    """True when the model's config.json says complete and its predictions file exists."""
+    mdir = art.model_dir(exp_dir, name)
+    try:
+        return art.read_model_config(exp_dir, name).get("status") == "complete" and (mdir / art.PREDICTIONS_FILE).exists()
+    except art.ArtifactError:
+        return False
+
+
+def save_model_atomic(model: Any, path: Path) -> None:
+    """Save a Keras model to `path` via a temporary .keras file and a rename."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame,
+                 images: np.ndarray, ok: np.ndarray, n_classes: int, log: Log = print) -> dict[str, Any]:
+    """Train one backbone, predict every evaluated sample, write its artifacts (config.json last)."""
+    from pipeline.predict import predict_paths
+    from pipeline.train import train_backbone
+
+    mdir = art.model_dir(exp_dir, name)
+    (mdir / art.MODEL_CONFIG_FILE).unlink(missing_ok=True)  # mark incomplete while we work
+    mdir.mkdir(parents=True, exist_ok=True)
+    split = samples["split"].to_numpy()
+    labels = samples["label"].to_numpy()
+    tr = (split == "train") & ok
+    va = (split == "val") & ok
+    if cfg.train.max_train_samples and tr.sum() > cfg.train.max_train_samples:
+        keep = np.flatnonzero(tr)[: cfg.train.max_train_samples]
+        tr = np.zeros_like(tr)
+        tr[keep] = True
+    result = train_backbone(name, (images[tr], labels[tr]), (images[va], labels[va]), n_classes,
+                            cfg.dataset.image_size, cfg.train, verbose=0)
+    evaluated = samples[samples["eval_set"].notna()].reset_index(drop=True)
+    pred = predict_paths(result.model, evaluated["path"].tolist(), cfg.predict.batch_size, cfg.predict.tta)
+    if not pred.ok.all():
+        log(f"{name}: {int((~pred.ok).sum())} evaluated images could not be decoded and have no prediction")
+    keep = pred.ok
+    preds = pd.DataFrame(pred.probs[keep].astype(np.float64), columns=art.prob_columns(n_classes))
+    preds.insert(0, "eval_set", evaluated.loc[keep, "eval_set"].to_numpy())
+    preds.insert(0, "sample_id", evaluated.loc[keep, "sample_id"].to_numpy())
+    model_path = mdir / art.MODEL_FILE
+    save_model_atomic(result.model, model_path)
+    art.atomic_write_csv(mdir / art.HISTORY_FILE, result.history)
+    art.write_predictions(exp_dir, name, preds, n_classes)
+    info = {**result.info, "model_bytes": model_path.stat().st_size,
+            "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
+            "predict_images_per_s": round(pred.images_per_s, 2), "tta": list(getattr(cfg.predict, "tta", []) or [])
+            if not isinstance(cfg.predict.tta, bool) else cfg.predict.tta,
+            "n_predicted": int(keep.sum())}
+    art.write_model_config(exp_dir, name, info)
+    return info
+
+
+def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print, progress: bool = True) -> Path:
+    """Ingest, split, and train + predict every configured backbone not already complete."""
+    from tqdm.auto import tqdm
+
+    from pipeline.tfdata import decode_all
+
+    exp_dir = cfg.experiment_dir
+    if force and exp_dir.exists():
+        shutil.rmtree(exp_dir)
+    samples, class_names, info = prepare_samples(cfg, log)
+    log(f"{cfg.name}: {len(samples)} samples, classes {class_names}; split "
+        + ", ".join(f"{k}={v}" for k, v in samples["split"].value_counts().items()))
+    write_experiment_base(cfg, samples, class_names, info, log)
+    samples = art.read_parquet(exp_dir / art.SAMPLES_FILE)  # the table on disk is the truth on resume
+    todo = [b for b in cfg.train.backbones if not model_is_complete(exp_dir, b)]
+    done = [b for b in cfg.train.backbones if b not in todo]
+    if done:
+        log(f"already complete, skipped: {', '.join(done)}")
+    if not todo:
+        return exp_dir
+    t0 = time.perf_counter()
+    images, ok = decode_all(samples["path"].tolist(), cfg.dataset.image_size)
+    log(f"decoded {len(samples)} images in {time.perf_counter() - t0:.1f}s ({int((~ok).sum())} failed)")
+    bar = tqdm(todo, desc=f"{cfg.name}", unit="model", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        info_m = run_backbone(cfg, exp_dir, name, samples, images, ok, len(class_names), log)
+        log(f"{name}: {info_m['epochs_run']} epochs in {info_m['train_seconds']:.0f}s, "
+            f"{info_m['params'] / 1e6:.2f}M params, {info_m['infer_ms_per_image']:.2f} ms/image")
+    return exp_dir

@@ -1,0 +1,88 @@
+"""Batch inference of a trained classifier over files on disk, with optional test-time augmentation."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+TTA_MODES = ("hflip", "vflip")
+
+
+@dataclass
+class PredictResult:
+    """Class probabilities per input, which inputs decoded, and how long it took."""
+
+    probs: np.ndarray  # (n, K) float32; rows of failed decodes are NaN
+    ok: np.ndarray  # (n,) bool
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput over the whole run, decode included."""
+        return len(self.ok) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def parse_tta(tta: bool | str | Sequence[str]) -> tuple[str, ...]:
+    """Normalise the `tta` option: False -> (), True -> ('hflip',), or a list of modes."""
+    if tta is False or tta is None:
+        return ()
+    if tta is True:
+        return ("hflip",)
+    modes = (tta,) if isinstance(tta, str) else tuple(tta)
+    bad = [m for m in modes if m not in TTA_MODES]
+    if bad:
+        raise ValueError(f"Invalid value for argument `tta`. Expected True/False or modes among {list(TTA_MODES)}. "
+                         f"Received: {bad}")
+    return modes
+
+
+def predict_step(model: Any, tta: Sequence[str] = ()) -> Any:
+    """A compiled function: float32 image batch -> mean softmax over the identity and TTA views."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(x: Any) -> Any:
+        views = [x]
+        if "hflip" in tta:
+            views.append(tf.reverse(x, axis=[2]))
+        if "vflip" in tta:
+            views.append(tf.reverse(x, axis=[1]))
+        outs = [model(v, training=False) for v in views]
+        return tf.add_n(outs) / float(len(outs))
+
+    return step
+
+
+def predict_paths(model: Any, paths: Sequence[str], batch_size: int = 64, tta: bool | Sequence[str] = False) -> PredictResult:
+    """Predict every file in `paths` (decoded in parallel, overlapped with inference via prefetch)."""
+    import tensorflow as tf
+
+    from pipeline.tfdata import AUTOTUNE, image_dataset
+
+    size = int(model.input_shape[1])
+    n_classes = int(model.output_shape[-1])
+    step = predict_step(model, parse_tta(tta))
+    ds = image_dataset(paths, size).batch(batch_size).map(
+        lambda x, ok: (tf.cast(x, tf.float32), ok), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    probs = np.full((len(paths), n_classes), np.nan, np.float32)
+    ok = np.zeros(len(paths), bool)
+    step(tf.zeros((batch_size, size, size, 3), tf.float32))  # trace once, outside the timed loop
+    i = 0
+    start = time.perf_counter()
+    for x, flag in ds:
+        out = step(x).numpy()
+        probs[i:i + len(out)] = out
+        ok[i:i + len(out)] = flag.numpy()
+        i += len(out)
+    seconds = time.perf_counter() - start
+    probs[~ok] = np.nan
+    return PredictResult(probs, ok, seconds)
+
+
+def predict_array(model: Any, images: np.ndarray, batch_size: int = 64, tta: bool | Sequence[str] = False) -> np.ndarray:
+    """Predict an in-memory uint8/float batch of images already at the model's input size."""
+    step = predict_step(model, parse_tta(tta))
+    outs = [step(np.asarray(images[i:i + batch_size], np.float32)).numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, int(model.output_shape[-1])), np.float32)

@@ -82,6 +82,8 @@ __all__ = [
     "reliability_curve",
     "roc_auc",
     "roc_curve",
+    "sweep_average_precision",
+    "sweep_roc_auc",
     "threshold_for_sensitivity",
     "top_label_ece",
     "top_label_reliability",
@@ -430,6 +432,16 @@ def _sweep_ap(sweep: Sweep) -> float:
         raise _invalid("y_true", "at least one positive sample for average precision", "no positives")
     d_tps = np.diff(np.r_[0, sweep.tps])
     return float(np.dot(d_tps, _safe_div(sweep.tps, sweep.tps + sweep.fps)) / sweep.n_pos)
+
+
+def sweep_roc_auc(sweep: Sweep) -> float:
+    """ROC AUC of an existing sweep (no re-sort); equals roc_auc on the same data."""
+    return _sweep_auc(sweep)
+
+
+def sweep_average_precision(sweep: Sweep) -> float:
+    """Average precision of an existing sweep (no re-sort); equals average_precision."""
+    return _sweep_ap(sweep)
 
 
 def roc_auc(y_true: object, score: object, sample_weight: object = None) -> float:

@@ -132,6 +132,8 @@ def test_curves_and_scores_equal_sklearn(seed, decimals):
     np.testing.assert_array_equal(pthr, sk_t)
     assert abs(M.roc_auc(y, s) - skm.roc_auc_score(y, s)) < 1e-10
     assert abs(M.average_precision(y, s) - skm.average_precision_score(y, s)) < 1e-10
+    assert M.sweep_roc_auc(sweep) == M.roc_auc(y, s)
+    assert M.sweep_average_precision(sweep) == M.average_precision(y, s)
 
 
 def test_weighted_scores_equal_sklearn_and_explicit_repeats():

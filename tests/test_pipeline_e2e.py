@@ -1,0 +1,145 @@
+"""End to end on generated data: ingest -> split -> 2-epoch training -> predictions -> valid artifacts,
+then resume after an interrupted model, and the CLI's validate command."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import artifacts as art
+from pipeline.__main__ import main as cli_main
+from pipeline.synthetic import make_histology
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp: Path, data: Path, extra_eval: Path | None = None) -> Path:
+    text = f"""
+[experiment]
+name = "tiny"
+output = "{tmp / 'artifacts'}"
+[dataset]
+layout = "patient_class_folders"
+root = "{data}"
+image_size = 32
+positive_class = "1"
+[split]
+seed = 3
+fractions = [0.6, 0.2, 0.2]
+[train]
+backbones = ["SmallCNN"]
+epochs = 2
+batch_size = 16
+patience = 2
+augment = ["flip"]
+[predict]
+batch_size = 32
+tta = true
+"""
+    if extra_eval:
+        text += f"""
+[[eval_sets]]
+name = "shifted"
+layout = "patient_class_folders"
+root = "{extra_eval}"
+"""
+    path = tmp / "tiny.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from pipeline.config import load_config
+    from pipeline.experiment import run_experiment
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    data = make_histology(tmp / "data", n_patients=12, images_per_patient=4, size=32, seed=5)
+    shifted = make_histology(tmp / "shifted", n_patients=4, images_per_patient=3, size=32, seed=9)
+    (data / "notes.txt").write_text("not an image")
+    (data / "Thumbs.db").write_bytes(b"\x00" * 10)
+    cfg_path = _config(tmp, data, shifted)
+    cfg = load_config(cfg_path)
+    exp_dir = run_experiment(cfg, log=lambda s: None, progress=False)
+    return cfg, cfg_path, exp_dir
+
+
+def test_artifacts_are_complete_and_valid(built):
+    cfg, _, exp_dir = built
+    problems = art.validate_experiment(exp_dir)
+    assert [p for p in problems if p.severity == "error"] == []
+    exp = art.load_experiment(exp_dir)
+    assert exp.models == ["SmallCNN"] and exp.task == "binary" and exp.class_names == ["0", "1"]
+    assert exp.meta["positive_class"] == "1"
+    assert exp.meta["dataset"]["skipped_count"] >= 2  # the .txt and Thumbs.db were reported, not ingested
+    assert "not an image" in exp.meta["dataset"]["skipped_report"] or "system file" in exp.meta["dataset"]["skipped_report"]
+    assert set(exp.eval_sets) == {"test", "val", "shifted"}
+    # grouped split: no patient in two splits
+    s = exp.samples[exp.samples["split"].isin(["train", "val", "test"])]
+    assert s.groupby("group")["split"].nunique().max() == 1
+    preds = art.read_predictions(exp, "SmallCNN")
+    evaluated = exp.samples[exp.samples["eval_set"].notna()]
+    assert len(preds) == len(evaluated)
+    assert np.allclose(preds[["prob_0", "prob_1"]].sum(axis=1), 1, atol=1e-5)
+    history = art.read_history(exp_dir, "SmallCNN")
+    assert len(history) == 2 and {"loss", "val_loss", "accuracy"} <= set(history.columns)
+    mc = art.read_model_config(exp_dir, "SmallCNN")
+    assert mc["status"] == "complete" and mc["epochs_run"] == 2 and mc["params"] > 0
+    assert mc["train_images_per_s"] > 0 and mc["infer_ms_per_image"] > 0 and mc["tta"] is True
+    thumbs = art.read_thumbnails(exp_dir)
+    assert set(evaluated["sample_id"]) <= set(thumbs.index)
+    assert thumbs["mask_png"].notna().all()  # the synthetic masks travel with the thumbnails
+
+
+def test_saved_model_reproduces_predictions(built):
+    import keras
+
+    from pipeline.backbones import preprocess_layer_class
+    from pipeline.predict import predict_paths
+
+    _, _, exp_dir = built
+    preprocess_layer_class()
+    model = keras.saving.load_model(exp_dir / "models" / "SmallCNN" / "model.keras", safe_mode=True)
+    exp = art.load_experiment(exp_dir)
+    preds = art.read_predictions(exp, "SmallCNN").merge(exp.samples[["sample_id", "path"]], on="sample_id")
+    again = predict_paths(model, preds["path"].tolist(), 32, tta=True)
+    assert np.allclose(again.probs, preds[["prob_0", "prob_1"]].to_numpy(), atol=1e-5)
+
+
+def test_resume_redoes_only_unfinished_models(built):
+    from pipeline.experiment import run_experiment
+
+    cfg, _, exp_dir = built
+    cfg_file = exp_dir / "models" / "SmallCNN" / "config.json"
+    before = cfg_file.stat().st_mtime_ns
+    run_experiment(cfg, log=lambda s: None, progress=False)  # complete: nothing retrained
+    assert cfg_file.stat().st_mtime_ns == before
+    cfg_file.unlink()  # as if killed before the model finished
+    assert art.list_models(exp_dir) == []
+    run_experiment(cfg, log=lambda s: None, progress=False)
+    assert art.list_models(exp_dir) == ["SmallCNN"]
+
+
+def test_cli_validate(built, capsys):
+    _, _, exp_dir = built
+    assert cli_main(["validate", str(exp_dir)]) == 0
+    out = capsys.readouterr().out
+    assert ": OK" in out or " 0 error(s)" in out
+    broken = exp_dir.parent / "broken"
+    broken.mkdir()
+    (broken / "experiment.json").write_text(json.dumps({"name": "broken"}))
+    assert cli_main(["validate", str(broken)]) == 1
+    assert "missing key 'task'" in capsys.readouterr().out
+
+
+def test_cli_ingest_subprocess(built):
+    _, cfg_path, _ = built
+    out = subprocess.run([sys.executable, "-m", "pipeline", "ingest", "--config", str(cfg_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "train" in out.stdout and "groups" in out.stdout

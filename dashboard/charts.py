@@ -88,6 +88,7 @@ def curve_figure(curves: Sequence[Curve], kind: str = "roc", title: str = "",
             fig.add_trace(go.Scatter(
                 x=[mx], y=[my], mode="markers", legendgroup=c.label, showlegend=False,
                 marker=dict(color=color, size=13, symbol="circle", line=dict(color="black", width=1.5)),
+                cliponaxis=False,
                 hovertemplate=(f"<b>{c.label}</b> operating point<br>threshold {mt:.4f}<br>"
                                f"{x_name} {mx:.3f}<br>{y_name} {my:.3f}<extra></extra>")))
     if kind == "roc":
@@ -142,7 +143,7 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     dark = (values / vmax).ravel() > 0.55
     names = list(map(str, class_names))
     custom = np.stack([ii, jj, counts.ravel(), np.round(rates.ravel(), 4)], axis=1)
-    px_size = size or max(330, min(560, 70 * k + 150))
+    px_size = size or max(330, min(560, 45 * k + 200))
     font = 14 if k <= 4 else (11 if k <= 8 else 9)
     fig = go.Figure(go.Scatter(
         # Plain lists, not NumPy arrays: the browser then reports a clicked point's customdata as a list.
@@ -160,7 +161,7 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     fig.update_xaxes(title="Predicted", tickvals=list(range(k)), ticktext=names, range=[-0.5, k - 0.5],
                      showgrid=False, zeroline=False, fixedrange=True, tickangle=0 if k <= 4 else -30)
     fig.update_yaxes(title="True", tickvals=list(range(k)), ticktext=names, range=[k - 0.5, -0.5],
-                     showgrid=False, zeroline=False, fixedrange=True, scaleanchor="x", constrain="domain")
+                     showgrid=False, zeroline=False, fixedrange=True)
     return fig
 
 

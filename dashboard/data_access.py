@@ -26,6 +26,7 @@ ARTIFACTS_ENV = "MEDCOMPARE_ARTIFACTS"
 MAX_CURVE_POINTS = 2000
 LEADERBOARD_METRICS: tuple[str, ...] = tuple(mt.LEADERBOARD_METRICS)
 Stamp = tuple
+_AUC_METRICS = ("roc_auc", "pr_auc")
 
 
 @dataclass(frozen=True)
@@ -256,8 +257,14 @@ def _bootstrap(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_
                threshold: float | None, pos_index: int, n_boot: int, seed: int,
                _exp: art.Experiment) -> dict[str, tuple[float, float, float]]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    return mt.bootstrap_all(md.y, md.P, md.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
-                            threshold=threshold, pos_index=pos_index)
+    kwargs = dict(n_boot=n_boot, seed=seed, threshold=threshold, pos_index=pos_index)
+    try:
+        return mt.bootstrap_all(md.y, md.P, md.groups, metrics=LEADERBOARD_METRICS, **kwargs)
+    except ValueError:
+        # AUCs are undefined on a set with one class only; keep the threshold metrics, mark AUCs missing.
+        rest = [m for m in LEADERBOARD_METRICS if m not in _AUC_METRICS]
+        out = mt.bootstrap_all(md.y, md.P, md.groups, metrics=rest, **kwargs)
+        return {**out, **{m: (np.nan, np.nan, np.nan) for m in _AUC_METRICS}}
 
 
 def get_bootstrap(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
@@ -401,7 +408,12 @@ def cell_indices(y: np.ndarray, pred: np.ndarray, true_index: int, pred_index: i
 def _summary(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
              threshold: float | None, pos_index: int, _exp: art.Experiment) -> dict[str, float]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    return mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index)
+    try:
+        return mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index)
+    except ValueError:
+        # One class only: AUCs are undefined, the threshold metrics still mean something.
+        point = _bootstrap(exp_dir, exp_stamp, model, m_stamp, eval_set, threshold, pos_index, 1, 0, _exp)
+        return {m: v[0] for m, v in point.items()}
 
 
 def get_summary(exp: art.Experiment, model: str, eval_set: str, threshold: float | None) -> dict[str, float]:

@@ -16,6 +16,7 @@ from dashboard import state
 from dashboard.charts import model_colors
 from pipeline.artifacts import ArtifactError, Experiment
 
+GALLERY_PAGE_SIZE = 32
 EMPTY_MESSAGE = (
     "**No experiments found** in `{root}`.\n\n"
     "Build the demo artifacts first: run `make run` (or `python -m pipeline demo`) from the repository "
@@ -147,13 +148,14 @@ def pager_ui(n_items: int, page_size: int, key: str) -> tuple[int, int]:
         return 0, n_items
     if st.session_state.get(key, 1) > n_pages:
         st.session_state[key] = 1
-    page = st.number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, step=1, key=key)
+    page = st.columns([1, 4])[0].number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, step=1,
+                                              key=key)
     start = (int(page) - 1) * page_size
     return start, min(start + page_size, n_items)
 
 
 def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.ndarray, key: str,
-               page_size: int = 24, columns: int = 6) -> None:
+               page_size: int = GALLERY_PAGE_SIZE, columns: int = 8) -> None:
     """Paginated thumbnails of `indices` (rows of `md`) with true/predicted class and probability."""
     names = exp.class_names
     if indices.size == 0:

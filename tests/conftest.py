@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipeline.fake import make_fake_experiment
@@ -39,6 +40,11 @@ def broken_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg["params"] = "many"
     cfg_path.write_text(json.dumps(cfg))
     (mixed / "models" / "EfficientNetB0" / "history.csv").write_bytes(b"\x00\x01garbage\n\xff")
+    # A valid experiment whose second evaluation set holds benign samples only (AUCs undefined there).
+    one = make_fake_experiment(root, "one_class", n_samples=120, n_models=2, seed=7, eval_sets=("test", "benign_only"))
+    samples = pd.read_parquet(one / "samples.parquet")
+    samples.loc[samples["eval_set"] == "benign_only", "label"] = 0
+    samples.to_parquet(one / "samples.parquet", index=False)
     return root
 
 

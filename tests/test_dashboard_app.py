@@ -75,6 +75,23 @@ def test_a_broken_model_is_reported_and_the_others_shown(broken_root, artifacts_
     assert at.get("plotly_chart") or at.dataframe  # MobileNetV2 (and EfficientNetB0) still drawn
 
 
+def test_an_evaluation_set_with_one_class_only_still_renders(broken_root, artifacts_env):
+    artifacts_env(broken_root)
+    at = open_app("one_class", eval="benign_only")
+    assert at.selectbox(key="eval_set").value == "benign_only"
+    for page in PAGE_FILES.values():
+        at.switch_page(page).run()
+        no_exceptions(at)
+        assert not at.error, (page, [e.value for e in at.error])
+    at.switch_page(PAGE_FILES["thresholds"]).run()
+    at.button(key="thr_btn_target").click().run()
+    no_exceptions(at)
+    assert any("Cannot pick a threshold" in w.value and "positive" in w.value for w in at.warning)
+    at.switch_page(PAGE_FILES["overview"]).run()
+    table = at.dataframe[0].value
+    assert (table["ROC AUC"] == "—").all() and table["Specificity"].str.match(r"^\d\.\d{3}").all()
+
+
 def test_bad_config_values_leave_resource_cells_empty(broken_root, artifacts_env):
     artifacts_env(broken_root)
     at = open_app("bad_model", "overview")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from dashboard.widgets import GALLERY_PAGE_SIZE
 from tests.conftest import click_chart, no_exceptions, open_app, plotly_array, plotly_specs, truth
 
 
@@ -157,8 +158,8 @@ def test_clicking_a_cell_opens_exactly_its_samples(fake_root, artifacts_env, typ
     cell = preds[(preds["eval_set"] == "test") & (preds["prob_1"] >= 0.5)].merge(samples, on="sample_id")
     cell = cell[cell["label"] == 0].sort_values("prob_1", ascending=False)
     captions = gallery_captions(at)
-    assert len(cell) == fp and len(captions) == min(fp, 24)
-    assert [c.split("\n")[0] for c in captions] == cell["sample_id"].head(24).tolist()
+    assert len(cell) == fp and len(captions) == min(fp, GALLERY_PAGE_SIZE)
+    assert [c.split("\n")[0] for c in captions] == cell["sample_id"].head(GALLERY_PAGE_SIZE).tolist()
     assert all("true benign · pred malignant" in c for c in captions)
     assert captions[0].endswith(f"p(malignant)={cell['prob_1'].iloc[0]:.3f}")
 
@@ -171,13 +172,15 @@ def test_cell_gallery_is_paginated(tmp_path, artifacts_env):
     at = open_app("big", "confusion")
     y, P, _ = truth(tmp_path, "big", "MobileNetV2")
     tn = int(((y == 0) & (P[:, 1] < 0.5)).sum())
-    assert tn > 24
+    size = GALLERY_PAGE_SIZE
+    assert tn > size
     click_chart(at, "cm_chart_MobileNetV2", {"point_index": 0, "customdata": [0, 0, tn, 0.0]})
     pager = at.number_input(key="cm_gallery_page")
-    assert pager.max == -(-tn // 24)
-    assert any(c.value.startswith(f"Samples 1–24 of {tn}") for c in at.caption)
+    assert pager.max == -(-tn // size)
+    assert any(c.value.startswith(f"Samples 1–{size} of {tn}") for c in at.caption)
     pager.set_value(2).run()
-    assert any(c.value.startswith(f"Samples 25–{min(48, tn)} of {tn}") for c in at.caption)
+    assert any(c.value.startswith(f"Samples {size + 1}–{min(2 * size, tn)} of {tn}") for c in at.caption)
+    assert len(gallery_captions(at)) == min(size, tn - size)
 
 
 # ---------------------------------------------------------------- thresholds

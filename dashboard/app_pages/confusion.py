@@ -34,7 +34,7 @@ def _remember(model: str):
 
 models = list(data)
 for start in range(0, len(models), PER_ROW):
-    cols = st.columns(PER_ROW if len(models) > 1 else [2, 1])
+    cols = st.columns(min(PER_ROW, len(models)) if len(models) > 1 else [2, 1])
     for col, model in zip(cols, models[start:start + PER_ROW]):
         md = data[model]
         cm = da.confusion_counts(md.y, preds[model], len(sel.exp.class_names))

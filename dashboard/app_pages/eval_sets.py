@@ -14,13 +14,15 @@ eval_sets = sel.exp.eval_sets
 if len(eval_sets) < 2:
     st.info(f"Experiment **{sel.exp.name}** has one evaluation set (**{eval_sets[0] if eval_sets else '—'}**). "
             "Add evaluation sets in the experiment config (e.g. uncropped test images) to compare here.")
-chosen_sets = st.multiselect("Evaluation sets", eval_sets, default=eval_sets, key="es_sets")
-metric = st.selectbox("Metric for the chart", da.LEADERBOARD_METRICS, key="es_metric",
+c1, c2 = st.columns([2, 1])
+chosen_sets = c1.multiselect("Evaluation sets", eval_sets, default=eval_sets, key="es_sets")
+metric = c2.selectbox("Metric for the chart", da.LEADERBOARD_METRICS, key="es_metric",
                       format_func=lambda m: charts.METRIC_LABELS.get(m, m))
 
 rows = []
+loaded: dict[str, dict] = {}
 for es in chosen_sets:
-    data = widgets.model_data_ui(sel, eval_set=es)
+    data = loaded[es] = widgets.model_data_ui(sel, eval_set=es)
     for model in data:
         s = da.get_summary(sel.exp, model, es, state.decision_threshold(sel, model))
         rows.append({"model": model, "eval set": es, "n": data[model].n,
@@ -34,7 +36,8 @@ if rows:
     if len(chosen_sets) >= 2:
         base = chosen_sets[0]
         for es in chosen_sets[1:]:
-            wide[f"Δ {es} − {base}"] = wide[es] - wide[base]
+            if es in wide.columns and base in wide.columns:
+                wide[f"Δ {es} − {base}"] = wide[es] - wide[base]
     st.markdown(f"**{label}** by evaluation set")
     st.dataframe(wide, width="stretch", key="es_wide")
     st.markdown("**All metrics**")
@@ -44,11 +47,10 @@ if rows:
     model = st.selectbox("Model", sel.models, key="es_model")
     curves = []
     for i, es in enumerate(chosen_sets):
-        try:
-            cur = da.get_curves(sel.exp, model, es, sel.class_index)
-        except Exception as exc:  # noqa: BLE001 - one failing set must not hide the others
-            st.warning(f"{model} on {es}: {exc}")
-            continue
-        curves.append(charts.Curve(es, *cur["roc"], area=cur["roc_auc"], dash=None if i == 0 else "dash"))
+        if model not in loaded[es]:
+            continue  # its problem was reported above
+        cur = da.get_curves(sel.exp, model, es, sel.class_index)
+        if cur["roc"] is not None:
+            curves.append(charts.Curve(es, *cur["roc"], area=cur["roc_auc"], dash=None if i == 0 else "dash"))
     st.plotly_chart(charts.curve_figure(curves, "roc", title=f"{model}: positive class {sel.class_name}"),
                     width="stretch", key="es_roc")

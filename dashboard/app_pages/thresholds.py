@@ -43,11 +43,17 @@ def _on_slider() -> None:
 
 
 def _on_target() -> None:
-    _apply(da.threshold_for_sensitivity(sel.exp, model, sel.eval_set, ci, float(st.session_state["thr_target"])))
+    try:
+        _apply(da.threshold_for_sensitivity(sel.exp, model, sel.eval_set, ci, float(st.session_state["thr_target"])))
+    except ValueError as exc:  # e.g. no positive samples in this evaluation set
+        st.session_state["thr_message"] = f"Cannot pick a threshold for {model}: {exc}"
 
 
 def _on_youden() -> None:
-    _apply(da.youden_threshold(sel.exp, model, sel.eval_set, ci))
+    try:
+        _apply(da.youden_threshold(sel.exp, model, sel.eval_set, ci))
+    except ValueError as exc:
+        st.session_state["thr_message"] = f"Cannot pick a threshold for {model}: {exc}"
 
 
 def _on_reset() -> None:
@@ -60,6 +66,8 @@ b1.button(f"Sensitivity ≥ {target:.2f}", on_click=_on_target, key="thr_btn_tar
 b2.button("Youden's J", on_click=_on_youden, key="thr_btn_youden", width="stretch",
           help="Threshold maximising sensitivity + specificity - 1.")
 b3.button("Reset to 0.5", on_click=_on_reset, key="thr_btn_reset", width="stretch")
+if message := st.session_state.pop("thr_message", None):
+    st.warning(message)
 thr = st.slider("Threshold", min_value=0.0, max_value=1.0, step=0.001, format="%.3f", key=slider_key,
                 on_change=_on_slider)
 state.set_threshold(sel, model, float(thr), ci)
@@ -78,16 +86,17 @@ with left:
     st.plotly_chart(charts.confusion_figure(cm2, [neg_name, sel.class_name], title="At this threshold"),
                     width="stretch", key="thr_cm")
 cur = da.get_curves(sel.exp, model, sel.eval_set, ci)
-with mid:
-    roc = charts.Curve(model, *cur["roc"], area=cur["roc_auc"], marker=(m["fpr"], m["sensitivity"], thr),
-                       color=sel.colors.get(model))
-    st.plotly_chart(charts.curve_figure([roc], "roc", title="Operating point on the ROC", height=380),
-                    width="stretch", key="thr_roc")
-with right:
+if cur["roc"] is None:
+    mid.info(f"No ROC curve: this evaluation set has only one class for {sel.class_name} vs rest.")
+else:
     fpr, tpr, t = cur["roc"]
-    st.plotly_chart(charts.metric_threshold_figure(t, {"sensitivity": tpr, "specificity": 1 - np.asarray(fpr)},
-                                                   current=thr, title="Sensitivity and specificity vs threshold",
-                                                   height=380), width="stretch", key="thr_curve")
+    roc = charts.Curve(model, fpr, tpr, t, area=cur["roc_auc"], marker=(m["fpr"], m["sensitivity"], thr),
+                       color=sel.colors.get(model))
+    mid.plotly_chart(charts.curve_figure([roc], "roc", title="Operating point on the ROC", height=380),
+                     width="stretch", key="thr_roc")
+    right.plotly_chart(charts.metric_threshold_figure(t, {"sensitivity": tpr, "specificity": 1 - np.asarray(fpr)},
+                                                      current=thr, title="Sensitivity and specificity vs threshold",
+                                                      height=380), width="stretch", key="thr_curve")
 
 st.subheader("All selected models at their thresholds")
 rows = []

@@ -25,9 +25,11 @@ if not metrics:
     st.info("No training history for the selected models.")
     st.stop()
 chosen = st.multiselect("Curves", metrics, default=metrics[:2], key="train_metrics")
-for metric in chosen:
-    st.plotly_chart(charts.history_figure(histories, metric, colors=sel.colors), width="stretch",
-                    key=f"train_{metric}")
+cols = st.columns(2)
+for i, metric in enumerate(chosen):
+    with cols[i % 2]:
+        st.plotly_chart(charts.history_figure(histories, metric, colors=sel.colors), width="stretch",
+                        key=f"train_{metric}")
 
 rows = []
 for model, df in histories.items():
@@ -44,4 +46,4 @@ for model, df in histories.items():
     except ArtifactError as exc:
         widgets.artifact_error_ui(exc, f"Model **{model}**")
     rows.append(row)
-st.dataframe(pd.DataFrame(rows), width="stretch", key="train_table")
+st.dataframe(pd.DataFrame(rows), width="stretch", hide_index=True, key="train_table")

@@ -1,0 +1,199 @@
+"""Real-browser test: the app served by `make run`'s command, driven by headless Debian chromium.
+
+Starts `python -m streamlit run dashboard/app.py` on a free port against fake experiments, visits every page,
+clicks a confusion-matrix cell, moves the threshold slider and restores a shared link. Screenshots go to
+tests/screenshots/ (git-ignored). Skipped when /usr/bin/chromium or Playwright is missing; never downloads
+a browser.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard.widgets import GALLERY_PAGE_SIZE
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHOTS = REPO_ROOT / "tests" / "screenshots"
+PAGES = {"": "Overview", "curves": "ROC & precision-recall curves", "confusion": "Confusion matrices",
+         "thresholds": "Threshold tuning", "calibration": "Calibration", "training": "Training",
+         "eval-sets": "Evaluation sets"}
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
+                "browser test", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    """Binary (two eval sets), 7-class and one-model fake experiments."""
+    from pipeline.fake import make_fake_experiment
+
+    root = tmp_path_factory.mktemp("browser-artifacts")
+    make_fake_experiment(root, "binary", n_samples=400, n_models=3, seed=1, eval_sets=("test", "uncropped"))
+    make_fake_experiment(root, "multi7", n_samples=500, n_models=2, n_classes=7, seed=2)
+    make_fake_experiment(root, "single", n_samples=200, n_models=1, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    """The dashboard served exactly as `make run` serves it, on a free port; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "MEDCOMPARE_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1"}
+    log = open(artifacts / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                raise RuntimeError(f"streamlit did not start: {(artifacts / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium (never a downloaded browser)."""
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    ctx.close()
+
+
+def settle(pg, extra: float = 0.6) -> None:
+    """Wait until the script run has finished and the page has painted."""
+    time.sleep(0.4)
+    deadline = time.time() + 60
+    while pg.locator('[data-testid="stStatusWidget"]').count() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(extra)
+
+
+def open_page(pg, url: str) -> None:
+    pg.goto(url)
+    pg.wait_for_selector('[data-testid="stAppViewContainer"] h1')
+    settle(pg)
+
+
+def shot(pg, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def assert_no_exception(pg) -> None:
+    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator(
+        '[data-testid="stException"]').first.inner_text()
+
+
+@pytest.mark.parametrize("exp", ["binary", "multi7", "single"])
+def test_every_page_opens(server, page, exp):
+    for path, title in PAGES.items():
+        open_page(page, f"{server}/{path}?exp={exp}")
+        assert page.locator("h1").first.inner_text().strip() == title
+        assert_no_exception(page)
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        if path not in ("training",):
+            page.wait_for_selector(".js-plotly-plot, [data-testid='stDataFrame']")
+        shot(page, f"{exp}_{path or 'overview'}")
+
+
+def test_clicking_a_confusion_cell_opens_the_gallery(server, page):
+    open_page(page, f"{server}/confusion?exp=binary")
+    page.wait_for_selector(".js-plotly-plot .scatterlayer path.point")
+    settle(page)
+    assert page.get_by_text("Click a cell of a confusion matrix").count() == 1
+    # Click where the user would: on the "true benign -> predicted malignant" cell of the first matrix.
+    point = page.locator(".js-plotly-plot").first.locator(".scatterlayer path.point").nth(1)
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    heading = page.locator("h3", has_text="true benign → predicted malignant")
+    heading.wait_for()
+    settle(page, 1.0)
+    n = int(re.search(r"\((\d+) samples", heading.inner_text()).group(1))
+    images = page.locator('[data-testid="stImage"]')
+    assert images.count() == min(n, GALLERY_PAGE_SIZE) > 0
+    assert "true benign · pred malignant" in page.locator('[data-testid="stImageCaption"]').first.inner_text()
+    assert_no_exception(page)
+    shot(page, "binary_confusion_clicked")
+
+
+def test_threshold_slider_moves_the_operating_point(server, page):
+    open_page(page, f"{server}/thresholds?exp=binary")
+    value = page.locator('[data-testid="stSliderThumbValue"]').first
+    assert value.inner_text().strip() == "0.500"
+    sens_before = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+    # Click the track at 30% (as a user drags there), then nudge with the keyboard: +5 steps of 0.001.
+    box = page.locator('[data-testid="stSlider"] [role="group"] > div').first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    settle(page, 1.0)
+    clicked = float(value.inner_text())
+    assert abs(clicked - 0.3) < 0.02
+    page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    settle(page, 1.0)
+    moved = float(value.inner_text())
+    assert moved == pytest.approx(clicked + 0.005)
+    assert page.locator('[data-testid="stMetricValue"]').first.inner_text() != sens_before
+    assert f"thr=EfficientNetB0%3A{moved:g}" in page.url
+    assert_no_exception(page)
+    shot(page, "binary_thresholds_moved")
+    # The threshold follows the user to the confusion matrices, whose titles show it.
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Confusion matrices").click()
+    settle(page, 1.0)
+    assert page.get_by_text(f"EfficientNetB0 (threshold {moved:.3f})").count() == 1
+    shot(page, "binary_confusion_after_threshold")
+
+
+def test_a_shared_link_restores_the_view(server, page):
+    open_page(page, f"{server}/?exp=multi7&models=ResNet50&cls=class_3&page=curves&thr=ResNet50%403%3A0.2")
+    assert page.locator("h1").first.inner_text().strip() == "ROC & precision-recall curves"
+    assert "Positive class class_3" in page.locator('[data-testid="stMain"]').inner_text()
+    assert "ResNet50 (AUC" in page.locator(".js-plotly-plot").first.inner_text()
+    assert "MobileNetV2" not in page.locator('[data-testid="stMultiSelect"]').first.inner_text()
+    assert_no_exception(page)
+    shot(page, "multi7_shared_link")

@@ -1347,11 +1347,22 @@ def delong_test(
     _check_same_length("y_true", yb, score_a=a, score_b=b)
     if not 0.0 < float(alpha) < 1.0:
         raise _invalid("alpha", "a number in (0, 1)", repr(alpha))
-    aucs, v10, v01 = _delong_components(yb, np.vstack([a, b]))
-    cov = np.cov(v10) / v10.shape[1] + np.cov(v01) / v01.shape[1]
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    aucs, cov = _delong_cov(yb, np.vstack([a, b]))
+    return _delong_pair(aucs, cov, 0, 1, alpha)
+
+
+def _delong_cov(yb: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs of k score rows and their DeLong covariance matrix (k, k)."""
+    aucs, v10, v01 = _delong_components(yb, scores)
+    cov = np.atleast_2d(np.cov(v10)) / v10.shape[1] + np.atleast_2d(np.cov(v01)) / v01.shape[1]
+    return aucs, cov
+
+
+def _delong_pair(aucs: np.ndarray, cov: np.ndarray, i: int, j: int, alpha: float) -> dict[str, float]:
+    """DeLong z-test and Wald CI of AUC_i - AUC_j from the joint covariance."""
+    var = float(cov[i, i] + cov[j, j] - 2 * cov[i, j])
     se = math.sqrt(max(var, 0.0))
-    diff = float(aucs[0] - aucs[1])
+    diff = float(aucs[i] - aucs[j])
     if se > 0:
         z = diff / se
         p = float(2 * stats.norm.sf(abs(z)))
@@ -1359,7 +1370,7 @@ def delong_test(
         # Identical rankings: no variance, and a difference can only be zero.
         z, p = (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
     half = float(stats.norm.ppf(1 - alpha / 2)) * se
-    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "diff": diff, "se": se, "z": z,
+    return {"auc_a": float(aucs[i]), "auc_b": float(aucs[j]), "diff": diff, "se": se, "z": z,
             "p_value": p, "ci_low": diff - half, "ci_high": diff + half}
 
 
@@ -1468,6 +1479,7 @@ def pairwise_comparisons(
     ``<metric>_p_holm``; differences are a - b.
     """
     labels, probs = _check_models(y, probs_by_model)
+    _check_boot_args(n_boot, alpha)
     names = list(probs)
     if len(names) < 2:
         raise _invalid("probs_by_model", "at least 2 models to compare", f"{len(names)} model")
@@ -1477,19 +1489,24 @@ def pairwise_comparisons(
     mets = _resolve_metrics(list(metrics), K) if metrics else []
     preds = {n: predict_labels(P, thresholds.get(n), pos) for n, P in probs.items()}
     if mets:
-        _check_boot_args(n_boot, alpha)
         preps, reps = _bootstrap_core(labels, probs, groups, mets, n_boot, seed, thresholds, pos, True,
                                       _MAX_BINS)
         points = {n: _prep_points(p, mets) for n, p in preps.items()}
     classes = [pos] if K == 2 else list(range(K))
+    # Structural components per model once (one set of ranks each), not once per pair.
+    delong: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+    for k in classes:
+        yb = labels == k
+        ok = 2 <= yb.sum() <= yb.size - 2
+        delong[k] = _delong_cov(yb, np.vstack([probs[n][:, k] for n in names])) if ok else None
     rows: list[dict[str, object]] = []
     for a, b in itertools.combinations(names, 2):
         row: dict[str, object] = {"model_a": a, "model_b": b}
         by_class = []
         for k in classes:
-            yb = labels == k
-            if 2 <= yb.sum() <= yb.size - 2:
-                d = delong_test(yb, probs[a][:, k], probs[b][:, k], alpha)
+            if delong[k] is not None:
+                aucs, cov = delong[k]
+                d = _delong_pair(aucs, cov, names.index(a), names.index(b), alpha)
             else:
                 d = dict.fromkeys(("auc_a", "auc_b", "diff", "se", "z", "p_value", "ci_low", "ci_high"), math.nan)
             by_class.append({"class": k, **d})

@@ -410,6 +410,9 @@ def test_pairwise_comparisons_binary():
     adj = M.holm_correction([r["delong_p"] for r in rows])
     assert [r["delong_p_holm"] for r in rows] == list(adj)
     assert rows[0]["delong_p"] < 0.05  # vgg is clearly worse than resnet
+    fast = M.pairwise_comparisons(y, probs, metrics=())  # DeLong and McNemar only
+    assert [r["delong_p"] for r in fast] == [r["delong_p"] for r in rows]
+    assert not any(k.startswith("roc_auc_") for k in fast[0])
     pred_vgg = M.predict_labels(probs["vgg"], 0.4)
     assert rows[0]["mcnemar_b"] + rows[0]["mcnemar_c"] == np.sum((pred_vgg == y) != (probs["resnet"].argmax(1) == y))
 

@@ -30,6 +30,7 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
         ("training.py", "Training", ":material/timeline:", "training"),
         ("eval_sets.py", "Evaluation sets", ":material/compare:", "eval-sets"),
     ],
+    "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications")],
 }
 
 

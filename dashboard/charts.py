@@ -328,3 +328,25 @@ def style_best(display: pd.DataFrame, best: pd.DataFrame) -> "pd.io.formats.styl
     mask = best.reindex(index=display.index, columns=display.columns, fill_value=False).astype(bool)
     styles = mask.map(lambda b: BEST_STYLE if b else "")
     return display.style.apply(lambda _: styles, axis=None).format(precision=3, na_rep="—")
+
+
+
+def sample_probabilities_figure(probs: pd.DataFrame, true_class: str | None = None,
+                                colors: Mapping[str, str] | None = None, title: str = "",
+                                height: int = 320) -> go.Figure:
+    """Every model's class probabilities for one sample, side by side: rows of `probs` are models,
+    columns class names; the true class is marked on the axis."""
+    colors = colors or {}
+    classes = [str(c) for c in probs.columns]
+    ticks = [f"<b>{c} (true)</b>" if c == true_class else c for c in classes]
+    fig = go.Figure()
+    for i, (model, row) in enumerate(probs.iterrows()):
+        values = row.to_numpy(dtype=np.float64)
+        fig.add_trace(go.Bar(
+            x=ticks, y=values, name=str(model), marker=dict(color=colors.get(str(model), PALETTE[i % len(PALETTE)])),
+            text=[f"{v:.2f}" if np.isfinite(v) else "—" for v in values], textposition="outside",
+            hovertemplate=f"<b>{model}</b><br>%{{x}}: %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, barmode="group",
+                      legend=dict(orientation="h", y=-0.25))
+    fig.update_yaxes(range=[0, 1.12], title="Probability")
+    return fig

@@ -437,3 +437,179 @@ def leaderboard_frame(results: dict[str, dict[str, tuple[float, float, float]]],
             row[key] = float(val) if art.is_finite_number(val) else np.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+# ---------------------------------------------------------------- mentor review: notes, aligned predictions, Grad-CAM
+
+EXCLUDE_LABEL_WRONG_KEY = "exclude_label_wrong"  # session-state key of the review page's toggle
+
+
+@st.cache_resource(show_spinner="Aligning predictions…", max_entries=16)
+def _review_arrays(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                   eval_set: str, _exp: art.Experiment) -> Any:
+    from pipeline import review as rv
+
+    per_model = {}
+    for model, m_stamp in zip(models, m_stamps):
+        md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+        per_model[model] = (md.sample_ids, md.P)
+    # The union of every model's samples, in sample-table order; y from the sample table.
+    index = pd.Index(_exp.samples["sample_id"])
+    pos = np.unique(np.concatenate([index.get_indexer(pd.Index(ids)) for ids, _ in per_model.values()]))
+    pos = pos[pos >= 0]
+    return rv.align_predictions(_exp.samples["sample_id"].to_numpy(dtype=object)[pos],
+                                _exp.samples["label"].to_numpy(dtype=np.int64)[pos], per_model,
+                                len(_exp.class_names))
+
+
+def get_review_arrays(exp: art.Experiment, models: list[str], eval_set: str) -> Any:
+    """`pipeline.review.ReviewArrays` of `models` on `eval_set` (built once, shared); raises ArtifactError."""
+    models_t = tuple(models)
+    return _review_arrays(str(exp.path), experiment_stamp(exp.path), models_t,
+                          tuple(model_stamp(exp.path, m) for m in models_t), eval_set, exp)
+
+
+def notes_stamp(exp: art.Experiment) -> int:
+    """Changes whenever a note is written to the experiment (the highest note id)."""
+    from pipeline import notes
+
+    return _notes_call(exp, notes.last_note_id)
+
+
+def _notes_call(exp: art.Experiment, fn: Any, *args: Any) -> Any:
+    """Run a notes.py read, turning a corrupt database into an ArtifactError naming the file."""
+    import sqlite3
+
+    from pipeline import notes
+
+    try:
+        return fn(exp.path, *args)
+    except sqlite3.DatabaseError as exc:
+        raise art.ArtifactError(notes.notes_path(exp.path), f"unreadable notes database ({exc})") from None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _tagged(exp_dir: str, stamp: int, _exp: art.Experiment) -> dict[str, frozenset[str]]:
+    from pipeline import notes
+
+    tags = _notes_call(_exp, notes.current_tags)
+    out: dict[str, set[str]] = {}
+    for sid, sample_tags in zip(tags["sample_id"], tags["tags"]):
+        for tag in sample_tags:
+            out.setdefault(tag, set()).add(str(sid))
+    return {t: frozenset(ids) for t, ids in out.items()}
+
+
+def get_tagged(exp: art.Experiment) -> dict[str, frozenset[str]]:
+    """Current mentor tags: {tag: ids of the samples carrying it} (cached until the next note)."""
+    return _tagged(str(exp.path), notes_stamp(exp), exp)
+
+
+def get_sample_tags(exp: art.Experiment, sample_ids: list[str]) -> list[tuple[str, ...]]:
+    """The current tags of each of `sample_ids` (sorted), from the cached tag sets."""
+    tagged = get_tagged(exp)
+    return [tuple(sorted(t for t, ids in tagged.items() if sid in ids)) for sid in sample_ids]
+
+
+def excluded_sample_ids(exp: art.Experiment) -> set[str]:
+    """Samples to leave out of metrics: those marked 'label wrong' while the review page's toggle is on."""
+    from pipeline import notes
+
+    if not st.session_state.get(EXCLUDE_LABEL_WRONG_KEY, False):
+        return set()
+    return set(get_tagged(exp).get(notes.LABEL_WRONG, ()))
+
+
+def without_samples(md: ModelData, excluded: set[str] | frozenset[str]) -> ModelData:
+    """`md` minus the samples whose id is in `excluded` (returns `md` itself when none of them is there)."""
+    if not excluded:
+        return md
+    keep = ~pd.Index(md.sample_ids).isin(list(excluded))
+    if keep.all():
+        return md
+    return ModelData(model=md.model, eval_set=md.eval_set, sample_ids=_readonly(md.sample_ids[keep]),
+                     y=_readonly(md.y[keep]), P=_readonly(md.P[keep]), groups=_readonly(md.groups[keep]))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _summary_excluding(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
+                       threshold: float | None, pos_index: int, excluded: tuple[str, ...],
+                       _exp: art.Experiment) -> dict[str, float]:
+    md = without_samples(_model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp), frozenset(excluded))
+    out: dict[str, float] = {"n": float(md.n)}
+    if md.n == 0:
+        return {**out, **{m: float("nan") for m in LEADERBOARD_METRICS}}
+    try:
+        return {**out, **mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index)}
+    except ValueError:  # one class left: AUCs undefined, threshold metrics still meaningful
+        rest = [m for m in LEADERBOARD_METRICS if m not in ("roc_auc", "pr_auc")]
+        point = mt.bootstrap_all(md.y, md.P, None, metrics=rest, n_boot=1, seed=0, threshold=threshold,
+                                 pos_index=pos_index)
+        return {**out, **{m: float(v[0]) for m, v in point.items()}, "roc_auc": float("nan"),
+                "pr_auc": float("nan")}
+
+
+def get_summary_excluding(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
+                          excluded: set[str] | frozenset[str]) -> dict[str, float]:
+    """Point metrics (and "n", the samples counted) of a model without the `excluded` samples (cached)."""
+    thr = None if threshold is None else float(threshold)
+    return _summary_excluding(*_keys(exp, model), eval_set, thr, exp.positive_index, tuple(sorted(excluded)), exp)
+
+
+def sample_image(exp: art.Experiment, sample_id: str) -> np.ndarray | None:
+    """A sample's thumbnail decoded to RGB uint8, or None when it has none (raises ArtifactError)."""
+    from pipeline import preprocess
+
+    png = get_thumbnails(exp, [sample_id])[0]
+    if png is None:
+        return None
+    try:
+        return preprocess.decode_image(png).rgb
+    except preprocess.ImageDecodeError:
+        return None
+
+
+def grad_cam_unavailable_reason(exp: art.Experiment, model: str) -> str | None:
+    """Why Grad-CAM cannot run for `model` (no explain module, no model loader, no model file), or None."""
+    try:
+        from pipeline import explain
+    except Exception as exc:  # noqa: BLE001 - any import failure means the feature is off
+        return f"the Grad-CAM module could not be imported ({type(exc).__name__})"
+    if not (hasattr(explain, "grad_cam") and hasattr(explain, "overlay")):
+        return "pipeline/explain.py has no grad_cam/overlay"
+    if not callable(globals().get("load_model")):
+        return "no model loader (data_access.load_model) is available"
+    if not (art.model_dir(exp.path, model) / art.MODEL_FILE).is_file():
+        return f"{model} has no saved model file ({art.MODEL_FILE}); only its predictions exist"
+    return None
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
+def _grad_cam(exp_dir: str, model: str, m_stamp: Stamp, sample_id: str, class_index: int,
+              _exp: art.Experiment) -> np.ndarray:
+    from pipeline import explain
+
+    image = sample_image(_exp, sample_id)
+    if image is None:
+        raise art.ArtifactError(Path(exp_dir) / art.THUMBNAILS_FILE, f"no image for sample {sample_id!r}")
+    keras_model = globals()["load_model"](exp_dir, model)
+    return np.asarray(explain.grad_cam(keras_model, image, int(class_index)), dtype=np.float32)
+
+
+def get_grad_cam(exp: art.Experiment, model: str, sample_id: str, class_index: int) -> np.ndarray:
+    """Grad-CAM heat map (HxW in [0, 1], the thumbnail's size) of `model` for `class_index` on a sample (cached)."""
+    return _grad_cam(str(exp.path), model, model_stamp(exp.path, model), str(sample_id), int(class_index), exp)
+
+
+def get_notes(exp: art.Experiment, sample_ids: list[str] | None = None) -> pd.DataFrame:
+    """The mentor-note history of `sample_ids` (all samples when None), oldest first; raises ArtifactError."""
+    from pipeline import notes
+
+    return _notes_call(exp, notes.notes_for, sample_ids)
+
+
+def notes_csv(exp: art.Experiment) -> bytes:
+    """Every mentor note of the experiment as CSV bytes; raises ArtifactError for a corrupt notes file."""
+    from pipeline import notes
+
+    return _notes_call(exp, notes.export_csv)

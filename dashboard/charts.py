@@ -330,7 +330,6 @@ def style_best(display: pd.DataFrame, best: pd.DataFrame) -> "pd.io.formats.styl
     return display.style.apply(lambda _: styles, axis=None).format(precision=3, na_rep="—")
 
 
-
 def sample_probabilities_figure(probs: pd.DataFrame, true_class: str | None = None,
                                 colors: Mapping[str, str] | None = None, title: str = "",
                                 height: int = 320) -> go.Figure:

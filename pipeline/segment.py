@@ -286,8 +286,8 @@ def remove_annotations(rgb: np.ndarray, white_level: int = 200, contrast: float 
     than ``mark_level`` whose surroundings are black (nothing there is tissue). (2) On tissue: a
     component brighter than ``white_level`` that is sharp (``contrast`` above its background, and
     already down to it two pixels out: rendered strokes have hard edges, echoes fade out) and
-    stroke-like (sparse in its bounding box, or long and thin), so solid bright specks such as
-    calcifications stay. (3) Any small coloured component: B-mode tissue is gray.
+    stroke-like (at least three stroke widths long), so solid bright specks such as calcifications
+    stay. (3) Any small coloured component: B-mode tissue is gray.
     """
     img = to_rgb(rgb)
     gray = to_gray(img)
@@ -307,16 +307,20 @@ def remove_annotations(rgb: np.ndarray, white_level: int = 200, contrast: float 
         marks |= on_black[labels]
 
     # (2) sharp bright strokes on tissue: calipers, text typed over the image
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((gray >= int(white_level)).astype(np.uint8), connectivity=8)
+    bright = (gray >= int(white_level)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=8)
     if n > 1:
         area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-        width, height = stats[:, cv2.CC_STAT_WIDTH].astype(np.float64), stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64)
+        long_side = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
         comp_mean = np.bincount(labels.ravel(), weights=gray.ravel().astype(np.float64), minlength=n) / np.maximum(area, 1)
         near, far = _ring_means(gray, labels, n, 2), _ring_means(gray, labels, n, 5)
         step = comp_mean - far
         sharp = (step >= float(contrast)) & (comp_mean - near >= 0.85 * step)
-        stroke = (area / np.maximum(width * height, 1) <= 0.6) | \
-            (np.maximum(width, height) >= 4 * np.maximum(np.minimum(width, height), 1))
+        # stroke width = twice the largest inscribed radius; a stroke is at least 3 widths long
+        inscribed = np.zeros(n)
+        inside = labels > 0
+        np.maximum.at(inscribed, labels[inside], cv2.distanceTransform(bright, cv2.DIST_L2, 3)[inside])
+        stroke = long_side >= 3 * 2 * inscribed
         is_mark = sharp & stroke & (area >= int(min_area)) & (area <= max_area)
         is_mark[0] = False
         marks |= is_mark[labels]

@@ -349,3 +349,77 @@ def sample_probabilities_figure(probs: pd.DataFrame, true_class: str | None = No
                       legend=dict(orientation="h", y=-0.25))
     fig.update_yaxes(range=[0, 1.12], title="Probability")
     return fig
+
+
+# ---------------------------------------------------------------- paired comparison and disagreement
+
+def _pair_axes(fig: go.Figure, names: Sequence[str], x_title: str = "", y_title: str = "") -> None:
+    fig.update_xaxes(title=x_title, tickvals=list(range(len(names))), ticktext=list(names), showgrid=False,
+                     zeroline=False, tickangle=0 if len(names) <= 4 else -30)
+    fig.update_yaxes(title=y_title, tickvals=list(range(len(names))), ticktext=list(names), showgrid=False,
+                     zeroline=False, autorange="reversed")
+
+
+def pairwise_matrix_figure(names: Sequence[str], diff: np.ndarray, p_values: np.ndarray, title: str = "",
+                           diff_label: str = "difference", alpha: float = 0.05, height: int | None = None) -> go.Figure:
+    """Heatmap over every pair of models: colour = -log10 of the (Holm-adjusted) p-value, text = difference and p.
+
+    Cell (i, j) reads "row model minus column model"; cells with p < alpha are starred. The diagonal is empty.
+    """
+    k = len(names)
+    diff = np.asarray(diff, dtype=float)
+    p = np.asarray(p_values, dtype=float)
+    if diff.shape != (k, k) or p.shape != (k, k):
+        raise ValueError(f"Invalid value for arguments `diff`, `p_values`. Expected shape ({k}, {k}) to match names. "
+                         f"Received: {diff.shape}, {p.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.clip(-np.log10(np.maximum(p, 1e-12)), 0, 4)
+    z[~np.isfinite(p)] = np.nan
+    text = [["" if not np.isfinite(p[i, j]) else
+             f"{diff[i, j]:+.3f}<br>p={'<0.001' if p[i, j] < 0.001 else f'{p[i, j]:.3f}'}"
+             + (" ★" if p[i, j] < alpha else "") for j in range(k)] for i in range(k)]
+    hover = [[f"<b>{names[i]}</b> − <b>{names[j]}</b><br>{diff_label} {diff[i, j]:+.4f}<br>p (Holm) {p[i, j]:.4g}"
+              if np.isfinite(p[i, j]) else "" for j in range(k)] for i in range(k)]
+    ticks = [1.0, 0.1, 0.05, 0.01, 0.001]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(k)), y=list(range(k)), text=text, texttemplate="%{text}", hovertext=hover,
+        hoverinfo="text", colorscale="Purples", zmin=0, zmax=4, xgap=2, ygap=2,
+        colorbar=dict(title=dict(text="p (Holm)"), tickvals=[-np.log10(t) for t in ticks],
+                      ticktext=[f"{t:g}" for t in ticks])))
+    _pair_axes(fig, names, "minus (column)", "model (row)")
+    fig.update_layout(title=title, height=height or max(300, 70 * k + 150), margin=_MARGIN, plot_bgcolor="white")
+    return fig
+
+
+def disagreement_figure(names: Sequence[str], matrix: np.ndarray, title: str = "How often two models disagree",
+                        height: int | None = None) -> go.Figure:
+    """Heatmap of the share of samples on which two models predict different classes."""
+    k = len(names)
+    m = np.asarray(matrix, dtype=float).copy()
+    if m.shape != (k, k):
+        raise ValueError(f"Invalid value for argument `matrix`. Expected shape ({k}, {k}) to match names. "
+                         f"Received: {m.shape}")
+    np.fill_diagonal(m, np.nan)
+    text = [["" if i == j or not np.isfinite(m[i, j]) else f"{m[i, j]:.1%}" for j in range(k)] for i in range(k)]
+    fig = go.Figure(go.Heatmap(
+        z=m, x=list(range(k)), y=list(range(k)), text=text, texttemplate="%{text}", colorscale="Oranges", zmin=0,
+        xgap=2, ygap=2, hovertext=[[f"{names[i]} vs {names[j]}: disagree on {t}" for j, t in enumerate(r)]
+                                   for i, r in enumerate(text)], hoverinfo="text",
+        colorbar=dict(title=dict(text="disagree"), tickformat=".0%")))
+    _pair_axes(fig, names)
+    fig.update_layout(title=title, height=height or max(300, 70 * k + 150), margin=_MARGIN, plot_bgcolor="white")
+    return fig
+
+
+def unique_correct_figure(counts: Mapping[str, int], colors: Mapping[str, str] | None = None,
+                          title: str = "Samples only this model gets right", height: int = 320) -> go.Figure:
+    """Bars: per model, the number of samples that it alone classifies correctly."""
+    names = list(counts)
+    values = [int(counts[n]) for n in names]
+    fig = go.Figure(go.Bar(
+        x=names, y=values, text=[f"{v:,}" for v in values], textposition="outside",
+        marker=dict(color=[(colors or {}).get(n, PALETTE[i % len(PALETTE)]) for i, n in enumerate(names)]),
+        hovertemplate="<b>%{x}</b>: only model right on %{y:,} samples<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, showlegend=False)
+    fig.update_yaxes(title="Samples", rangemode="tozero")
+    return fig

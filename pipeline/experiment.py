@@ -165,7 +165,6 @@ def save_model_atomic(model: Any, path: Path) -> None:
 def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame,
                  images: np.ndarray, ok: np.ndarray, n_classes: int, log: Log = print) -> dict[str, Any]:
     """Train one backbone, predict every evaluated sample, write its artifacts (config.json last)."""
-    from pipeline.predict import predict_paths
     from pipeline.train import train_backbone
 
     mdir = art.model_dir(exp_dir, name)
@@ -182,7 +181,8 @@ def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.Da
     result = train_backbone(name, (images[tr], labels[tr]), (images[va], labels[va]), n_classes,
                             cfg.dataset.image_size, cfg.train, verbose=0)
     evaluated = samples[samples["eval_set"].notna()].reset_index(drop=True)
-    pred = predict_paths(result.model, evaluated["path"].tolist(), cfg.predict.batch_size, cfg.predict.tta)
+    crops = evaluated["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
+    pred = _predict_by_crop(result.model, evaluated["path"].to_numpy(), crops, cfg)
     if not pred.ok.all():
         log(f"{name}: {int((~pred.ok).sum())} evaluated images could not be decoded and have no prediction")
     keep = pred.ok
@@ -197,9 +197,32 @@ def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.Da
             "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
             "predict_images_per_s": round(pred.images_per_s, 2), "tta": list(getattr(cfg.predict, "tta", []) or [])
             if not isinstance(cfg.predict.tta, bool) else cfg.predict.tta,
-            "n_predicted": int(keep.sum())}
+            "n_predicted": int(keep.sum()), "crop": cfg.dataset.crop}
     art.write_model_config(exp_dir, name, info)
     return info
+
+
+def _crop_for(cfg: ExperimentConfig, eval_set: str) -> str:
+    """The crop mode of an evaluation set: its own for extra sets, the data set's for val/test."""
+    for ev in cfg.eval_sets:
+        if ev.name == eval_set:
+            return ev.crop
+    return cfg.dataset.crop
+
+
+def _predict_by_crop(model: Any, paths: np.ndarray, crops: np.ndarray, cfg: ExperimentConfig) -> Any:
+    """Predict in one pass per crop mode (eval sets can differ: cropped vs uncropped ultrasound)."""
+    from pipeline.predict import PredictResult, predict_paths
+
+    probs = np.full((len(paths), int(model.output_shape[-1])), np.nan, np.float32)
+    ok = np.zeros(len(paths), bool)
+    seconds = 0.0
+    for mode in pd.unique(crops):
+        idx = np.flatnonzero(crops == mode)
+        part = predict_paths(model, paths[idx].tolist(), cfg.predict.batch_size, cfg.predict.tta, crop=str(mode))
+        probs[idx], ok[idx] = part.probs, part.ok
+        seconds += part.seconds
+    return PredictResult(probs, ok, seconds)
 
 
 def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print, progress: bool = True) -> Path:
@@ -223,8 +246,14 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
     if not todo:
         return exp_dir
     t0 = time.perf_counter()
-    images, ok = decode_all(samples["path"].tolist(), cfg.dataset.image_size)
-    log(f"decoded {len(samples)} images in {time.perf_counter() - t0:.1f}s ({int((~ok).sum())} failed)")
+    # Only train/val images are held in memory; evaluated images stream from disk at prediction time.
+    fit_rows = np.flatnonzero(samples["split"].isin(["train", "val"]).to_numpy())
+    size = cfg.dataset.image_size
+    images = np.zeros((len(samples), size, size, 3), np.uint8)
+    ok = np.zeros(len(samples), bool)
+    images[fit_rows], ok[fit_rows] = decode_all(samples["path"].iloc[fit_rows].tolist(), size, crop=cfg.dataset.crop)
+    log(f"decoded {len(fit_rows)} train/val images in {time.perf_counter() - t0:.1f}s "
+        f"({int(len(fit_rows) - ok[fit_rows].sum())} failed)")
     bar = tqdm(todo, desc=f"{cfg.name}", unit="model", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)

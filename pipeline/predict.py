@@ -55,7 +55,8 @@ def predict_step(model: Any, tta: Sequence[str] = ()) -> Any:
     return step
 
 
-def predict_paths(model: Any, paths: Sequence[str], batch_size: int = 64, tta: bool | Sequence[str] = False) -> PredictResult:
+def predict_paths(model: Any, paths: Sequence[str], batch_size: int = 64, tta: bool | Sequence[str] = False,
+                  crop: str = "none") -> PredictResult:
     """Predict every file in `paths` (decoded in parallel, overlapped with inference via prefetch)."""
     import tensorflow as tf
 
@@ -64,7 +65,7 @@ def predict_paths(model: Any, paths: Sequence[str], batch_size: int = 64, tta: b
     size = int(model.input_shape[1])
     n_classes = int(model.output_shape[-1])
     step = predict_step(model, parse_tta(tta))
-    ds = image_dataset(paths, size).batch(batch_size).map(
+    ds = image_dataset(paths, size, crop=crop).batch(batch_size).map(
         lambda x, ok: (tf.cast(x, tf.float32), ok), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
     probs = np.full((len(paths), n_classes), np.nan, np.float32)
     ok = np.zeros(len(paths), bool)

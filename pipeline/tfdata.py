@@ -15,20 +15,25 @@ from pipeline.preprocess import ImageDecodeError, load_image, resize_square
 AUTOTUNE = -1  # tf.data.AUTOTUNE
 
 
-def decode_resized(path: str, size: int) -> tuple[np.ndarray, bool]:
-    """Decode one file to a size x size RGB uint8 array; (zeros, False) when it cannot be decoded."""
+def decode_resized(path: str, size: int, crop: str = "none") -> tuple[np.ndarray, bool]:
+    """Decode one file (optionally ultrasound-cropped) to size x size RGB uint8; (zeros, False) on failure."""
     try:
-        return resize_square(load_image(path).rgb, size), True
+        rgb = load_image(path).rgb
+        if crop != "none":
+            from pipeline.segment import apply_crop
+
+            rgb = apply_crop(rgb, crop)
+        return resize_square(rgb, size), True
     except (ImageDecodeError, OSError):
         return np.zeros((size, size, 3), np.uint8), False
 
 
-def image_dataset(paths: Sequence[str], size: int, labels: Sequence[int] | None = None) -> Any:
+def image_dataset(paths: Sequence[str], size: int, labels: Sequence[int] | None = None, crop: str = "none") -> Any:
     """Unbatched dataset of (image uint8 HxWx3, ok flag[, label]) decoded in parallel, in order."""
     import tensorflow as tf
 
     def load(p: bytes) -> tuple[np.ndarray, bool]:
-        img, ok = decode_resized(p.decode("utf-8"), size)
+        img, ok = decode_resized(p.decode("utf-8"), size, crop)
         return img, np.bool_(ok)
 
     def tf_load(p: Any) -> tuple[Any, Any]:
@@ -79,14 +84,14 @@ def training_dataset(images: Any, labels: np.ndarray, batch_size: int, augment: 
     return ds.prefetch(AUTOTUNE)
 
 
-def decode_all(paths: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_all(paths: Sequence[str], size: int, crop: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """Decode every path in parallel into one (n, size, size, 3) uint8 array and an ok mask."""
     import tensorflow as tf
 
     n = len(paths)
     images = np.zeros((n, size, size, 3), np.uint8)
     ok = np.zeros(n, bool)
-    ds = image_dataset(paths, size).batch(256).prefetch(AUTOTUNE)
+    ds = image_dataset(paths, size, crop=crop).batch(256).prefetch(AUTOTUNE)
     i = 0
     for img, flag in ds.as_numpy_iterator():
         images[i:i + len(img)] = img

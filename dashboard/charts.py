@@ -423,3 +423,18 @@ def unique_correct_figure(counts: Mapping[str, int], colors: Mapping[str, str] |
     fig.update_layout(title=title, height=height, margin=_MARGIN, showlegend=False)
     fig.update_yaxes(title="Samples", rangemode="tozero")
     return fig
+
+
+def intensity_histogram_figure(counts: np.ndarray, threshold: float | None = None, title: str = "",
+                               height: int = 220) -> go.Figure:
+    """Gray-level histogram (256 counts) with the threshold in force as a vertical line."""
+    counts = np.asarray(counts, dtype=np.float64)
+    fig = go.Figure(go.Bar(x=np.arange(counts.size), y=counts, marker=dict(color="#7f7f7f", line=dict(width=0)),
+                           hovertemplate="gray %{x}: %{y:,.0f} px<extra></extra>", name="pixels"))
+    if threshold is not None and np.isfinite(threshold):
+        fig.add_vline(x=float(threshold), line=dict(color="#d62728", width=2, dash="dash"),
+                      annotation_text=f"threshold {threshold:g}", annotation_position="top right")
+    fig.update_layout(title=title, height=height, margin=_MARGIN, bargap=0, showlegend=False)
+    fig.update_xaxes(title="Gray level", range=[-0.5, 255.5])
+    fig.update_yaxes(title="Pixels")
+    return fig

@@ -613,3 +613,40 @@ def notes_csv(exp: art.Experiment) -> bytes:
     from pipeline import notes
 
     return _notes_call(exp, notes.export_csv)
+
+
+# ---------------------------------------------------------------- segmentation preview
+
+@st.cache_resource(show_spinner="Loading masks…", max_entries=8)
+def _thumbnail_masks(exp_dir: str, stamp: Stamp) -> pd.Series:
+    thumbs = art.read_thumbnails(exp_dir)
+    if "mask_png" not in thumbs.columns:
+        return pd.Series([], index=pd.Index([], dtype=object), dtype=object)
+    masks = thumbs["mask_png"]
+    return masks[[isinstance(v, (bytes, bytearray)) for v in masks.tolist()]]
+
+
+def masked_sample_ids(exp: art.Experiment) -> pd.Index:
+    """Ids of the samples with a ground-truth mask thumbnail (`mask_png`); raises ArtifactError if the file is bad."""
+    return _thumbnail_masks(str(exp.path), file_stamp(exp.path / art.THUMBNAILS_FILE)).index
+
+
+def get_thumbnail_mask(exp: art.Experiment, sample_id: str) -> bytes | None:
+    """PNG bytes of a sample's ground-truth mask thumbnail, or None when it has none."""
+    masks = _thumbnail_masks(str(exp.path), file_stamp(exp.path / art.THUMBNAILS_FILE))
+    value = masks.get(str(sample_id))
+    return value if isinstance(value, (bytes, bytearray)) else None
+
+
+@st.cache_data(show_spinner="Decoding the image…", max_entries=4)
+def decode_upload(data: bytes, name: str, max_side: int = 1024) -> tuple[np.ndarray, tuple[str, ...]]:
+    """An uploaded image as RGB uint8, shrunk to at most `max_side` pixels a side, and the conversion notes;
+    raises ImageDecodeError with a one-line reason."""
+    from pipeline import preprocess
+
+    decoded = preprocess.decode_image(data, name)
+    rgb, notes = decoded.rgb, list(decoded.notes)
+    if max(rgb.shape[:2]) > max_side:
+        notes.append(f"shrunk from {rgb.shape[1]}x{rgb.shape[0]} for the preview")
+        rgb = preprocess.decode_image(preprocess.thumbnail_png(rgb, max_side)).rgb
+    return rgb, tuple(notes)

@@ -354,41 +354,57 @@ def sample_probabilities_figure(probs: pd.DataFrame, true_class: str | None = No
 # ---------------------------------------------------------------- paired comparison and disagreement
 
 def _pair_axes(fig: go.Figure, names: Sequence[str], x_title: str = "", y_title: str = "") -> None:
+    """Square model-by-model axes, first model at the top."""
     fig.update_xaxes(title=x_title, tickvals=list(range(len(names))), ticktext=list(names), showgrid=False,
                      zeroline=False, tickangle=0 if len(names) <= 4 else -30)
     fig.update_yaxes(title=y_title, tickvals=list(range(len(names))), ticktext=list(names), showgrid=False,
                      zeroline=False, autorange="reversed")
 
 
-def pairwise_matrix_figure(names: Sequence[str], diff: np.ndarray, p_values: np.ndarray, title: str = "",
-                           diff_label: str = "difference", alpha: float = 0.05, height: int | None = None) -> go.Figure:
-    """Heatmap over every pair of models: colour = -log10 of the (Holm-adjusted) p-value, text = difference and p.
+def p_value_grid_figure(row_labels: Sequence[str], col_labels: Sequence[str], diff: np.ndarray,
+                        p_values: np.ndarray, title: str = "", diff_label: str = "difference", alpha: float = 0.05,
+                        x_title: str = "", y_title: str = "", height: int | None = None) -> go.Figure:
+    """Heatmap of test results: colour = -log10 of the (Holm-adjusted) p-value, text = difference and p.
 
-    Cell (i, j) reads "row model minus column model"; cells with p < alpha are starred. The diagonal is empty.
+    Cells with p < alpha are starred; NaN cells stay empty. Row labels are read top to bottom.
     """
-    k = len(names)
+    r, c = len(row_labels), len(col_labels)
     diff = np.asarray(diff, dtype=float)
     p = np.asarray(p_values, dtype=float)
-    if diff.shape != (k, k) or p.shape != (k, k):
-        raise ValueError(f"Invalid value for arguments `diff`, `p_values`. Expected shape ({k}, {k}) to match names. "
-                         f"Received: {diff.shape}, {p.shape}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.clip(-np.log10(np.maximum(p, 1e-12)), 0, 4)
+    if diff.shape != (r, c) or p.shape != (r, c):
+        raise ValueError(f"Invalid value for arguments `diff`, `p_values`. Expected shape ({r}, {c}) to match the "
+                         f"labels. Received: {diff.shape}, {p.shape}")
+    z = np.clip(-np.log10(np.maximum(np.nan_to_num(p, nan=1.0), 1e-12)), 0, 4)
     z[~np.isfinite(p)] = np.nan
     text = [["" if not np.isfinite(p[i, j]) else
-             f"{diff[i, j]:+.3f}<br>p={'<0.001' if p[i, j] < 0.001 else f'{p[i, j]:.3f}'}"
-             + (" ★" if p[i, j] < alpha else "") for j in range(k)] for i in range(k)]
-    hover = [[f"<b>{names[i]}</b> − <b>{names[j]}</b><br>{diff_label} {diff[i, j]:+.4f}<br>p (Holm) {p[i, j]:.4g}"
-              if np.isfinite(p[i, j]) else "" for j in range(k)] for i in range(k)]
+             f"{diff[i, j]:+.3f}<br>p{'<0.001' if p[i, j] < 0.001 else f'={p[i, j]:.3f}'}"
+             + (" ★" if p[i, j] < alpha else "") for j in range(c)] for i in range(r)]
+    hover = [[f"<b>{row_labels[i]}</b> · <b>{col_labels[j]}</b><br>{diff_label} {diff[i, j]:+.4f}"
+              f"<br>p (Holm) {p[i, j]:.4g}" if np.isfinite(p[i, j]) else "" for j in range(c)] for i in range(r)]
     ticks = [1.0, 0.1, 0.05, 0.01, 0.001]
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(k)), y=list(range(k)), text=text, texttemplate="%{text}", hovertext=hover,
+        z=z, x=list(range(c)), y=list(range(r)), text=text, texttemplate="%{text}", hovertext=hover,
         hoverinfo="text", colorscale="Purples", zmin=0, zmax=4, xgap=2, ygap=2,
-        colorbar=dict(title=dict(text="p (Holm)"), tickvals=[-np.log10(t) for t in ticks],
+        colorbar=dict(title=dict(text="p (Holm)"), tickvals=[float(-np.log10(t)) for t in ticks],
                       ticktext=[f"{t:g}" for t in ticks])))
-    _pair_axes(fig, names, "minus (column)", "model (row)")
-    fig.update_layout(title=title, height=height or max(300, 70 * k + 150), margin=_MARGIN, plot_bgcolor="white")
+    fig.update_xaxes(title=x_title, tickvals=list(range(c)), ticktext=list(col_labels), showgrid=False,
+                     zeroline=False, tickangle=0 if c <= 4 else -30)
+    fig.update_yaxes(title=y_title, tickvals=list(range(r)), ticktext=list(row_labels), showgrid=False,
+                     zeroline=False, autorange="reversed")
+    fig.update_layout(title=title, height=height or max(300, 60 * r + 160), margin=_MARGIN, plot_bgcolor="white")
     return fig
+
+
+def pairwise_matrix_figure(names: Sequence[str], diff: np.ndarray, p_values: np.ndarray, title: str = "",
+                           diff_label: str = "difference", alpha: float = 0.05, height: int | None = None) -> go.Figure:
+    """Every pair of models as a square p-value heatmap; cell (i, j) reads "row model minus column model"."""
+    k = len(names)
+    if np.shape(diff) != (k, k):
+        raise ValueError(f"Invalid value for argument `diff`. Expected shape ({k}, {k}) to match names. "
+                         f"Received: {np.shape(diff)}")
+    return p_value_grid_figure(names, names, diff, p_values, title=title, diff_label=diff_label, alpha=alpha,
+                               x_title="minus (column)", y_title="model (row)",
+                               height=height or max(300, 70 * k + 150))
 
 
 def disagreement_figure(names: Sequence[str], matrix: np.ndarray, title: str = "How often two models disagree",

@@ -1,0 +1,996 @@
+"""Paired comparison of models and the meeting report (one self-contained HTML file, optionally a PDF).
+
+Two halves share this module:
+- pure comparison helpers used by the dashboard's *Paired comparison* page as well: `align_models` (the
+  samples every model predicted), `orient_pair` / `pair_tables` / `verdicts` on the rows of
+  `metrics.pairwise_comparisons`, `pair_matrix`, `curve_points`;
+- `build_report`, which reads an experiment folder, computes every number with `pipeline.metrics`, draws
+  every figure with `dashboard.charts` (no Streamlit there) and writes ONE HTML file with plotly.js inlined
+  once, thumbnails as base64 PNG and no network reference, so it opens offline. `html_to_pdf` prints it
+  with headless Debian chromium.
+
+No Streamlit, no TensorFlow; nothing runs on import.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline import artifacts as art
+from pipeline import metrics as mt
+
+__all__ = [
+    "ENSEMBLE",
+    "REPORT_SECTIONS",
+    "Aligned",
+    "align_models",
+    "artifact_fingerprint",
+    "build_report",
+    "chromium_path",
+    "curve_points",
+    "delong_class_grid",
+    "find_chromium",
+    "format_p",
+    "html_to_pdf",
+    "load_aligned",
+    "multiclass_verdict",
+    "orient_pair",
+    "pair_matrix",
+    "pair_tables",
+    "pairs_table",
+    "render_report_html",
+    "verdicts",
+]
+
+ENSEMBLE = "Ensemble (mean)"
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ENV = "MEDCOMPARE_CHROMIUM"
+MAX_CURVE_POINTS = 1500
+# Section ids of the report, in order (tests check that each is present).
+REPORT_SECTIONS = ("summary", "leaderboard", "curves", "confusion", "calibration", "paired-tests",
+                   "disagreement", "dataset", "configs", "gallery")
+_METRIC_NAMES = {
+    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity",
+    "specificity": "Specificity", "precision": "Precision", "f1": "F1", "roc_auc": "ROC AUC", "pr_auc": "PR AUC",
+}
+
+
+def _invalid(name: str, expected: str, received: object) -> ValueError:
+    """Keras-style error naming the argument, what was expected and what was received."""
+    return ValueError(f"Invalid value for argument `{name}`. Expected {expected}. Received: {received}")
+
+
+# ---------------------------------------------------------------- aligned predictions
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Predictions of several models on the same samples (the ones every model predicted)."""
+
+    sample_ids: np.ndarray  # str, shape (n,)
+    y: np.ndarray  # int class index, shape (n,)
+    groups: np.ndarray  # int group code (patient/lesion), shape (n,)
+    probs: dict[str, np.ndarray]  # model -> (n, K) probabilities
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.probs)
+
+
+def align_models(per_model: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Aligned:
+    """{model: (sample_ids, y, groups, P)} -> the samples every model predicted, in the first model's order."""
+    if not isinstance(per_model, Mapping) or not per_model:
+        raise _invalid("per_model", "a non-empty dict {model: (sample_ids, y, groups, P)}", type(per_model).__name__)
+    names = list(per_model)
+    first_ids, first_y, first_groups, _ = per_model[names[0]]
+    index = pd.Index(np.asarray(first_ids, dtype=object))
+    keep = np.ones(len(index), dtype=bool)
+    for name in names[1:]:
+        keep &= index.isin(pd.Index(np.asarray(per_model[name][0], dtype=object)))
+    ids = np.asarray(first_ids, dtype=object)[keep]
+    probs = {}
+    for name in names:
+        sid, _, _, P = per_model[name]
+        pos = pd.Index(np.asarray(sid, dtype=object)).get_indexer(ids)
+        probs[name] = np.ascontiguousarray(np.asarray(P, dtype=np.float64)[pos])
+    return Aligned(sample_ids=ids, y=np.asarray(first_y, dtype=np.int64)[keep],
+                   groups=np.asarray(first_groups)[keep], probs=probs)
+
+
+def _model_arrays(exp: art.Experiment, model: str, eval_set: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sample_ids, y, group codes, P) of one model on one evaluation set, read from the artifacts."""
+    preds = art.read_predictions(exp, model)
+    preds = preds[preds["eval_set"].astype(str) == eval_set]
+    samples = exp.samples
+    pos = pd.Index(samples["sample_id"]).get_indexer(preds["sample_id"])
+    keep = pos >= 0
+    pos = pos[keep]
+    P = preds.loc[keep, art.prob_columns(len(exp.class_names))].to_numpy(dtype=np.float64)
+    codes = pd.factorize(samples["group"].astype(str))[0].astype(np.int64)
+    return (samples["sample_id"].to_numpy(dtype=object)[pos], samples["label"].to_numpy(dtype=np.int64)[pos],
+            codes[pos], P)
+
+
+def load_aligned(exp: art.Experiment, models: Sequence[str], eval_set: str) -> Aligned:
+    """Read `models`' predictions on `eval_set` and keep the samples every one of them predicted."""
+    return align_models({m: _model_arrays(exp, m, eval_set) for m in models})
+
+
+def with_ensemble(aligned: Aligned) -> dict[str, np.ndarray]:
+    """The models' probabilities plus the mean-probability ensemble (when there are two or more models)."""
+    probs = dict(aligned.probs)
+    if len(probs) >= 2:
+        probs[ENSEMBLE] = mt.ensemble_mean(aligned.probs)
+    return probs
+
+
+# ---------------------------------------------------------------- paired-test rows -> tables and verdicts
+
+_FLIP_SWAP = (("model_a", "model_b"), ("auc_a", "auc_b"), ("mcnemar_b", "mcnemar_c"))
+
+
+def _flip_interval(d: dict[str, Any], diff: str, low: str, high: str) -> None:
+    """Negate a difference and its interval in place (a - b becomes b - a)."""
+    if diff in d:
+        d[diff] = -d[diff]
+    if low in d and high in d:
+        d[low], d[high] = -d[high], -d[low]
+
+
+def orient_pair(rows: Sequence[Mapping[str, Any]], a: str, b: str) -> dict[str, Any]:
+    """The `pairwise_comparisons` row of (a, b) with differences as a - b, whichever order it was computed in."""
+    for row in rows:
+        if (row["model_a"], row["model_b"]) == (a, b):
+            out = dict(row)
+            if "delong_by_class" in out:
+                out["delong_by_class"] = [dict(d) for d in out["delong_by_class"]]
+            return out
+        if (row["model_a"], row["model_b"]) == (b, a):
+            out = dict(row)
+            for x, y in _FLIP_SWAP:
+                if x in out and y in out:
+                    out[x], out[y] = out[y], out[x]
+            _flip_interval(out, "auc_diff", "auc_ci_low", "auc_ci_high")
+            if "delong_z" in out:
+                out["delong_z"] = -out["delong_z"]
+            for key in list(out):
+                if key.endswith("_diff") and key != "auc_diff":
+                    m = key[: -len("_diff")]
+                    _flip_interval(out, key, f"{m}_ci_low", f"{m}_ci_high")
+            if "delong_by_class" in out:
+                flipped = []
+                for d in out["delong_by_class"]:
+                    d = dict(d)
+                    d["auc_a"], d["auc_b"] = d["auc_b"], d["auc_a"]
+                    d["z"] = -d["z"]
+                    _flip_interval(d, "diff", "ci_low", "ci_high")
+                    flipped.append(d)
+                out["delong_by_class"] = flipped
+            return out
+    raise _invalid("a, b", "two models compared in `rows`", f"{a!r}, {b!r}")
+
+
+def format_p(p: float) -> str:
+    """A p-value for reading: '< 0.001', else three decimals; '—' when undefined."""
+    if p is None or not np.isfinite(p):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_phrase(p: float) -> str:
+    """'p < 0.001' or 'p = 0.042'."""
+    text = format_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def _significance(p_holm: float, alpha: float, n_pairs: int) -> str:
+    """'significant at 0.05 after Holm correction' or 'not significant ...'."""
+    if not np.isfinite(p_holm):
+        return "not testable"
+    word = "significant" if p_holm < alpha else "not significant"
+    return f"{word} at {alpha:g}" + (f" after Holm correction over {n_pairs} pairs" if n_pairs > 1 else "")
+
+
+def _delong_entry(row: Mapping[str, Any], class_index: int | None) -> dict[str, float]:
+    """DeLong numbers of a row: the binary ones, or those of one class (multiclass)."""
+    if "delong_by_class" not in row:
+        return {"auc_a": row["auc_a"], "auc_b": row["auc_b"], "diff": row["auc_diff"], "ci_low": row["auc_ci_low"],
+                "ci_high": row["auc_ci_high"], "z": row["delong_z"], "p_value": row["delong_p"],
+                "p_holm": row.get("delong_p_holm", row["delong_p"])}
+    by_class = row["delong_by_class"]
+    k = 0 if class_index is None else int(class_index)
+    d = next((e for e in by_class if int(e["class"]) == k), None)
+    if d is None:
+        raise _invalid("class_index", f"one of {[e['class'] for e in by_class]}", class_index)
+    return {**d, "p_holm": d.get("p_holm", d["p_value"])}
+
+
+def verdicts(row: Mapping[str, Any], metric: str = "roc_auc", n_pairs: int = 1, alpha: float = 0.05,
+             class_names: Sequence[str] | None = None, class_index: int | None = None) -> list[str]:
+    """Plain-language lines for one oriented pair: AUC by DeLong, `metric` by paired bootstrap, accuracy by McNemar."""
+    a, b = row["model_a"], row["model_b"]
+    lines = []
+    d = _delong_entry(row, class_index)
+    auc_label = "AUC"
+    if "delong_by_class" in row and class_names is not None:
+        auc_label = f"one-vs-rest AUC of {class_names[int(class_index or 0)]}"
+    if np.isfinite(d["diff"]):
+        better = ""
+        if np.isfinite(d["p_holm"]) and d["p_holm"] < alpha:
+            better = f" ({a if d['diff'] > 0 else b} is better)"
+        lines.append(
+            f"{a} vs {b}: {auc_label} difference {d['diff']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
+            f"DeLong {_p_phrase(d['p_value'])}"
+            + (f" (Holm-adjusted {format_p(d['p_holm'])})" if n_pairs > 1 else "")
+            + f" — {_significance(d['p_holm'], alpha, n_pairs)}{better}.")
+    else:
+        lines.append(f"{a} vs {b}: DeLong's test is undefined here ({auc_label} needs at least 2 samples of each "
+                     "class).")
+    if metric != "roc_auc" and f"{metric}_diff" in row:
+        diff, lo, hi = row[f"{metric}_diff"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+        p, ph = row[f"{metric}_p"], row.get(f"{metric}_p_holm", row[f"{metric}_p"])
+        name = _METRIC_NAMES.get(metric, metric)
+        lines.append(
+            f"{name} difference {diff:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap of whole "
+            f"patients/lesions), {_p_phrase(p)}" + (f" (Holm-adjusted {format_p(ph)})" if n_pairs > 1 else "")
+            + f" — {_significance(ph, alpha, n_pairs)}.")
+    ph = row.get("mcnemar_p_holm", row["mcnemar_p"])
+    lines.append(
+        f"Accuracy at the thresholds in force: only {a} right on {row['mcnemar_b']} samples, only {b} right on "
+        f"{row['mcnemar_c']}; McNemar {_p_phrase(row['mcnemar_p'])}"
+        + (f" (Holm-adjusted {format_p(ph)})" if n_pairs > 1 else "") + f" — {_significance(ph, alpha, n_pairs)}.")
+    return lines
+
+
+def multiclass_verdict(row: Mapping[str, Any], class_names: Sequence[str], n_pairs: int = 1,
+                       alpha: float = 0.05) -> str:
+    """One line for a multiclass pair: macro AUC difference (paired bootstrap) and the classes where DeLong differs."""
+    a, b = row["model_a"], row["model_b"]
+    parts = [f"{a} vs {b}:"]
+    if "roc_auc_diff" in row:
+        ph = row.get("roc_auc_p_holm", row["roc_auc_p"])
+        parts.append(f"macro ROC AUC difference {row['roc_auc_diff']:+.3f} (95% CI {row['roc_auc_ci_low']:+.3f} to "
+                     f"{row['roc_auc_ci_high']:+.3f}, paired bootstrap), {_p_phrase(row['roc_auc_p'])} — "
+                     f"{_significance(ph, alpha, n_pairs)};")
+    sig = [(class_names[int(d["class"])], d["diff"]) for d in row["delong_by_class"]
+           if np.isfinite(d.get("p_holm", d["p_value"])) and d.get("p_holm", d["p_value"]) < alpha]
+    tested = sum(np.isfinite(d["p_value"]) for d in row["delong_by_class"])
+    if sig:
+        detail = ", ".join(f"{c} ({a if dd > 0 else b} better)" for c, dd in sig)
+        parts.append(f"DeLong one-vs-rest AUC differs for {len(sig)} of {tested} classes: {detail}.")
+    else:
+        parts.append(f"DeLong finds no one-vs-rest AUC difference in any of the {tested} classes.")
+    return " ".join(parts)
+
+
+def delong_class_grid(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]
+                      ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(pair labels "A − B", AUC differences, Holm-adjusted p) with one row per pair and one column per class."""
+    labels = [f"{r['model_a']} − {r['model_b']}" for r in rows]
+    K = len(class_names)
+    diff = np.full((len(rows), K), np.nan)
+    p = np.full((len(rows), K), np.nan)
+    for i, r in enumerate(rows):
+        for d in r["delong_by_class"]:
+            k = int(d["class"])
+            diff[i, k], p[i, k] = d["diff"], d.get("p_holm", d["p_value"])
+    return labels, diff, p
+
+
+def pair_tables(row: Mapping[str, Any], metrics: Sequence[str], class_names: Sequence[str],
+                alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(tests table, DeLong-per-class table or None) of one oriented pair; p-values as floats."""
+    rows = []
+    if "delong_by_class" not in row:
+        d = _delong_entry(row, None)
+        rows.append({"test": "DeLong (ROC AUC)", "A": d["auc_a"], "B": d["auc_b"], "difference (A - B)": d["diff"],
+                     "CI low": d["ci_low"], "CI high": d["ci_high"], "p-value": d["p_value"], "p (Holm)": d["p_holm"]})
+    rows.append({"test": f"McNemar ({row['mcnemar_method']}): only A right {row['mcnemar_b']}, "
+                         f"only B right {row['mcnemar_c']}",
+                 "A": np.nan, "B": np.nan, "difference (A - B)": np.nan, "CI low": np.nan, "CI high": np.nan,
+                 "p-value": row["mcnemar_p"], "p (Holm)": row.get("mcnemar_p_holm", row["mcnemar_p"])})
+    for m in metrics:
+        if f"{m}_diff" not in row:
+            continue
+        rows.append({"test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}", "A": np.nan, "B": np.nan,
+                     "difference (A - B)": row[f"{m}_diff"], "CI low": row[f"{m}_ci_low"],
+                     "CI high": row[f"{m}_ci_high"], "p-value": row[f"{m}_p"],
+                     "p (Holm)": row.get(f"{m}_p_holm", row[f"{m}_p"])})
+    tests = pd.DataFrame(rows).set_index("test")
+    per_class = None
+    if "delong_by_class" in row:
+        per_class = pd.DataFrame([{
+            "class": class_names[int(d["class"])], "AUC A": d["auc_a"], "AUC B": d["auc_b"],
+            "difference (A - B)": d["diff"], "CI low": d["ci_low"], "CI high": d["ci_high"],
+            "p-value": d["p_value"], "p (Holm)": d.get("p_holm", d["p_value"])} for d in row["delong_by_class"]]
+        ).set_index("class")
+    return tests, per_class
+
+
+def pairs_table(rows: Sequence[Mapping[str, Any]], metric: str = "roc_auc", class_names: Sequence[str] | None = None,
+                class_index: int | None = None) -> pd.DataFrame:
+    """One line per pair: AUC difference with DeLong p, `metric` difference with bootstrap p, McNemar, disagreement."""
+    out = []
+    for row in rows:
+        d = _delong_entry(row, class_index)
+        line = {"A": row["model_a"], "B": row["model_b"], "AUC diff (A - B)": d["diff"],
+                "AUC 95% CI": _ci_text(d["ci_low"], d["ci_high"]), "DeLong p": d["p_value"], "DeLong p (Holm)": d["p_holm"]}
+        if metric != "roc_auc" and f"{metric}_diff" in row:
+            name = _METRIC_NAMES.get(metric, metric)
+            line.update({f"{name} diff": row[f"{metric}_diff"],
+                         f"{name} 95% CI": _ci_text(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]),
+                         f"{name} p (Holm)": row.get(f"{metric}_p_holm", np.nan)})
+        line.update({"McNemar p": row["mcnemar_p"], "McNemar p (Holm)": row.get("mcnemar_p_holm", np.nan),
+                     "disagree": row["disagreement"]})
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def _ci_text(lo: float, hi: float) -> str:
+    return f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) and np.isfinite(hi) else "—"
+
+
+def pair_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str], test: str = "delong",
+                metric: str = "roc_auc", class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(difference, Holm-adjusted p) matrices over `names`; cell (i, j) is row model i minus column model j.
+
+    `test` is "delong" (AUC), "bootstrap" (paired bootstrap of `metric`) or "mcnemar" (difference in the
+    number of samples only one of the two gets right). The diagonal is NaN.
+    """
+    if test not in ("delong", "bootstrap", "mcnemar"):
+        raise _invalid("test", "'delong', 'bootstrap' or 'mcnemar'", repr(test))
+    k = len(names)
+    diff = np.full((k, k), np.nan)
+    p = np.full((k, k), np.nan)
+    for i, j in itertools.permutations(range(k), 2):
+        row = orient_pair(rows, names[i], names[j])
+        if test == "delong":
+            d = _delong_entry(row, class_index)
+            diff[i, j], p[i, j] = d["diff"], d["p_holm"]
+        elif test == "bootstrap":
+            diff[i, j], p[i, j] = row[f"{metric}_diff"], row[f"{metric}_p_holm"]
+        else:
+            diff[i, j], p[i, j] = row["mcnemar_b"] - row["mcnemar_c"], row["mcnemar_p_holm"]
+    return diff, p
+
+
+# ---------------------------------------------------------------- curves (numbers only; charts.py draws them)
+
+
+def curve_points(y_bool: np.ndarray, score: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+    """Downsampled ROC (fpr, tpr, thr) and PR (recall, precision, thr) of one score, with AUC and AP."""
+    sweep = mt.make_sweep(y_bool, score)
+    out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
+                           "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan"), "sweep": sweep}
+    if sweep.n_pos > 0 and sweep.n_neg > 0:
+        fpr, tpr, thr = mt.roc_curve(sweep)
+        out["roc"] = mt.downsample_curve(fpr, tpr, np.minimum(thr, 1.0), max_points)
+        out["roc_auc"] = mt.sweep_roc_auc(sweep)
+    if sweep.n_pos > 0:
+        prec, rec, pthr = mt.pr_curve(sweep)
+        out["pr"] = mt.downsample_curve(rec, prec, np.r_[pthr, 1.0], max_points)
+        out["ap"] = mt.sweep_average_precision(sweep)
+    return out
+
+
+# ---------------------------------------------------------------- fingerprint
+
+
+def _sha256_file(path: Path, h: Any) -> None:
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def artifact_fingerprint(exp_dir: Path | str, models: Sequence[str]) -> dict[str, str]:
+    """Dataset fingerprint (experiment.json), a SHA-256 of the models' prediction files, and both combined."""
+    exp_dir = Path(exp_dir)
+    meta = art.read_meta(exp_dir)
+    dataset = str((meta.get("dataset") or {}).get("fingerprint") or "none")
+    h = hashlib.sha256()
+    for model in sorted(models):
+        h.update(model.encode() + b"\0")
+        path = art.model_dir(exp_dir, model) / art.PREDICTIONS_FILE
+        if not path.is_file():
+            raise art.ArtifactError(path, "file is missing")
+        _sha256_file(path, h)
+    predictions = h.hexdigest()[:16]
+    combined = hashlib.sha256(f"{dataset}|{predictions}".encode()).hexdigest()[:12]
+    return {"dataset": dataset, "predictions": predictions, "combined": combined}
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _esc(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fig_html(fig: Any) -> str:
+    """A figure as a <div> + script using the plotly.js inlined once in <head> (no CDN)."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False,
+                       config={"displaylogo": False, "responsive": True}, default_width="100%")
+
+
+def _table_html(df: pd.DataFrame, float_format: str = "{:.3f}", index: bool = True) -> str:
+    """A plain HTML table (escaped), floats formatted, NaN as a dash."""
+    def fmt(spec: str):
+        def _f(v: object) -> str:
+            if isinstance(v, (float, np.floating)):
+                return "—" if not np.isfinite(v) else spec.format(v)
+            return str(v)
+        return _f
+
+    signed = float_format.replace("{:", "{:+")
+    return df.to_html(index=index, escape=True, na_rep="—", border=0, classes="tbl",
+                      formatters={c: fmt(signed if "diff" in str(c) else float_format) for c in df.columns})
+
+
+def _p_table_html(df: pd.DataFrame) -> str:
+    """A table whose p-value columns read '< 0.001'."""
+    out = df.copy()
+    for c in out.columns:
+        if c.lower().startswith("p") or " p" in c:
+            if pd.api.types.is_float_dtype(out[c]):
+                out[c] = [format_p(v) for v in out[c]]
+    return _table_html(out)
+
+
+def _section(sid: str, title: str, body: str, intro: str = "") -> str:
+    intro_html = f'<p class="intro">{intro}</p>' if intro else ""
+    return f'<section id="{sid}"><h2>{_esc(title)}</h2>{intro_html}{body}</section>\n'
+
+
+def _grid(items: Sequence[str]) -> str:
+    return '<div class="grid">' + "".join(f'<div class="cell">{i}</div>' for i in items) + "</div>"
+
+
+def leaderboard_frame(results: Mapping[str, Mapping[str, tuple[float, float, float]]],
+                      configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per model: metric point/lo/hi, then size and speed from config.json (as the dashboard's)."""
+    rows = []
+    for model, res in results.items():
+        row: dict[str, Any] = {"model": model}
+        for m in mt.LEADERBOARD_METRICS:
+            point, lo, hi = res.get(m, (np.nan, np.nan, np.nan))
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(point), float(lo), float(hi)
+        cfg = configs.get(model, {})
+        for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
+            val = cfg.get(key)
+            row[key] = float(val) if art.is_finite_number(val) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+def ensemble_config(configs: Mapping[str, Mapping[str, Any]], models: Sequence[str]) -> dict[str, float]:
+    """The ensemble's cost: the sum of its members' size, speed and training time (NaN if one is unknown)."""
+    out = {}
+    for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
+        vals = [configs.get(m, {}).get(key) for m in models]
+        out[key] = float(sum(vals)) if vals and all(art.is_finite_number(v) for v in vals) else float("nan")
+    return out
+
+
+def _resolve_thresholds(binary: bool, names: Sequence[str],
+                        thresholds: Mapping[str, float | None] | None) -> dict[str, float | None]:
+    """Binary: each model's threshold (0.5 when not given); multiclass: None (argmax)."""
+    thresholds = dict(thresholds or {})
+    out: dict[str, float | None] = {}
+    for n in names:
+        if not binary:
+            out[n] = None
+            continue
+        t = thresholds.get(n)
+        t = DEFAULT_THRESHOLD if t is None else float(t)
+        if not (math.isfinite(t) and 0.0 <= t <= 1.0):
+            raise _invalid("thresholds", f"a threshold in [0, 1] for model {n!r}", t)
+        out[n] = t
+    return out
+
+
+def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
+                         thr: Mapping[str, float | None], n_boot: int, seed: int) -> tuple[str, pd.DataFrame]:
+    from dashboard import charts
+
+    pos = exp.positive_index
+    try:
+        res = mt.bootstrap_models(aligned.y, probs, aligned.groups, list(mt.LEADERBOARD_METRICS), n_boot, seed,
+                                  thr, pos)
+    except ValueError:  # one class only: AUCs undefined
+        rest = [m for m in mt.LEADERBOARD_METRICS if m not in ("roc_auc", "pr_auc")]
+        res = mt.bootstrap_models(aligned.y, probs, aligned.groups, rest, n_boot, seed, thr, pos)
+    configs: dict[str, dict[str, Any]] = {}
+    for m in aligned.models:
+        try:
+            configs[m] = art.read_model_config(exp.path, m)
+        except art.ArtifactError:
+            configs[m] = {}
+    if ENSEMBLE in probs:
+        configs[ENSEMBLE] = ensemble_config(configs, aligned.models)
+    frame = leaderboard_frame(res, configs).sort_values("roc_auc", ascending=False, na_position="last")
+    display, best = charts.leaderboard_table(frame, mt.LEADERBOARD_METRICS)
+    display.insert(0, "Rank", range(1, len(display) + 1))
+    if len(exp.class_names) == 2:
+        display.insert(1, "Threshold", [thr.get(m) for m in display.index])
+    table = charts.style_best(display, best).to_html()
+    intro = (f"Point estimate [95% CI] from {n_boot} paired resamples of whole patients/lesions (seed {seed}); "
+             f"{charts.BEST_MARK.strip()} and green = best in the column. "
+             + ("Binary metrics at each model's threshold." if len(exp.class_names) == 2 else
+                "Multiclass: argmax predictions, macro-averaged sensitivity/specificity/precision/F1, one-vs-rest AUCs.")
+             + (f" <b>{_esc(ENSEMBLE)}</b> averages the models' probabilities; its size and speed are the sums of "
+                "its members'." if ENSEMBLE in probs else ""))
+    return _section("leaderboard", "Leaderboard", f'<div class="wide">{table}</div>', intro), frame
+
+
+def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
+                    thr: Mapping[str, float | None], colors: Mapping[str, str]) -> str:
+    from dashboard import charts
+
+    names = exp.class_names
+    roc, pr = [], []
+    prevalence = None
+    if len(names) == 2:
+        k = exp.positive_index
+        y_bool = aligned.y == k
+        for m, P in probs.items():
+            cur = curve_points(y_bool, P[:, k])
+            prevalence = cur["prevalence"]
+            if cur["roc"] is None:
+                continue
+            marker_roc = marker_pr = None
+            t = thr.get(m)
+            if t is not None:
+                at = mt.metrics_at(cur["sweep"], t)
+                marker_roc, marker_pr = (at["fpr"], at["sensitivity"], t), (at["sensitivity"], at["precision"], t)
+            dash = "dash" if m == ENSEMBLE else None
+            roc.append(charts.Curve(m, *cur["roc"], area=cur["roc_auc"], marker=marker_roc, color=colors.get(m),
+                                    dash=dash))
+            pr.append(charts.Curve(m, *cur["pr"], area=cur["ap"], marker=marker_pr, color=colors.get(m), dash=dash))
+        intro = (f"Positive class <b>{_esc(names[k])}</b>; the marker is each model's operating point at its threshold. "
+                 "Hover a curve for the threshold at that point.")
+        title = "ROC"
+        per_class = ""
+    else:
+        K = len(names)
+        onehot = np.eye(K, dtype=bool)[aligned.y]
+        auc_rows = []
+        for m, P in probs.items():
+            cur = curve_points(onehot.ravel(), P.ravel())  # micro-average: every (sample, class) pair
+            prevalence = cur["prevalence"]
+            dash = "dash" if m == ENSEMBLE else None
+            if cur["roc"] is not None:
+                roc.append(charts.Curve(m, *cur["roc"], area=cur["roc_auc"], color=colors.get(m), dash=dash))
+                pr.append(charts.Curve(m, *cur["pr"], area=cur["ap"], color=colors.get(m), dash=dash))
+            ovr = mt.one_vs_rest_curves(aligned.y, P)
+            auc_rows.append({"model": m, **{names[c]: float(ovr[c]["roc_auc"]) for c in range(K)},
+                             "macro": float(np.nanmean([ovr[c]["roc_auc"] for c in range(K)]))})
+        intro = (f"Micro-averaged over the {K} classes (every sample-class pair is one binary decision). "
+                 "The table gives each class's one-vs-rest ROC AUC.")
+        title = "ROC, micro-average"
+        per_class = "<h3>One-vs-rest ROC AUC per class</h3>" + _table_html(pd.DataFrame(auc_rows).set_index("model"))
+    figs = [_fig_html(charts.curve_figure(roc, "roc", title=title)),
+            _fig_html(charts.curve_figure(pr, "pr", title=title.replace("ROC", "Precision-recall"), baseline=prevalence))]
+    return _section("curves", "ROC and precision-recall curves", _grid(figs) + per_class, intro)
+
+
+def _confusion_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
+                       thr: Mapping[str, float | None], preds: Mapping[str, np.ndarray]) -> str:
+    from dashboard import charts
+
+    K = len(exp.class_names)
+    figs = []
+    for m in probs:
+        cm = mt.confusion_matrix(aligned.y, preds[m], K)
+        t = thr.get(m)
+        title = m + (f" (threshold {t:.3f})" if t is not None else "")
+        fig = charts.confusion_figure(cm, exp.class_names, title=title, size=360 if K <= 4 else 520)
+        fig.update_layout(clickmode="none")
+        figs.append(_fig_html(fig))
+    intro = ("Rows are true classes, columns predicted; colour is the share of each true class. "
+             + ("Predictions at each model's threshold." if K == 2 else "Predicted class = highest probability."))
+    return _section("confusion", "Confusion matrices", _grid(figs), intro)
+
+
+def _calibration_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
+                         colors: Mapping[str, str], n_bins: int = 10) -> str:
+    from dashboard import charts
+
+    rel, hist, rows = {}, {}, []
+    binary = len(exp.class_names) == 2
+    k = exp.positive_index
+    for m, P in probs.items():
+        if binary:
+            y_bool, p = aligned.y == k, P[:, k]
+            rel[m] = mt.reliability_curve(y_bool, p, n_bins=n_bins)
+            rows.append({"model": m, "ECE": mt.expected_calibration_error(y_bool, p, n_bins=n_bins),
+                         "Brier score": mt.brier_score(y_bool, p)})
+        else:
+            rel[m] = mt.top_label_reliability(aligned.y, P, n_bins=n_bins)
+            rows.append({"model": m, "ECE (top label)": mt.top_label_ece(aligned.y, P, n_bins=n_bins),
+                         "Brier score": mt.multiclass_brier_score(aligned.y, P)})
+        counts, edges = mt.confidence_histogram(P, bins=n_bins)
+        hist[m] = (edges, counts)
+    title = (f"Reliability: P({exp.class_names[k]})" if binary else "Reliability: top-label confidence")
+    figs = [_fig_html(charts.reliability_figure(rel, colors=colors, title=title)),
+            _fig_html(charts.histogram_figure(hist, colors=colors))]
+    intro = (f"Lower is better for both scores; ECE over {n_bins} equal-width bins. "
+             + ("Calibration of the positive-class probability." if binary else
+                "Multiclass: is the confidence in the predicted class right?"))
+    return _section("calibration", "Calibration", _table_html(pd.DataFrame(rows).set_index("model")) + _grid(figs),
+                    intro)
+
+
+def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequence[str], alpha: float,
+                    n_boot: int) -> tuple[str, list[str]]:
+    from dashboard import charts
+
+    if len(names) < 2:
+        return _section("paired-tests", "Paired tests",
+                        "<p>A paired comparison needs at least two models; this report has one.</p>"), []
+    binary = len(exp.class_names) == 2
+    n_pairs = len(rows)
+    lines: list[str] = []
+    for row in rows:
+        lines.append(verdicts(row, "roc_auc", n_pairs, alpha)[0] if binary else
+                     multiclass_verdict(row, exp.class_names, n_pairs, alpha))
+    body = ""
+    if binary:
+        table = pairs_table(rows, "balanced_accuracy")
+        body += _p_table_html(table.set_index(["A", "B"]))
+        diff, p = pair_matrix(rows, list(names), "delong")
+        body += _grid([_fig_html(charts.pairwise_matrix_figure(list(names), diff, p, title="ROC AUC: DeLong, Holm-adjusted",
+                                                               diff_label="AUC difference", alpha=alpha))])
+    else:
+        labels, diff, p = delong_class_grid(rows, exp.class_names)
+        fig = charts.p_value_grid_figure(labels, list(exp.class_names), diff, p, alpha=alpha,
+                                         title="One-vs-rest ROC AUC per class: DeLong, Holm-adjusted over pairs",
+                                         diff_label="AUC difference", x_title="class", y_title="pair (A − B)")
+        table = pairs_table(rows, "balanced_accuracy", class_index=0)
+        table = table.drop(columns=[c for c in table.columns if c.startswith("AUC") or c.startswith("DeLong")])
+        macro = pd.DataFrame([{"A": r["model_a"], "B": r["model_b"], "macro AUC diff": r["roc_auc_diff"],
+                               "macro AUC 95% CI": _ci_text(r["roc_auc_ci_low"], r["roc_auc_ci_high"]),
+                               "macro AUC p (Holm)": r["roc_auc_p_holm"]} for r in rows])
+        table = macro.merge(table, on=["A", "B"])
+        body += _p_table_html(table.set_index(["A", "B"])) + _grid([_fig_html(fig)])
+    intro = (f"Every pair of models on the same {'' if binary else 'multiclass '}samples: DeLong's test of the ROC AUC "
+             f"difference, McNemar's test of accuracy at the thresholds in force, and {n_boot} paired bootstrap "
+             f"resamples of whole patients/lesions for balanced accuracy. p-values are Holm-adjusted over the "
+             f"{n_pairs} pair{'s' if n_pairs != 1 else ''} (per class for DeLong); cell (row, column) of a matrix "
+             f"is row minus column.")
+    return _section("paired-tests", "Paired tests", body, intro), lines
+
+
+def _disagreement_section(exp: art.Experiment, aligned: Aligned, preds: Mapping[str, np.ndarray]) -> str:
+    from dashboard import charts
+
+    base = {m: preds[m] for m in aligned.models}
+    if len(base) < 2:
+        return _section("disagreement", "Disagreement", "<p>Disagreement needs at least two models.</p>")
+    names, M = mt.disagreement_matrix(base)
+    only = mt.unique_correct(aligned.y, base)
+    correct = np.vstack([base[m] == aligned.y for m in names])
+    all_wrong = int((~correct).all(axis=0).sum())
+    all_right = int(correct.all(axis=0).sum())
+    figs = [_fig_html(charts.disagreement_figure(names, M)),
+            _fig_html(charts.unique_correct_figure(only))]
+    intro = (f"Share of samples on which two models predict different classes, and how many samples only one model "
+             f"gets right. All models right on {all_right:,} of {aligned.n:,} samples; all wrong on {all_wrong:,}.")
+    return _section("disagreement", "Disagreement", _grid(figs), intro)
+
+
+def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(class counts + groups per split, samples/groups per evaluation set) of an experiment."""
+    s = exp.samples
+    names = exp.class_names
+    label_name = pd.Categorical.from_codes(s["label"].to_numpy(), categories=names)
+    split_col = s["split"].fillna("?").astype(str)
+    counts = pd.crosstab(split_col, label_name).reindex(columns=names, fill_value=0)
+    counts.index.name = "split"
+    counts.columns.name = None
+    counts["total"] = counts.sum(axis=1)
+    counts["groups"] = s.groupby(split_col)["group"].nunique().reindex(counts.index).fillna(0).astype(int)
+    by_eval = s.groupby("eval_set", dropna=False)
+    per_set = pd.DataFrame({"samples": by_eval.size(), "groups (patients/lesions)": by_eval["group"].nunique()})
+    per_set.index.name = "evaluation set"
+    return counts, per_set
+
+
+def _dataset_section(exp: art.Experiment, aligned: Aligned, eval_set: str) -> str:
+    from dashboard import charts
+
+    counts, per_set = dataset_summary(exp)
+    meta = exp.meta
+    ds = meta.get("dataset") or {}
+    split = meta.get("split") or {}
+    facts = [("Experiment", meta.get("name")), ("Task", f"{meta.get('task')} · classes {', '.join(exp.class_names)}"),
+             ("Layout", ds.get("layout")), ("Dataset fingerprint", ds.get("fingerprint")),
+             ("Samples ingested", ds.get("n_samples", len(exp.samples))),
+             ("Split policy", split.get("policy") or ds.get("split_policy")), ("Split seed", split.get("seed")),
+             ("Split fractions", split.get("fractions")), ("Pipeline version", meta.get("pipeline_version")),
+             ("Artifacts created", meta.get("created")),
+             ("Evaluated here", f"evaluation set {eval_set}: {aligned.n:,} samples predicted by every model, "
+                                f"{len(np.unique(aligned.groups)):,} patients/lesions")]
+    dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts if v not in (None, "", []))
+    fig = _fig_html(charts.class_counts_figure(counts[exp.class_names]))
+    tables = ("<h3>Class counts and groups per split</h3>" + _table_html(counts, "{:.0f}")
+              + "<h3>Evaluation sets</h3>" + _table_html(per_set, "{:.0f}"))
+    return _section("dataset", "Dataset and splits", f'<dl class="facts">{dl}</dl>' + _grid([fig, tables]))
+
+
+def _configs_section(exp: art.Experiment, models: Sequence[str]) -> str:
+    cols: dict[str, dict[str, str]] = {}
+    for m in models:
+        try:
+            cfg = art.read_model_config(exp.path, m)
+        except art.ArtifactError as exc:
+            cfg = {"error": exc.problem}
+        cols[m] = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)) for k, v in cfg.items()}
+    keys = sorted({k for c in cols.values() for k in c})
+    table = pd.DataFrame({m: [c.get(k, "") for k in keys] for m, c in cols.items()}, index=pd.Index(keys, name="key"))
+    return _section("configs", "Model configurations", f'<div class="wide">{_table_html(table)}</div>',
+                    "Each model's config.json: input size, preprocessing, weights, epochs, seed, size and speed.")
+
+
+def _notes_by_sample(exp_dir: Path, sample_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, tuple], str]:
+    """(note lines per sample, current tags per sample, status message) from pipeline.notes when available."""
+    try:
+        from pipeline import notes
+    except Exception as exc:  # noqa: BLE001 - the notes module is optional for the report
+        return {}, {}, f"Mentor notes unavailable (pipeline.notes could not be imported: {type(exc).__name__})."
+    try:
+        hist = notes.notes_for(exp_dir, sample_ids)
+        tags = notes.current_tags(exp_dir)
+    except Exception as exc:  # noqa: BLE001 - a corrupt notes file must not stop the report
+        return {}, {}, f"Mentor notes unavailable ({type(exc).__name__}: {exc})."
+    lines: dict[str, list[str]] = {}
+    for r in hist.itertuples(index=False):
+        text = str(r.text or "").strip()
+        what = f"{r.action} {r.tag}" if r.tag and r.tag != getattr(notes, "COMMENT", "comment") else "comment"
+        who = f"{r.author} · " if r.author else ""
+        lines.setdefault(str(r.sample_id), []).append(f"{who}{str(r.created)[:16]} · {what}" + (f": {text}" if text else ""))
+    current = {str(s): tuple(t) for s, t in zip(tags["sample_id"], tags["tags"])}
+    n = sum(len(v) for v in lines.values())
+    return lines, current, f"{n} mentor note{'s' if n != 1 else ''} on these samples (from notes.sqlite)."
+
+
+def _gallery_section(exp: art.Experiment, aligned: Aligned, preds: Mapping[str, np.ndarray], n_gallery: int) -> str:
+    base = aligned.models
+    names = exp.class_names
+    wrong = np.vstack([preds[m] != aligned.y for m in base])
+    n_wrong = wrong.sum(axis=0)
+    # Confidence of each wrong answer (the probability given to the wrongly predicted class), 0 when right.
+    conf = np.vstack([np.where(wrong[i], aligned.probs[m][np.arange(aligned.n), preds[m]], 0.0)
+                      for i, m in enumerate(base)])
+    cand = np.flatnonzero(n_wrong > 0)
+    order = cand[np.lexsort((-conf.max(axis=0)[cand], -n_wrong[cand]))][:n_gallery]
+    ids = [str(s) for s in aligned.sample_ids[order]]
+    thumbs: dict[str, bytes] = {}
+    thumb_note = ""
+    try:
+        t = art.read_thumbnails(exp.path)
+        got = t["png"].reindex(pd.Index(ids, dtype=object))
+        thumbs = {sid: v for sid, v in zip(ids, got.tolist()) if isinstance(v, (bytes, bytearray))}
+    except art.ArtifactError as exc:
+        thumb_note = f" Thumbnails unavailable: {exc.problem}."
+    lines, tags, notes_msg = _notes_by_sample(exp.path, ids)
+    cards = []
+    for row, sid in zip(order, ids):
+        t = int(aligned.y[row])
+        img = (f'<img alt="{_esc(sid)}" src="data:image/png;base64,{base64.b64encode(thumbs[sid]).decode()}">'
+               if sid in thumbs else '<div class="noimg">no thumbnail</div>')
+        answers = "".join(
+            f'<li class="{"bad" if preds[m][row] != t else "ok"}">{_esc(m)}: {_esc(names[int(preds[m][row])])} '
+            f'({aligned.probs[m][row, int(preds[m][row])]:.2f})</li>' for m in base)
+        tag_html = "".join(f'<span class="tag">{_esc(x)}</span>' for x in tags.get(sid, ()))
+        note_html = "".join(f"<li>{_esc(x)}</li>" for x in lines.get(sid, [])[-4:])
+        cards.append(f'<div class="card">{img}<div class="sid">{_esc(sid)}</div>'
+                     f'<div>true <b>{_esc(names[t])}</b> · wrong for {int(n_wrong[row])}/{len(base)}</div>'
+                     f'<ul class="answers">{answers}</ul>{tag_html}'
+                     + (f'<ul class="notes">{note_html}</ul>' if note_html else "") + "</div>")
+    intro = (f"The {len(order)} samples most models get wrong, most confidently wrong first "
+             f"({int((n_wrong > 0).sum()):,} samples are misclassified by at least one model). Each card lists every "
+             f"model's answer with its probability, the current mentor tags and the latest notes. {_esc(notes_msg)}"
+             f"{_esc(thumb_note)}")
+    body = '<div class="gallery">' + "".join(cards) + "</div>" if cards else "<p>No misclassified samples.</p>"
+    return _section("gallery", "Top misclassifications", body, intro)
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1040px;
+ padding:16px 20px;color:#1d2733;font-size:14px;line-height:1.45}
+header{border-bottom:3px solid #2a6fb0;margin-bottom:10px;padding-bottom:6px}
+h1{margin:0 0 4px;font-size:24px} h2{border-bottom:1px solid #c9d3de;padding-bottom:3px;margin-top:26px;font-size:19px}
+h3{font-size:15px;margin:14px 0 6px}
+.meta{color:#4a5868;font-size:13px} .meta code{background:#eef2f6;padding:1px 4px;border-radius:3px}
+.intro{color:#4a5868;margin:4px 0 10px}
+.verdicts li{margin:3px 0} .toc a{margin-right:10px}
+.grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:1 1 460px;min-width:0}
+.wide{overflow-x:auto}
+table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right}
+th{background:#eef2f6} td:first-child,th:first-child{text-align:left}
+dl.facts{display:grid;grid-template-columns:180px 1fr;gap:2px 10px;margin:6px 0} dl.facts dt{color:#4a5868}
+dl.facts dd{margin:0}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(185px,1fr));gap:8px}
+.card{border:1px solid #d5dde6;border-radius:6px;padding:6px;font-size:12px;break-inside:avoid}
+.card img{width:100%;max-width:180px;image-rendering:pixelated;display:block;margin:0 auto 4px}
+.noimg{height:90px;background:#eef2f6;color:#777;text-align:center;line-height:90px}
+.sid{font-family:monospace;font-size:11px;word-break:break-all}
+.answers,.notes{margin:3px 0;padding-left:16px} .answers .bad{color:#b3261e} .answers .ok{color:#1b6e2a}
+.notes{color:#444;font-style:italic}
+.tag{display:inline-block;background:#fde7c8;border-radius:8px;padding:0 6px;margin:2px 3px 0 0;font-size:11px}
+footer{margin-top:30px;color:#6a7888;font-size:12px;border-top:1px solid #c9d3de;padding-top:6px}
+@page{size:A4 landscape;margin:10mm}
+@media print{body{max-width:none;padding:0} section{break-inside:auto} .cell,.card,tr{break-inside:avoid}
+ h2{break-after:avoid}}
+"""
+
+
+def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None, eval_set: str = "test",
+                       thresholds: Mapping[str, float | None] | None = None, n_boot: int = 1000, seed: int = 0,
+                       alpha: float = 0.05, n_gallery: int = 24) -> str:
+    """The meeting report as one self-contained HTML string (see `build_report`)."""
+    from plotly.offline import get_plotlyjs
+
+    from dashboard import charts
+
+    started = time.perf_counter()
+    exp = art.load_experiment(exp_dir)
+    if not exp.models:
+        raise _invalid("exp_dir", "an experiment with at least one finished model", f"{exp.path} (no models)")
+    if models is None:
+        models = list(exp.models)
+    models = list(dict.fromkeys(models))
+    unknown = [m for m in models if m not in exp.models]
+    if not models or unknown:
+        raise _invalid("models", f"names among {exp.models}", unknown or "an empty list")
+    if eval_set not in exp.eval_sets:
+        raise _invalid("eval_set", f"one of {exp.eval_sets}", repr(eval_set))
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise _invalid("n_boot", "a positive int", repr(n_boot))
+    aligned = load_aligned(exp, models, eval_set)
+    if aligned.n == 0:
+        raise _invalid("eval_set", f"an evaluation set on which every model in {models} has predictions", repr(eval_set))
+    binary = len(exp.class_names) == 2
+    probs = with_ensemble(aligned)
+    thr = _resolve_thresholds(binary, list(probs), thresholds)
+    pos = exp.positive_index
+    preds = {m: mt.predict_labels(P, thr[m], pos) for m, P in probs.items()}
+    colors = charts.model_colors(exp.models)
+    colors[ENSEMBLE] = "#222222"
+    fp = artifact_fingerprint(exp.path, models)
+    created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+    leaderboard, _ = _leaderboard_section(exp, aligned, probs, thr, n_boot, seed)
+    rows: list[dict[str, Any]] = []
+    if len(models) >= 2:
+        rows = mt.pairwise_comparisons(aligned.y, aligned.probs, {m: thr[m] for m in models}, pos, aligned.groups,
+                                       metrics=("roc_auc", "balanced_accuracy"), n_boot=n_boot, seed=seed, alpha=alpha)
+    paired, lines = _paired_section(exp, rows, models, alpha, n_boot)
+    sections = [
+        leaderboard,
+        _curves_section(exp, aligned, probs, thr, colors),
+        _confusion_section(exp, aligned, probs, thr, preds),
+        _calibration_section(exp, aligned, probs, colors),
+        paired,
+        _disagreement_section(exp, aligned, preds),
+        _dataset_section(exp, aligned, eval_set),
+        _configs_section(exp, models),
+        _gallery_section(exp, aligned, preds, n_gallery),
+    ]
+    thr_text = ", ".join(f"{m} {t:.3f}" for m, t in thr.items() if t is not None) or "argmax (multiclass)"
+    summary_items = "".join(f"<li>{_esc(x)}</li>" for x in lines) or "<li>One model: no paired comparison.</li>"
+    summary = _section("summary", "At a glance",
+                       f'<ul class="verdicts">{summary_items}</ul>'
+                       f'<p class="toc">Sections: ' + "".join(
+                           f'<a href="#{s}">{s.replace("-", " ")}</a>' for s in REPORT_SECTIONS[1:]) + "</p>",
+                       "DeLong verdicts for every pair (Holm-adjusted over pairs); details under Paired tests.")
+    header = (
+        f"<header><h1>Meeting report: {_esc(exp.name)}</h1>"
+        f'<div class="meta">Evaluation set <b>{_esc(eval_set)}</b> · {aligned.n:,} samples · models '
+        f"{_esc(', '.join(models))} · thresholds {_esc(thr_text)} · {n_boot} bootstrap resamples (seed {seed})</div>"
+        f'<div class="meta" id="fingerprint">Artifact fingerprint <code>{fp["combined"]}</code> '
+        f'(dataset <code>{_esc(fp["dataset"])}</code>, predictions sha256 <code>{fp["predictions"]}</code>) · '
+        f'created <time datetime="{created}">{created}</time></div></header>')
+    footer = (f"<footer>Generated by <code>python -m pipeline report</code> (MedCompare, pipeline "
+              f"{_esc(exp.meta.get('pipeline_version', art.PIPELINE_VERSION))}) in {time.perf_counter() - started:.1f}s "
+              f"from <code>{_esc(exp.path.name)}</code>. Self-contained: plotly.js and thumbnails are inlined; "
+              "it needs no network.</footer>")
+    head = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="medcompare-fingerprint" content="{fp["combined"]}">'
+            f'<meta name="medcompare-dataset-fingerprint" content="{_esc(fp["dataset"])}">'
+            f'<meta name="medcompare-predictions-sha256" content="{fp["predictions"]}">'
+            f'<meta name="medcompare-created" content="{created}">'
+            f"<title>Meeting report: {_esc(exp.name)} ({fp['combined']})</title><style>{_CSS}</style>"
+            f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>')
+    return head + header + summary + "".join(sections) + footer + "</body></html>"
+
+
+def chromium_path() -> str:
+    """The chromium used for PDF export: $MEDCOMPARE_CHROMIUM, else /usr/bin/chromium, else `chromium` on PATH."""
+    env = os.environ.get(CHROMIUM_ENV, "").strip()
+    if env:
+        return env
+    if Path(DEFAULT_CHROMIUM).exists():
+        return DEFAULT_CHROMIUM
+    return shutil.which("chromium") or shutil.which("chromium-browser") or DEFAULT_CHROMIUM
+
+
+def find_chromium(chromium: str | None = None) -> str:
+    """An executable chromium, or FileNotFoundError saying how to install one."""
+    path = chromium or chromium_path()
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        raise FileNotFoundError(
+            f"Invalid value for argument `chromium`. Expected an executable headless chromium to print the report "
+            f"to PDF (Debian: apt-get install chromium; or set {CHROMIUM_ENV}). Received: {path} (not found). "
+            "The HTML report does not need it.")
+    return path
+
+
+def html_to_pdf(html_path: Path | str, pdf_path: Path | str, chromium: str | None = None, timeout: float = 180) -> Path:
+    """Print an HTML file to PDF with headless chromium (offline flags; a throwaway profile)."""
+    exe = find_chromium(chromium)
+    html_path = Path(html_path).resolve()
+    pdf_path = Path(pdf_path).resolve()
+    if not html_path.is_file():
+        raise FileNotFoundError(f"Invalid value for argument `html_path`. Expected an existing HTML file. "
+                                f"Received: {html_path}")
+    pdf_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="medcompare-chromium-") as profile:
+        tmp_pdf = Path(profile) / "out.pdf"
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--no-pdf-header-footer",
+               "--run-all-compositor-stages-before-draw", "--virtual-time-budget=15000", "--window-size=1040,1400",
+               f"--print-to-pdf={tmp_pdf}", html_path.as_uri()]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"chromium did not finish printing {html_path} within {timeout:.0f}s") from None
+        if proc.returncode != 0 or not tmp_pdf.is_file() or tmp_pdf.stat().st_size == 0:
+            tail = (proc.stderr or proc.stdout or "").strip()[-800:]
+            raise RuntimeError(f"chromium failed to print {html_path} to PDF (exit {proc.returncode}): {tail}")
+        art.atomic_write_bytes(pdf_path, tmp_pdf.read_bytes())
+    return pdf_path
+
+
+def build_report(exp_dir: Path | str, models: Sequence[str] | None = None, eval_set: str = "test",
+                 thresholds: Mapping[str, float | None] | None = None, n_boot: int = 1000,
+                 out_html: Path | str | None = None, out_pdf: Path | str | None = None, seed: int = 0,
+                 alpha: float = 0.05, n_gallery: int = 24) -> Path:
+    """Write the meeting report (HTML, and a PDF when `out_pdf` is given); returns the HTML path.
+
+    Default output: `<experiment>/reports/report-<eval_set>-<UTC time>.html`. Thresholds apply to binary
+    tasks (0.5 for a model not listed; the key "Ensemble (mean)" sets the ensemble's); multiclass uses argmax.
+    """
+    text = render_report_html(exp_dir, models, eval_set, thresholds, n_boot, seed, alpha, n_gallery)
+    if out_html is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out_html = Path(exp_dir) / "reports" / f"report-{eval_set}-{stamp}.html"
+    out_html = Path(out_html)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    art.atomic_write_bytes(out_html, text.encode("utf-8"))
+    if out_pdf is not None:
+        html_to_pdf(out_html, out_pdf)
+    return out_html

@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import streamlit as st
+from scipy import sparse
 
 from pipeline import artifacts as art
 from pipeline import metrics as mt
@@ -39,6 +42,7 @@ class ModelData:
     y: np.ndarray  # int class index, shape (n,)
     P: np.ndarray  # float64 probabilities, shape (n, K)
     groups: np.ndarray  # int group code (patient/lesion), shape (n,)
+    n_unknown: int = 0  # prediction rows whose sample id is not in samples.parquet (dropped)
 
     @property
     def n(self) -> int:
@@ -127,8 +131,11 @@ def _thumbnails(exp_dir: str, stamp: Stamp) -> pd.Series:
 def get_thumbnails(exp: art.Experiment, sample_ids: list[str]) -> list[bytes | None]:
     """PNG bytes of each sample's thumbnail (None where missing); raises ArtifactError if the file is bad."""
     thumbs = _thumbnails(str(exp.path), file_stamp(exp.path / art.THUMBNAILS_FILE))
-    got = thumbs.reindex(pd.Index(sample_ids, dtype=object))
-    return [v if isinstance(v, (bytes, bytearray)) else None for v in got.tolist()]
+    # get_indexer on the cached index is O(len(sample_ids)); reindex with an object Index against the str
+    # index re-hashed all rows (0.3 s per page at 300k thumbnails).
+    pos = thumbs.index.get_indexer([str(s) for s in sample_ids])
+    values = [thumbs.iat[p] if p >= 0 else None for p in pos]
+    return [v if isinstance(v, (bytes, bytearray)) else None for v in values]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -162,23 +169,58 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+@dataclass(frozen=True)
+class _SampleIndex:
+    """The sample table as arrays, for aligning predictions by sample id without pandas string lookups."""
+
+    ids: pa.Array  # sample_id, for pyarrow.compute.index_in
+    sample_ids: np.ndarray  # object
+    labels: np.ndarray  # int64
+    group_codes: np.ndarray  # int64
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _sample_index(exp_dir: str, exp_stamp: Stamp, _exp: art.Experiment) -> _SampleIndex:
+    s = _exp.samples
+    sample_ids = s["sample_id"].to_numpy(dtype=object)
+    return _SampleIndex(ids=pa.array(sample_ids, type=pa.string()), sample_ids=_readonly(sample_ids),
+                        labels=_readonly(s["label"].to_numpy(dtype=np.int64)),
+                        group_codes=_readonly(pd.factorize(s["group"].astype(str))[0].astype(np.int64)))
+
+
+def _read_predictions(exp: art.Experiment, model: str) -> pd.DataFrame:
+    """`artifacts.read_predictions` without its unknown-id filter, which is the slow part at scale.
+
+    pandas 3's `Series.isin` on Arrow-backed strings loops in Python (about 7 s per 300,000 ids), so the
+    ids are matched here with pyarrow instead (`_model_data`); unknown ids are dropped there and counted.
+    Same file checks and the same ArtifactError messages otherwise.
+    """
+    path = art.model_dir(exp.path, model) / art.PREDICTIONS_FILE
+    df = art.read_parquet(path)
+    errors = [p for p in art.check_predictions(df, len(exp.class_names), path) if p.severity == "error"]
+    if errors:
+        raise art.ArtifactError(path, "; ".join(p.message for p in errors))
+    return df
+
+
 @st.cache_resource(show_spinner="Reading predictions…", max_entries=128)
 def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
                 _exp: art.Experiment) -> ModelData:
-    preds = art.read_predictions(_exp, model)
-    preds = preds[preds["eval_set"].astype(str) == eval_set]
-    samples = _exp.samples
-    pos = pd.Index(samples["sample_id"]).get_indexer(preds["sample_id"])
-    keep = pos >= 0
-    pos = pos[keep]
-    P = preds.loc[keep, art.prob_columns(len(_exp.class_names))].to_numpy(dtype=np.float64)
-    group_codes = pd.factorize(samples["group"].astype(str))[0]
+    preds = _read_predictions(_exp, model)
+    preds = preds[(preds["eval_set"].astype(str) == eval_set).to_numpy()]
+    index = _sample_index(exp_dir, exp_stamp, _exp)
+    ids = pa.array(preds["sample_id"].astype(str).to_numpy(dtype=object), type=pa.string())
+    pos = pc.index_in(ids, value_set=index.ids).to_numpy(zero_copy_only=False)
+    keep = ~np.isnan(pos) if pos.dtype.kind == "f" else np.ones(len(pos), dtype=bool)
+    pos = pos[keep].astype(np.int64)
+    P = preds[art.prob_columns(len(_exp.class_names))].to_numpy(dtype=np.float64)[keep]
     return ModelData(
         model=model, eval_set=eval_set,
-        sample_ids=_readonly(samples["sample_id"].to_numpy(dtype=object)[pos]),
-        y=_readonly(samples["label"].to_numpy(dtype=np.int64)[pos]),
+        sample_ids=_readonly(index.sample_ids[pos]),
+        y=_readonly(index.labels[pos]),
         P=_readonly(np.ascontiguousarray(P)),
-        groups=_readonly(group_codes[pos].astype(np.int64)),
+        groups=_readonly(index.group_codes[pos]),
+        n_unknown=int((~keep).sum()),
     )
 
 
@@ -210,20 +252,18 @@ def get_sweep(exp: art.Experiment, model: str, eval_set: str, class_index: int) 
 def _curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
             max_points: int, _exp: art.Experiment) -> dict[str, Any]:
     sweep = _sweep(exp_dir, exp_stamp, model, m_stamp, eval_set, class_index, _exp)
-    md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    y_bool, score = md.y == class_index, md.P[:, class_index]
     out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
-                           "prevalence": float(np.mean(y_bool)) if md.n else float("nan")}
+                           "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan")}
     if sweep.n_pos > 0 and sweep.n_neg > 0:
         fpr, tpr, thr = mt.roc_curve(sweep)
         # The first threshold is +inf ("nothing positive"): shown as 1 so hover text and JSON stay finite.
         out["roc"] = mt.downsample_curve(fpr, tpr, np.minimum(thr, 1.0), max_points)
-        out["roc_auc"] = mt.roc_auc(y_bool, score)
+        out["roc_auc"] = mt.sweep_roc_auc(sweep)
     if sweep.n_pos > 0:
         prec, rec, pthr = mt.pr_curve(sweep)
         # precision/recall have one more point than thresholds (recall 0, precision 1): give it threshold 1.
         out["pr"] = mt.downsample_curve(rec, prec, np.r_[pthr, 1.0], max_points)
-        out["ap"] = mt.average_precision(y_bool, score)
+        out["ap"] = mt.sweep_average_precision(sweep)
     return out
 
 
@@ -274,6 +314,56 @@ def get_bootstrap(exp: art.Experiment, model: str, eval_set: str, threshold: flo
     return _bootstrap(*_keys(exp, model), eval_set, thr, exp.positive_index, int(n_boot), int(seed), exp)
 
 
+def _bootstrap_aligned(mds: list[ModelData], thresholds: dict[str, float | None], pos_index: int, n_boot: int,
+                       seed: int) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Models scored on the same samples share one set of group resamples (metrics.bootstrap_models)."""
+    first = mds[0]
+    probs = {md.model: md.P for md in mds}
+    kwargs = dict(n_boot=n_boot, seed=seed, thresholds=thresholds, pos_index=pos_index)
+    try:
+        return mt.bootstrap_models(first.y, probs, first.groups, metrics=LEADERBOARD_METRICS, **kwargs)
+    except ValueError:
+        # AUCs are undefined on a set with one class only; keep the threshold metrics, mark AUCs missing.
+        rest = [m for m in LEADERBOARD_METRICS if m not in _AUC_METRICS]
+        out = mt.bootstrap_models(first.y, probs, first.groups, metrics=rest, **kwargs)
+        return {m: {**r, **{a: (np.nan, np.nan, np.nan) for a in _AUC_METRICS}} for m, r in out.items()}
+
+
+@st.cache_data(show_spinner="Bootstrapping confidence intervals…", max_entries=64)
+def _leaderboard_ci(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                    eval_set: str, thresholds: tuple[float | None, ...], pos_index: int, n_boot: int, seed: int,
+                    _exp: art.Experiment) -> dict[str, dict[str, tuple[float, float, float]]]:
+    mds = [_model_data(exp_dir, exp_stamp, m, st_, eval_set, _exp) for m, st_ in zip(models, m_stamps)]
+    thr = dict(zip(models, thresholds))
+    # Group models whose predictions cover the same samples in the same order (the usual case).
+    batches: list[list[ModelData]] = []
+    for md in mds:
+        for batch in batches:
+            if batch[0].n == md.n and np.array_equal(batch[0].sample_ids, md.sample_ids):
+                batch.append(md)
+                break
+        else:
+            batches.append([md])
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for batch in batches:
+        out.update(_bootstrap_aligned(batch, {md.model: thr[md.model] for md in batch}, pos_index, n_boot, seed))
+    return out
+
+
+def get_leaderboard_ci(exp: art.Experiment, models: list[str], eval_set: str,
+                       thresholds: dict[str, float | None], n_boot: int = 1000,
+                       seed: int = 0) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """{model: {metric: (point, lo, hi)}}: leaderboard metrics with 95% patient-grouped bootstrap intervals.
+
+    Models scored on the same samples share the resamples (faster, and paired); cached as a whole.
+    """
+    models = list(models)
+    thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
+    return _leaderboard_ci(str(exp.path), experiment_stamp(exp.path), tuple(models),
+                           tuple(model_stamp(exp.path, m) for m in models), eval_set, thr, exp.positive_index,
+                           int(n_boot), int(seed), exp)
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def _calibration(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int | None,
                  n_bins: int, strategy: str, _exp: art.Experiment) -> dict[str, Any]:
@@ -315,11 +405,14 @@ def youden_threshold(exp: art.Experiment, model: str, eval_set: str, class_index
 
 
 def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndarray, n_boot: int = 200,
-                          seed: int = 0, grid_points: int = 101, level: float = 0.95) -> dict[str, Any]:
+                          seed: int = 0, grid_points: int = 101, level: float = 0.95,
+                          max_bins: int = 1024) -> dict[str, Any]:
     """Pointwise grouped-bootstrap bands of the ROC (TPR on an FPR grid) and PR (precision on a recall grid).
 
-    Belongs in pipeline/metrics.py (NumPy only). Scores are sorted once; each resample only re-weights
-    samples by how often their group was drawn, so a resample costs O(n) cumulative sums, not a sort.
+    Belongs in pipeline/metrics.py (NumPy/SciPy only). Scores are sorted once and cut into at most
+    `max_bins` bins of whole distinct scores (exact when there are fewer distinct scores); a resample is
+    then a vector of group multiplicities, and all resamples' (bin x label) weights come from one sparse
+    product, so 200 resamples of 300,000 samples cost well under a second.
     Returns {"roc": (fpr_grid, lo, hi), "pr": (recall_grid, lo, hi)}, or None values when undefined.
     """
     y_bool = np.asarray(y_bool, dtype=bool)
@@ -332,27 +425,38 @@ def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndar
     if score.size == 0 or y_bool.all() or not y_bool.any():
         return empty
     order = np.argsort(-score, kind="mergesort")
-    pos = y_bool[order]
-    codes = np.unique(np.asarray(groups)[order], return_inverse=True)[1]
+    s_sorted = score[order]
+    rank = np.r_[0, np.cumsum(s_sorted[1:] != s_sorted[:-1])]  # index of each sample's distinct score
+    n_distinct = int(rank[-1]) + 1
+    n_bins = min(max_bins, n_distinct)
+    bins = np.empty(score.size, dtype=np.int64)
+    bins[order] = rank * n_bins // n_distinct  # monotone in score, ties never split
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     n_groups = int(codes.max()) + 1
-    last = np.r_[np.flatnonzero(np.diff(score[order])), score.size - 1]  # last index of each distinct score
+    cells = sparse.csr_matrix((np.ones(score.size), (codes, bins * 2 + y_bool)), shape=(n_groups, 2 * n_bins))
     rng = np.random.default_rng(seed)
     rocs, prs = [], []
-    for _ in range(int(n_boot)):
-        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes].astype(np.float64)
-        tp = np.cumsum(w * pos)[last]
-        fp = np.cumsum(w * ~pos)[last]
-        n_pos, n_neg = tp[-1], fp[-1]
-        if n_pos <= 0 or n_neg <= 0:
-            continue
-        tpr, fpr = np.r_[0.0, tp / n_pos], np.r_[0.0, fp / n_neg]
-        # Start at (recall 0, precision 1), scikit-learn's end point; zero-weight leading points never match.
-        precision = np.r_[1.0, tp / np.maximum(tp + fp, 1e-12)]
-        recall = np.r_[0.0, tp / n_pos]
-        rocs.append(np.interp(grid, fpr, tpr))
-        # Precision at the first operating point reaching each recall level.
-        k = np.minimum(np.searchsorted(recall, grid, side="left"), recall.size - 1)
-        prs.append(precision[k])
+    chunk = max(1, min(int(n_boot), 4_000_000 // max(n_groups, 1)))
+    done = 0
+    while done < n_boot:
+        b = min(chunk, int(n_boot) - done)
+        draws = rng.integers(0, n_groups, (b, n_groups))
+        mult = np.bincount((draws + n_groups * np.arange(b)[:, None]).ravel(), minlength=b * n_groups)
+        weights = np.asarray((cells.T @ mult.reshape(b, n_groups).T.astype(np.float64)).T)  # (b, 2 * n_bins)
+        tp = np.cumsum(weights[:, 1::2], axis=1)
+        fp = np.cumsum(weights[:, 0::2], axis=1)
+        for r in range(b):
+            n_pos, n_neg = tp[r, -1], fp[r, -1]
+            if n_pos <= 0 or n_neg <= 0:
+                continue
+            tpr, fpr = np.r_[0.0, tp[r] / n_pos], np.r_[0.0, fp[r] / n_neg]
+            rocs.append(np.interp(grid, fpr, tpr))
+            # Start at (recall 0, precision 1), scikit-learn's end point; zero-weight leading bins never match.
+            precision = np.r_[1.0, tp[r] / np.maximum(tp[r] + fp[r], 1e-12)]
+            recall = np.r_[0.0, tp[r] / n_pos]
+            k = np.minimum(np.searchsorted(recall, grid, side="left"), recall.size - 1)
+            prs.append(precision[k])
+        done += b
     if not rocs:
         return empty
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
@@ -650,3 +754,22 @@ def decode_upload(data: bytes, name: str, max_side: int = 1024) -> tuple[np.ndar
         notes.append(f"shrunk from {rgb.shape[1]}x{rgb.shape[0]} for the preview")
         rgb = preprocess.decode_image(preprocess.thumbnail_png(rgb, max_side)).rgb
     return rgb, tuple(notes)
+
+
+def notes_csv_or_message(exp: art.Experiment) -> bytes:
+    """`notes_csv`, or a one-line CSV naming the problem when the notes file cannot be read (for downloads)."""
+    try:
+        return notes_csv(exp)
+    except art.ArtifactError as exc:
+        return f"error\n\"{exc.problem}\"\n".encode("utf-8")
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _sample_index(exp_dir: str, exp_stamp: Stamp, _exp: art.Experiment) -> pd.Index:
+    return pd.Index(_exp.samples["sample_id"])
+
+
+def get_sample_row(exp: art.Experiment, sample_id: str) -> pd.Series:
+    """The sample table's row of `sample_id` (KeyError when it is not there); O(1) after the first call."""
+    pos = _sample_index(str(exp.path), experiment_stamp(exp.path), exp).get_loc(str(sample_id))
+    return exp.samples.iloc[int(pos)]

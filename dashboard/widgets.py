@@ -107,6 +107,9 @@ def model_data_ui(sel: state.Selection, models: Sequence[str] | None = None,
         if md.n == 0:
             st.warning(f"Model **{model}** has no predictions on evaluation set **{es}**.")
             continue
+        if md.n_unknown:
+            st.caption(f"⚠️ {model}: {md.n_unknown:,} prediction rows name sample ids that are not in "
+                       "samples.parquet; they are left out.")
         out[model] = md
     if not out:
         st.info("None of the selected models can be shown; see the messages above.")

@@ -142,3 +142,21 @@ def test_threshold_url_codec_round_trip(thresholds):
 
 def test_threshold_url_decoder_drops_bad_entries():
     assert state.decode_thresholds("A:0.2,B:nan,C:1.5,:0.3,D,E:x,F@2:1") == {"A": 0.2, "F@2": 1.0}
+
+
+def test_leaderboard_ci_shares_resamples_and_handles_unaligned_models(tmp_path):
+    exp_dir = make_fake_experiment(tmp_path, "lb", n_samples=120, n_models=3, seed=11)
+    # The third model only predicted half of the samples: it must be bootstrapped on its own.
+    path = exp_dir / "models" / "ResNet50" / "predictions.parquet"
+    preds = pd.read_parquet(path)
+    art.atomic_write_parquet(path, preds.iloc[::2].reset_index(drop=True))
+    exp = da.get_experiment("lb", tmp_path)
+    res = da.get_leaderboard_ci(exp, exp.models, "test", {m: 0.5 for m in exp.models}, n_boot=100)
+    assert set(res) == set(exp.models)
+    for model in exp.models:
+        y, P, _ = truth(tmp_path, "lb", model)
+        point, lo, hi = res[model]["roc_auc"]
+        assert point == pytest.approx(skm.roc_auc_score(y, P[:, 1])) and lo <= point <= hi
+        assert res[model]["accuracy"][0] == pytest.approx(skm.accuracy_score(y, P[:, 1] >= 0.5))
+    alone = da.get_leaderboard_ci(exp, ["ResNet50"], "test", {"ResNet50": 0.5}, n_boot=100)
+    assert alone["ResNet50"] == res["ResNet50"]

@@ -7,9 +7,14 @@ from dashboard import charts
 from dashboard import data_access as da
 from dashboard import state, widgets
 
+BAND_DEFAULT_MAX_ROWS = 1_000_000  # samples x models above which the CI band starts switched off
+
 sel = state.selection()
 st.title("ROC & precision-recall curves")
 
+data = widgets.model_data_ui(sel)
+# Bands cost a bootstrap per model (cached afterwards); on very large sets they start switched off.
+large = sum(md.n for md in data.values()) > BAND_DEFAULT_MAX_ROWS
 views = ["one-vs-rest"] if sel.binary else ["one-vs-rest", "micro-average", "macro-average", "all classes"]
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
@@ -18,13 +23,13 @@ with c1:
                                  help="One-vs-rest for the sidebar class, micro/macro averages over classes, "
                                       "or every class of each model.") or "one-vs-rest")
 with c2:
-    show_band = st.toggle("95% CI band", value=True, key="curves_band",
-                          help="Grouped bootstrap (patients/lesions resampled) of each curve.")
+    show_band = st.toggle("95% CI band", value=not large, key="curves_band",
+                          help="Grouped bootstrap (patients/lesions resampled) of each curve; computed once, "
+                               "then cached." + (" Off by default on this large set." if large else ""))
 with c3:
     show_point = st.toggle("Operating points", value=True, key="curves_points",
                            help="Each model's current threshold (set on Threshold tuning).")
 
-data = widgets.model_data_ui(sel)
 ci = sel.class_index
 if view == "one-vs-rest":
     st.caption(f"Positive class **{sel.class_name}**" + ("" if sel.binary else " against all other classes")

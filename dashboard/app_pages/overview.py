@@ -24,10 +24,10 @@ with right:
                            index=da.LEADERBOARD_METRICS.index("roc_auc"))
 
 data = widgets.model_data_ui(sel)
-results, configs = {}, {}
+results = da.get_leaderboard_ci(sel.exp, list(data), sel.eval_set,
+                                {m: state.decision_threshold(sel, m) for m in data}, n_boot=n_boot) if data else {}
+configs = {}
 for model in data:
-    results[model] = da.get_bootstrap(sel.exp, model, sel.eval_set, state.decision_threshold(sel, model),
-                                      n_boot=n_boot)
     try:
         configs[model] = da.get_model_config(sel.exp, model)
     except ArtifactError as exc:

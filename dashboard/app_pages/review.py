@@ -2,7 +2,8 @@
 notes with tags, CSV export, and a toggle that leaves samples marked "label wrong" out of the metrics."""
 from __future__ import annotations
 
-import numpy as np
+import sqlite3
+
 import pandas as pd
 import streamlit as st
 
@@ -16,6 +17,7 @@ from pipeline.artifacts import ArtifactError
 SAMPLE_KEY = "review_sample"  # (experiment, eval set, sample id) of the open sample card
 CAM_KEY = "review_cam_for"  # (experiment, eval set, sample id) whose Grad-CAM was asked for
 MESSAGE_KEY = "review_note_message"
+AUTHOR_KEY = "_review_author"  # outlives the form's widgets
 EXCLUDE_WIDGET = "review_exclude_toggle"
 COLUMNS = 6
 OUTCOME_LABELS = {"wrong": "Wrong answers", "right": "Right answers", "all": "All samples"}
@@ -153,7 +155,7 @@ else:
             st.image(image, caption=f"true class: {true_name}", width=320)
         else:
             st.caption("(no thumbnail for this sample)")
-        meta = exp.samples.loc[exp.samples["sample_id"] == sid].iloc[0]
+        meta = da.get_sample_row(exp, sid)
         st.dataframe(pd.DataFrame({"value": meta.astype(str)}).rename_axis("field"), width="stretch",
                      key="review_meta")
     with right:
@@ -173,8 +175,10 @@ else:
     st.markdown("#### Grad-CAM")
     reasons = {m: da.grad_cam_unavailable_reason(exp, m) for m in models}
     if image is None or all(reasons.values()):
-        why = "no image for this sample" if image is None else "; ".join(f"{m}: {r}" for m, r in reasons.items())
-        st.info(f"Grad-CAM unavailable ({why}).")
+        distinct = set(reasons.values())
+        why = ("no image for this sample" if image is None else distinct.pop() if len(distinct) == 1
+               else "; ".join(f"{m}: {r}" for m, r in reasons.items()))
+        st.info(f"Grad-CAM unavailable: {why}.")
     else:
         g1, g2, g3 = st.columns([1, 1, 1])
         with g1:
@@ -210,18 +214,26 @@ else:
         chosen = st.session_state.get("review_note_tag")
         tag_value = st.session_state.get("review_note_custom", "") if chosen == OTHER_TAG else chosen
         author = st.session_state.get("review_note_author", "")
+        st.session_state[AUTHOR_KEY] = author
         try:
             notes.add_note(exp.path, sample_id, tag_value or "", st.session_state.get("review_note_text", ""),
                            author)
         except ValueError as exc:
             st.session_state[MESSAGE_KEY] = ("error", str(exc))
             return
+        except sqlite3.Error as exc:  # e.g. a read-only folder or a corrupt notes file
+            st.session_state[MESSAGE_KEY] = ("error", f"The note was not saved: {exc}")
+            return
         st.session_state[MESSAGE_KEY] = ("success", f"Saved: {notes.normalize_tag(tag_value)} on {sample_id}.")
         st.session_state["review_note_text"] = ""
         st.session_state["review_note_custom"] = ""
 
     def _remove(sample_id: str, tag_value: str) -> None:
-        notes.remove_tag(exp.path, sample_id, tag_value, st.session_state.get("review_note_author", ""))
+        try:
+            notes.remove_tag(exp.path, sample_id, tag_value, st.session_state.get(AUTHOR_KEY, ""))
+        except sqlite3.Error as exc:
+            st.session_state[MESSAGE_KEY] = ("error", f"The tag was not removed: {exc}")
+            return
         st.session_state[MESSAGE_KEY] = ("success", f"Removed tag {tag_value!r} from {sample_id}.")
 
     current = da.get_sample_tags(exp, [sid])[0] if tagged else ()
@@ -233,11 +245,15 @@ else:
                                                args=(sid, t))
     else:
         st.caption("No tags on this sample yet.")
+    if "review_note_author" not in st.session_state:  # the author is remembered from sample to sample
+        st.session_state["review_note_author"] = st.session_state.get(AUTHOR_KEY, "")
     with st.form("review_note_form", clear_on_submit=False, border=True):
         f1, f2 = st.columns([1, 1])
         with f1:
-            st.selectbox("Tag", list(notes.TAGS) + [notes.COMMENT, OTHER_TAG], key="review_note_tag",
-                         help=f"'{notes.COMMENT}' keeps free text without tagging the sample.")
+            st.selectbox("Tag", [notes.COMMENT, *notes.TAGS, OTHER_TAG], key="review_note_tag",
+                         format_func=lambda t: "comment (free text, no tag)" if t == notes.COMMENT else t,
+                         help="A tag shows in the gallery and its filter; 'label wrong' can be left out of "
+                              "the metrics below.")
             st.text_input("Other tag (when 'other…' is picked)", key="review_note_custom", max_chars=notes.MAX_TAG_CHARS)
         with f2:
             st.text_input("Author", key="review_note_author", max_chars=notes.MAX_AUTHOR_CHARS)
@@ -260,11 +276,13 @@ st.divider()
 e1, e2 = st.columns([1, 3])
 with e1:
     try:
-        csv_bytes = da.notes_csv(exp)
+        n_notes = da.notes_stamp(exp)
     except ArtifactError:
-        csv_bytes = b""
-    st.download_button("Export notes as CSV", data=csv_bytes, file_name=f"{exp.name}-notes.csv", mime="text/csv",
-                       key="review_export", disabled=not csv_bytes)
+        n_notes = 0
+    # Built when clicked (on its own thread), so the export is current and reruns do not pay for it.
+    st.download_button("Export notes as CSV", data=lambda: da.notes_csv_or_message(exp),
+                       file_name=f"{exp.name}-notes.csv", mime="text/csv", key="review_export",
+                       disabled=not n_notes, on_click="ignore")
 
 
 def _on_exclude() -> None:

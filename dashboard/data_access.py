@@ -180,7 +180,7 @@ class _SampleIndex:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _sample_index(exp_dir: str, exp_stamp: Stamp, _exp: art.Experiment) -> _SampleIndex:
+def _sample_arrays(exp_dir: str, exp_stamp: Stamp, _exp: art.Experiment) -> _SampleIndex:
     s = _exp.samples
     sample_ids = s["sample_id"].to_numpy(dtype=object)
     return _SampleIndex(ids=pa.array(sample_ids, type=pa.string()), sample_ids=_readonly(sample_ids),
@@ -208,7 +208,7 @@ def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval
                 _exp: art.Experiment) -> ModelData:
     preds = _read_predictions(_exp, model)
     preds = preds[(preds["eval_set"].astype(str) == eval_set).to_numpy()]
-    index = _sample_index(exp_dir, exp_stamp, _exp)
+    index = _sample_arrays(exp_dir, exp_stamp, _exp)
     ids = pa.array(preds["sample_id"].astype(str).to_numpy(dtype=object), type=pa.string())
     pos = pc.index_in(ids, value_set=index.ids).to_numpy(zero_copy_only=False)
     keep = ~np.isnan(pos) if pos.dtype.kind == "f" else np.ones(len(pos), dtype=bool)
@@ -773,3 +773,25 @@ def get_sample_row(exp: art.Experiment, sample_id: str) -> pd.Series:
     """The sample table's row of `sample_id` (KeyError when it is not there); O(1) after the first call."""
     pos = _sample_index(str(exp.path), experiment_stamp(exp.path), exp).get_loc(str(sample_id))
     return exp.samples.iloc[int(pos)]
+
+
+# ---------------------------------------------------------------- saved models (live inference, Grad-CAM)
+
+@st.cache_resource(show_spinner="Loading and warming up the model…", max_entries=32)
+def _live_model(exp_dir: str, model: str, stamp: Stamp) -> Any:
+    from dashboard.live_inference import load_live_model as _load
+
+    return _load(exp_dir, model)
+
+
+def load_live_model(exp_dir: Path | str, model_name: str) -> Any:
+    """`dashboard.live_inference.LiveModel` of a saved model: loaded once per process (Keras safe mode), shared
+    by every session, warmed up with one prediction and one Grad-CAM; re-read when model.keras changes.
+    Raises ArtifactError naming the file when it is missing or cannot be loaded (other models are unaffected)."""
+    d = art.model_dir(exp_dir, model_name)
+    return _live_model(str(exp_dir), model_name, file_stamp(d / art.MODEL_FILE, d / art.MODEL_CONFIG_FILE))
+
+
+def load_model(exp_dir: Path | str, model_name: str) -> Any:
+    """The saved `keras.Model` of `model_name` (cached and warmed up as in `load_live_model`); raises ArtifactError."""
+    return load_live_model(exp_dir, model_name).model

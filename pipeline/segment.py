@@ -287,7 +287,7 @@ def remove_annotations(rgb: np.ndarray, white_level: int = 200, contrast: float 
     component brighter than ``white_level`` that is sharp (``contrast`` above its background, and
     already down to it two pixels out: rendered strokes have hard edges, echoes fade out) and
     stroke-like (at least three stroke widths long), so solid bright specks such as calcifications
-    stay. (3) Any small coloured component: B-mode tissue is gray.
+    stay. (3) Any small coloured component of an otherwise gray image: B-mode tissue is gray.
     """
     img = to_rgb(rgb)
     gray = to_gray(img)
@@ -328,7 +328,9 @@ def remove_annotations(rgb: np.ndarray, white_level: int = 200, contrast: float 
     # (3) coloured marks (B-mode tissue is gray)
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
     coloured = ((hsv[:, :, 1] >= int(colour_saturation)) & (hsv[:, :, 2] >= 60)).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(coloured, connectivity=8)
+    # only in a gray (B-mode) image is colour a mark; a colour image (histology, skin, Doppler) keeps it
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(coloured, connectivity=8) \
+        if coloured.mean() <= 0.02 else (0, None, None, None)
     if n > 1:
         small = (stats[:, cv2.CC_STAT_AREA] <= max_area) & (stats[:, cv2.CC_STAT_AREA] >= 2)
         small[0] = False

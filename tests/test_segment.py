@@ -303,6 +303,19 @@ def test_small_solid_bright_specks_are_kept_as_tissue():
     np.testing.assert_array_equal(clean, np.repeat(gray[:, :, None], 3, axis=2))
 
 
+def test_colour_images_keep_their_colour():
+    # an H&E-like colour image: colour is content there, not a marker
+    rng = np.random.default_rng(4)
+    rgb = np.empty((80, 80, 3), np.uint8)
+    rgb[:] = (230, 180, 215)
+    for _ in range(15):
+        c = rng.integers(5, 75, 2)
+        cv2.circle(rgb, (int(c[0]), int(c[1])), int(rng.integers(2, 6)), (90, 50, 150), -1)
+    clean, removed = sg.remove_annotations(rgb)
+    assert not removed.any()
+    np.testing.assert_array_equal(clean, rgb)
+
+
 def test_apply_crop_modes():
     rgb, truth, text, _, _ = ultrasound_frame("rect")
     assert sg.apply_crop(rgb, "none") is rgb

@@ -16,11 +16,11 @@ H, W = 48, 64
 
 
 def _sample_images(i: int) -> tuple[np.ndarray, np.ndarray]:
-    """(gray image, ground-truth mask) of sample i: a bright disk (180), a dimmer blob (120) on 60 + noise."""
+    """(gray image, ground-truth mask) of sample i: a dark disk (60) and a paler blob (120) on 180 + noise."""
     rng = np.random.default_rng(i)
-    gray = (60 + rng.integers(-8, 9, (H, W))).astype(np.uint8)
+    gray = (180 + rng.integers(-8, 9, (H, W))).astype(np.uint8)
     cx, cy, r = 20 + i % 5, 22, 9 + i % 3
-    cv2.circle(gray, (cx, cy), r, 180, -1)
+    cv2.circle(gray, (cx, cy), r, 60, -1)
     cv2.circle(gray, (50, 36), 5, 120, -1)
     truth = np.zeros((H, W), np.uint8)
     cv2.circle(truth, (cx + 2, cy), r, 255, -1)  # the annotator's disk is 2 px to the right
@@ -97,7 +97,7 @@ def test_smoke_sample_with_mask_shows_dice_iou_and_regions(seg_root, artifacts_e
     i = int(sid.split("-")[1])
     assert i % 2 == 0  # only samples with a mask are offered by default
     gray, truth = _sample_images(i)
-    mask = gray > otsu(gray)  # the default method is Otsu
+    mask = gray <= otsu(gray)  # the defaults: Otsu, dark = foreground
     assert number(at, "Threshold") == otsu(gray)
     assert number(at, "Foreground area (px)") == mask.sum()
     assert number(at, "Dice") == pytest.approx(dice(mask, truth), abs=5e-5)
@@ -116,35 +116,35 @@ def test_global_slider_and_invert_change_area_and_dice_to_recomputed_values(seg_
     gray, truth = _sample_images(int(at.selectbox(key="seg_sample").value.split("-")[1]))
     at.selectbox(key="seg_method").set_value("global").run()
     seen = set()
-    for value in (100, 150, 200):
+    for value in (150, 100, 50):
         at.slider(key="seg_value").set_value(value).run()
         no_exceptions(at)
-        mask = gray > value
+        mask = gray <= value
         assert number(at, "Threshold") == value
         assert number(at, "Foreground area (px)") == mask.sum()
         assert number(at, "Dice") == pytest.approx(dice(mask, truth), abs=5e-5)
         seen.add(metric(at, "Dice"))
-    assert len(seen) == 3  # the dimmer blob in (100), out (150), everything out (200: Dice 0)
+    assert len(seen) == 3  # the paler blob in (150), out (100), everything out (50: Dice 0)
     assert number(at, "Dice") == 0.0 and number(at, "Regions") == 0
     at.slider(key="seg_value").set_value(150).run()
-    at.checkbox(key="seg_invert").check().run()
-    assert number(at, "Foreground area (px)") == (gray <= 150).sum()
-    assert number(at, "Dice") == pytest.approx(dice(gray <= 150, truth), abs=5e-5)
+    at.checkbox(key="seg_invert").uncheck().run()
+    assert number(at, "Foreground area (px)") == (gray > 150).sum()
+    assert number(at, "Dice") == pytest.approx(dice(gray > 150, truth), abs=5e-5)
 
 
 def test_morphology_and_other_sample(seg_root, artifacts_env):
     artifacts_env(seg_root)
     at = open_page("masks")
     at.selectbox(key="seg_method").set_value("global").run()
-    at.slider(key="seg_value").set_value(100).run()
+    at.slider(key="seg_value").set_value(150).run()
     ids = at.selectbox(key="seg_sample").options
     at.selectbox(key="seg_sample").set_value(ids[3]).run()
     gray, truth = _sample_images(int(ids[3].split(" · ")[0].split("-")[1]))
-    assert number(at, "Dice") == pytest.approx(dice(gray > 100, truth), abs=5e-5)
+    assert number(at, "Dice") == pytest.approx(dice(gray <= 150, truth), abs=5e-5)
     at.selectbox(key="seg_morph").set_value("open").run()
     at.slider(key="seg_morph_size").set_value(15).run()
     no_exceptions(at)
-    opened = cv2.morphologyEx((gray > 100).astype(np.uint8), cv2.MORPH_OPEN,
+    opened = cv2.morphologyEx((gray <= 150).astype(np.uint8), cv2.MORPH_OPEN,
                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15)))
     assert number(at, "Foreground area (px)") == opened.sum()
     assert int(metric(at, "Regions")) == 1  # the 5 px blob is opened away, the disk stays

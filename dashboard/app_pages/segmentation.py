@@ -118,16 +118,18 @@ def _upload_source() -> tuple[np.ndarray, np.ndarray | None, str] | None:
 
 def _controls() -> dict:
     """Threshold method, its parameters, blur, morphology and inversion; returns threshold_mask kwargs."""
-    _defaults(seg_method="otsu", seg_value=128, seg_block=31, seg_c=5, seg_blur=0, seg_invert=False,
+    _defaults(seg_method="otsu", seg_value=128, seg_block=31, seg_c=5, seg_blur=0, seg_invert=True,
               seg_morph="none", seg_morph_size=3, seg_cleanup=False)
     c1, c2, c3, c4 = st.columns(4)
     with c1:
         method = st.selectbox("Method", list(METHOD_LABELS), key="seg_method", format_func=METHOD_LABELS.get)
-        invert = st.checkbox("Invert (dark = foreground)", key="seg_invert",
-                             help="Nodules, cysts and nuclei are often darker than their surroundings.")
+        invert = st.checkbox("Dark = foreground", key="seg_invert",
+                             help="Nuclei, lesions, nodules and cysts are darker than their surroundings; "
+                                  "untick to segment bright structures.")
     with c2:
         if method == "global":
-            st.slider("Threshold", 0, 255, key="seg_value", help="Foreground: gray level above this value.")
+            st.slider("Threshold", 0, 255, key="seg_value",
+                      help="Foreground: gray level at or below this value (above it with **Dark = foreground** off).")
         elif method.startswith("adaptive"):
             st.slider("Block size", 3, 151, step=2, key="seg_block", help="Neighbourhood (pixels) of the local mean.")
             st.slider("Offset C", -40, 40, key="seg_c", help="Subtracted from the local mean.")
@@ -204,19 +206,20 @@ if true_mask is not None:
     columns[3].image(_show(sg.comparison_overlay(work, mask, true_mask)),
                      caption="Preview (red) vs ground truth (green)", width="stretch")
 
-m = st.columns(6)
+m = st.columns(5)
 m[0].metric("Threshold", "adaptive" if used is None else f"{used:g}")
 m[1].metric("Foreground area (px)", f"{stats['area_px']:,}")
 m[2].metric("Foreground (%)", f"{100 * stats['area_fraction']:.2f}")
 m[3].metric("Regions", f"{stats['n_regions']:,}")
 m[4].metric("Largest region (px)", f"{stats['largest_area_px']:,}")
-m[5].metric("Mean gray in / out", " / ".join("—" if np.isnan(v) else f"{v:.1f}"
-                                             for v in (stats["mean_inside"], stats["mean_outside"])))
+m = st.columns(5)
+for col, label, value in ((m[0], "Mean gray inside", stats["mean_inside"]),
+                          (m[1], "Mean gray outside", stats["mean_outside"])):
+    col.metric(label, "—" if np.isnan(value) else f"{value:.1f}")
 if true_mask is not None:
-    s = st.columns(6)
-    s[0].metric("Dice", f"{sg.dice(mask, true_mask):.4f}")
-    s[1].metric("IoU", f"{sg.iou(mask, true_mask):.4f}")
-    s[2].metric("Ground-truth area (px)", f"{int((true_mask > 0).sum()):,}")
+    m[2].metric("Dice", f"{sg.dice(mask, true_mask):.4f}")
+    m[3].metric("IoU", f"{sg.iou(mask, true_mask):.4f}")
+    m[4].metric("Ground-truth area (px)", f"{int((true_mask > 0).sum()):,}")
     if true_rgb.shape[:2] != image.shape[:2]:
         st.caption(f"The mask ({true_rgb.shape[1]}x{true_rgb.shape[0]}) was resized to the image "
                    f"({image.shape[1]}x{image.shape[0]}) with nearest-neighbour.")
@@ -224,7 +227,7 @@ if true_mask is not None:
 regions: pd.DataFrame = stats["regions"]
 st.markdown("**Regions**, largest first")
 if regions.empty:
-    st.caption("No foreground region: move the threshold or flip **Invert**.")
+    st.caption("No foreground region: move the threshold or flip **Dark = foreground**.")
 else:
     st.dataframe(regions.head(MAX_TABLE_ROWS), width="stretch", hide_index=True, key="seg_regions",
                  column_config={"centroid_x": st.column_config.NumberColumn(format="%.1f"),

@@ -54,13 +54,19 @@ _CURVE_AXES = {
 }
 
 
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    # One validated construction: building with add_trace/update_* re-validates at every call (3-10x slower,
+    # which a slider rerun pays on every move).
+    return go.Figure(data=data, layout=layout)
+
+
 def curve_figure(curves: Sequence[Curve], kind: str = "roc", title: str = "",
                  baseline: float | None = None, height: int = 460) -> go.Figure:
     """Overlay ROC (`kind="roc"`) or precision-recall (`kind="pr"`) curves; area in the legend, threshold on hover."""
     if kind not in _CURVE_AXES:
         raise ValueError(f"Invalid value for argument `kind`. Expected one of {list(_CURVE_AXES)}. Received: {kind!r}")
     x_title, y_title, x_name, y_name, area_name = _CURVE_AXES[kind]
-    fig = go.Figure()
+    data: list[dict] = []
     for i, c in enumerate(curves):
         color = c.color or PALETTE[i % len(PALETTE)]
         name = c.label
@@ -71,37 +77,34 @@ def curve_figure(curves: Sequence[Curve], kind: str = "roc", title: str = "",
             name += ")"
         if c.band is not None:
             grid, lo, hi = (np.asarray(a, dtype=float) for a in c.band)
-            fig.add_trace(go.Scatter(
-                x=np.concatenate([grid, grid[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                fill="toself", fillcolor=_hex_to_rgba(color, 0.15), line=dict(width=0),
-                hoverinfo="skip", showlegend=False, legendgroup=c.label, name=f"{c.label} 95% CI"))
+            data.append(dict(type="scatter", x=np.concatenate([grid, grid[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                             fill="toself", fillcolor=_hex_to_rgba(color, 0.15), line=dict(width=0),
+                             hoverinfo="skip", showlegend=False, legendgroup=c.label, name=f"{c.label} 95% CI"))
         thr = None if c.thresholds is None else np.asarray(c.thresholds, dtype=float)
         hover = f"<b>{c.label}</b><br>{x_name} %{{x:.3f}}<br>{y_name} %{{y:.3f}}"
         if thr is not None:
             hover += "<br>threshold %{customdata:.4f}"
-        fig.add_trace(go.Scatter(
-            x=np.asarray(c.x, dtype=float), y=np.asarray(c.y, dtype=float), customdata=thr, mode="lines",
-            name=name, legendgroup=c.label, line=dict(color=color, width=2, dash=c.dash),
-            hovertemplate=hover + "<extra></extra>"))
+        data.append(dict(type="scatter", x=np.asarray(c.x, dtype=float), y=np.asarray(c.y, dtype=float),
+                         customdata=thr, mode="lines", name=name, legendgroup=c.label,
+                         line=dict(color=color, width=2, dash=c.dash), hovertemplate=hover + "<extra></extra>"))
         if c.marker is not None:
             mx, my, mt = c.marker
-            fig.add_trace(go.Scatter(
-                x=[mx], y=[my], mode="markers", legendgroup=c.label, showlegend=False,
-                marker=dict(color=color, size=13, symbol="circle", line=dict(color="black", width=1.5)),
-                cliponaxis=False,
-                hovertemplate=(f"<b>{c.label}</b> operating point<br>threshold {mt:.4f}<br>"
-                               f"{x_name} {mx:.3f}<br>{y_name} {my:.3f}<extra></extra>")))
+            data.append(dict(type="scatter", x=[mx], y=[my], mode="markers", legendgroup=c.label, showlegend=False,
+                             marker=dict(color=color, size=13, symbol="circle", line=dict(color="black", width=1.5)),
+                             cliponaxis=False,
+                             hovertemplate=(f"<b>{c.label}</b> operating point<br>threshold {mt:.4f}<br>"
+                                            f"{x_name} {mx:.3f}<br>{y_name} {my:.3f}<extra></extra>")))
     if kind == "roc":
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", showlegend=False, hoverinfo="skip",
-                                 line=dict(color="grey", dash="dot", width=1)))
+        data.append(dict(type="scatter", x=[0, 1], y=[0, 1], mode="lines", showlegend=False, hoverinfo="skip",
+                         line=dict(color="grey", dash="dot", width=1)))
     elif baseline is not None:
-        fig.add_trace(go.Scatter(x=[0, 1], y=[baseline, baseline], mode="lines", showlegend=False,
-                                 hoverinfo="skip", line=dict(color="grey", dash="dot", width=1)))
-    fig.update_layout(title=title, height=height, margin=_MARGIN, hovermode="closest",
-                      legend=dict(yanchor="bottom", y=0.02, xanchor="right", x=0.98, bgcolor="rgba(255,255,255,0.7)"))
-    fig.update_xaxes(title=x_title, range=[-0.01, 1.01], constrain="domain")
-    fig.update_yaxes(title=y_title, range=[-0.01, 1.01])
-    return fig
+        data.append(dict(type="scatter", x=[0, 1], y=[baseline, baseline], mode="lines", showlegend=False,
+                         hoverinfo="skip", line=dict(color="grey", dash="dot", width=1)))
+    return _figure(data, dict(
+        title=title, height=height, margin=_MARGIN, hovermode="closest",
+        legend=dict(yanchor="bottom", y=0.02, xanchor="right", x=0.98, bgcolor="rgba(255,255,255,0.7)"),
+        xaxis=dict(title=x_title, range=[-0.01, 1.01], constrain="domain"),
+        yaxis=dict(title=y_title, range=[-0.01, 1.01])))
 
 
 def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool = False, title: str = "",
@@ -109,8 +112,10 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     """A confusion matrix drawn as clickable points (one per cell) over coloured squares.
 
     Streamlit reports clicks on scatter points, not on heatmap cells, so each cell is a scatter point whose
-    `customdata` is (true index, predicted index, count); the colour comes from layout shapes, which scale
-    with the axes at any width. Rows are true classes, columns predicted classes.
+    `customdata` is (true index, predicted index, count, row share); the colour comes from layout shapes,
+    which scale with the axes at any width. Rows are true classes, columns predicted classes. The colour
+    always follows the row share, so a rare class's cells read as clearly as a common one's (raw counts
+    would paint only the majority class on imbalanced data); the text carries the counts.
     """
     cm = np.asarray(cm)
     k = len(class_names)
@@ -120,16 +125,10 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     counts = cm.astype(np.int64)
     row_sums = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, row_sums, out=np.zeros(counts.shape, dtype=float), where=row_sums > 0)
-    # Colour always follows the row share, so a rare class's cells are as readable as a common one's
-    # (raw counts would paint only the majority class on imbalanced data); the text carries the counts.
-    values = rates
-    vmax = 1.0
-    colors = pcolors.sample_colorscale(CM_COLORSCALE, list(np.clip(values, 0, 1).ravel()))
-    shapes = []
-    for i in range(k):
-        for j in range(k):
-            shapes.append(dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, layer="below",
-                               fillcolor=colors[i * k + j], line=dict(color="white", width=2)))
+    colors = pcolors.sample_colorscale(CM_COLORSCALE, list(np.clip(rates, 0, 1).ravel()))
+    shapes = [dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, layer="below",
+                   fillcolor=colors[i * k + j], line=dict(color="white", width=2))
+              for i in range(k) for j in range(k)]
     if selected is not None:
         t, p = selected
         shapes.append(dict(type="rect", x0=p - 0.48, x1=p + 0.48, y0=t - 0.48, y1=t + 0.48,
@@ -140,12 +139,13 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
         text = [f"{rates[i, j]:.0%}<br><sub>{counts[i, j]:,}</sub>" for i, j in zip(ii, jj)]
     else:
         text = [f"{counts[i, j]:,}<br><sub>{rates[i, j]:.0%}</sub>" for i, j in zip(ii, jj)]
-    dark = (values / vmax).ravel() > 0.55
+    dark = rates.ravel() > 0.55
     names = list(map(str, class_names))
     custom = np.stack([ii, jj, counts.ravel(), np.round(rates.ravel(), 4)], axis=1)
     px_size = size or max(330, min(560, 45 * k + 200))
     font = 14 if k <= 4 else (11 if k <= 8 else 9)
-    fig = go.Figure(go.Scatter(
+    points = dict(
+        type="scatter",
         # Plain lists, not NumPy arrays: the browser then reports a clicked point's customdata as a list.
         x=jj.tolist(), y=ii.tolist(), mode="markers+text", text=text, customdata=custom.tolist(),
         textfont=dict(color=["white" if d else "#222" for d in dark], size=font),
@@ -154,123 +154,108 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
         hovertext=[f"true <b>{names[i]}</b> → predicted <b>{names[j]}</b><br>{counts[i, j]:,} samples "
                    f"({rates[i, j]:.1%} of true {names[i]})<br><i>click to open these samples</i>"
                    for i, j in zip(ii, jj)],
-        hoverinfo="text", showlegend=False))
-    fig.update_layout(title=title, shapes=shapes, height=px_size, margin=dict(l=10, r=10, t=40, b=10),
-                      hovermode="closest", hoverdistance=-1, dragmode=False, clickmode="event+select",
-                      plot_bgcolor="white")
-    fig.update_xaxes(title="Predicted", tickvals=list(range(k)), ticktext=names, range=[-0.5, k - 0.5],
-                     showgrid=False, zeroline=False, fixedrange=True, tickangle=0 if k <= 4 else -30)
-    fig.update_yaxes(title="True", tickvals=list(range(k)), ticktext=names, range=[k - 0.5, -0.5],
-                     showgrid=False, zeroline=False, fixedrange=True)
-    return fig
+        hoverinfo="text", showlegend=False)
+    return _figure([points], dict(
+        title=title, shapes=shapes, height=px_size, margin=dict(l=10, r=10, t=40, b=10),
+        hovermode="closest", hoverdistance=-1, dragmode=False, clickmode="event+select", plot_bgcolor="white",
+        xaxis=dict(title="Predicted", tickvals=list(range(k)), ticktext=names, range=[-0.5, k - 0.5],
+                   showgrid=False, zeroline=False, fixedrange=True, tickangle=0 if k <= 4 else -30),
+        yaxis=dict(title="True", tickvals=list(range(k)), ticktext=names, range=[k - 0.5, -0.5],
+                   showgrid=False, zeroline=False, fixedrange=True)))
 
 
 def metric_threshold_figure(thresholds: np.ndarray, series: Mapping[str, np.ndarray], current: float | None = None,
                             title: str = "", height: int = 320) -> go.Figure:
     """Metrics (e.g. sensitivity, specificity) against the decision threshold, with the current one marked."""
-    fig = go.Figure()
     thr = np.asarray(thresholds, dtype=float)
     order = np.argsort(thr)
-    for i, (name, vals) in enumerate(series.items()):
-        fig.add_trace(go.Scatter(x=thr[order], y=np.asarray(vals, dtype=float)[order], mode="lines", name=name,
-                                 line=dict(color=PALETTE[(i + 2) % len(PALETTE)]),
-                                 hovertemplate=f"{name} %{{y:.3f}}<br>threshold %{{x:.4f}}<extra></extra>"))
-    if current is not None:
-        fig.add_vline(x=float(current), line=dict(color="black", dash="dash", width=1.5))
-    fig.update_layout(title=title, height=height, margin=_MARGIN, hovermode="x unified",
-                      legend=dict(orientation="h", y=-0.25))
-    fig.update_xaxes(title="Threshold", range=[0, 1])
-    fig.update_yaxes(range=[-0.01, 1.01])
-    return fig
+    data = [dict(type="scatter", x=thr[order], y=np.asarray(vals, dtype=float)[order], mode="lines", name=name,
+                 line=dict(color=PALETTE[(i + 2) % len(PALETTE)]),
+                 hovertemplate=f"{name} %{{y:.3f}}<br>threshold %{{x:.4f}}<extra></extra>")
+            for i, (name, vals) in enumerate(series.items())]
+    shapes = [] if current is None else [dict(type="line", x0=float(current), x1=float(current), y0=0, y1=1,
+                                              xref="x", yref="paper", line=dict(color="black", dash="dash", width=1.5))]
+    return _figure(data, dict(title=title, height=height, margin=_MARGIN, hovermode="x unified", shapes=shapes,
+                              legend=dict(orientation="h", y=-0.25), xaxis=dict(title="Threshold", range=[0, 1]),
+                              yaxis=dict(range=[-0.01, 1.01])))
 
 
 def reliability_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
                        colors: Mapping[str, str] | None = None, title: str = "Reliability diagram",
                        height: int = 420) -> go.Figure:
     """Reliability diagram: observed frequency against mean predicted probability per bin, one trace per model."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", hoverinfo="skip",
-                             line=dict(color="grey", dash="dot", width=1)))
+    data = [dict(type="scatter", x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", hoverinfo="skip",
+                 line=dict(color="grey", dash="dot", width=1))]
     for i, (label, (mean_pred, frac_pos, counts)) in enumerate(curves.items()):
         color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
         counts = np.asarray(counts)
         keep = counts > 0
-        fig.add_trace(go.Scatter(
-            x=np.asarray(mean_pred)[keep], y=np.asarray(frac_pos)[keep], customdata=counts[keep],
-            mode="lines+markers", name=label, line=dict(color=color),
-            hovertemplate=(f"<b>{label}</b><br>mean predicted %{{x:.3f}}<br>observed %{{y:.3f}}"
-                           "<br>n=%{customdata:,}<extra></extra>")))
-    fig.update_layout(title=title, height=height, margin=_MARGIN, legend=dict(orientation="h", y=-0.2))
-    fig.update_xaxes(title="Mean predicted probability", range=[0, 1])
-    fig.update_yaxes(title="Observed frequency", range=[0, 1])
-    return fig
+        data.append(dict(type="scatter", x=np.asarray(mean_pred)[keep], y=np.asarray(frac_pos)[keep],
+                         customdata=counts[keep], mode="lines+markers", name=label, line=dict(color=color),
+                         hovertemplate=(f"<b>{label}</b><br>mean predicted %{{x:.3f}}<br>observed %{{y:.3f}}"
+                                        "<br>n=%{customdata:,}<extra></extra>")))
+    return _figure(data, dict(title=title, height=height, margin=_MARGIN, legend=dict(orientation="h", y=-0.2),
+                              xaxis=dict(title="Mean predicted probability", range=[0, 1]),
+                              yaxis=dict(title="Observed frequency", range=[0, 1])))
 
 
 def histogram_figure(histograms: Mapping[str, tuple[np.ndarray, np.ndarray]],
                      colors: Mapping[str, str] | None = None, title: str = "Confidence histogram",
                      x_title: str = "Confidence (probability of the predicted class)", height: int = 320) -> go.Figure:
     """Overlaid bar histograms from precomputed (edges, counts), one trace per model."""
-    fig = go.Figure()
+    data = []
     for i, (label, (edges, counts)) in enumerate(histograms.items()):
         edges = np.asarray(edges, dtype=float)
-        counts = np.asarray(counts)
         color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
-        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=label,
-                             marker=dict(color=color), opacity=0.55,
-                             hovertemplate=f"<b>{label}</b><br>%{{x:.2f}}: %{{y:,}}<extra></extra>"))
-    fig.update_layout(title=title, height=height, margin=_MARGIN, barmode="overlay",
-                      legend=dict(orientation="h", y=-0.3))
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title="Samples")
-    return fig
+        data.append(dict(type="bar", x=(edges[:-1] + edges[1:]) / 2, y=np.asarray(counts), width=np.diff(edges),
+                         name=label, marker=dict(color=color), opacity=0.55,
+                         hovertemplate=f"<b>{label}</b><br>%{{x:.2f}}: %{{y:,}}<extra></extra>"))
+    return _figure(data, dict(title=title, height=height, margin=_MARGIN, barmode="overlay",
+                              legend=dict(orientation="h", y=-0.3), xaxis=dict(title=x_title),
+                              yaxis=dict(title="Samples")))
 
 
 def history_figure(histories: Mapping[str, pd.DataFrame], metric: str, colors: Mapping[str, str] | None = None,
                    height: int = 360) -> go.Figure:
     """Training curves of one metric per epoch: solid = training, dashed = validation (`val_<metric>`)."""
-    fig = go.Figure()
+    data = []
     for i, (label, df) in enumerate(histories.items()):
         color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
-        x = df["epoch"] if "epoch" in df.columns else np.arange(1, len(df) + 1)
+        x = df["epoch"].to_numpy() if "epoch" in df.columns else np.arange(1, len(df) + 1)
         for col, dash, suffix in ((metric, None, "train"), (f"val_{metric}", "dash", "val")):
             if col in df.columns:
-                fig.add_trace(go.Scatter(x=x, y=df[col], mode="lines+markers", name=f"{label} ({suffix})",
-                                         legendgroup=label, line=dict(color=color, dash=dash),
-                                         hovertemplate=f"<b>{label}</b> {col}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
-    fig.update_layout(title=metric, height=height, margin=_MARGIN, legend=dict(orientation="h", y=-0.25))
-    fig.update_xaxes(title="Epoch")
-    return fig
+                data.append(dict(type="scatter", x=x, y=df[col].to_numpy(), mode="lines+markers",
+                                 name=f"{label} ({suffix})", legendgroup=label, line=dict(color=color, dash=dash),
+                                 hovertemplate=f"<b>{label}</b> {col}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
+    return _figure(data, dict(title=metric, height=height, margin=_MARGIN, legend=dict(orientation="h", y=-0.25),
+                              xaxis=dict(title="Epoch")))
 
 
 def grouped_bar_figure(df: pd.DataFrame, x: str, y: str, color: str, error_low: str | None = None,
                        error_high: str | None = None, title: str = "", height: int = 380,
                        y_range: tuple[float, float] | None = (0, 1)) -> go.Figure:
     """Grouped bars of `y` by `x`, one colour per value of `color`, with optional asymmetric error bars."""
-    fig = go.Figure()
+    data = []
     for i, (key, part) in enumerate(df.groupby(color, sort=False)):
         err = None
         if error_low and error_high:
             err = dict(type="data", symmetric=False, array=(part[error_high] - part[y]).to_numpy(),
                        arrayminus=(part[y] - part[error_low]).to_numpy())
-        fig.add_trace(go.Bar(x=part[x], y=part[y], name=str(key), error_y=err,
-                             marker=dict(color=PALETTE[i % len(PALETTE)]),
-                             hovertemplate=f"<b>{key}</b><br>%{{x}}: %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title=title, height=height, margin=_MARGIN, barmode="group",
-                      legend=dict(orientation="h", y=-0.2))
+        data.append(dict(type="bar", x=part[x].to_numpy(), y=part[y].to_numpy(), name=str(key), error_y=err,
+                         marker=dict(color=PALETTE[i % len(PALETTE)]),
+                         hovertemplate=f"<b>{key}</b><br>%{{x}}: %{{y:.3f}}<extra></extra>"))
+    layout = dict(title=title, height=height, margin=_MARGIN, barmode="group", legend=dict(orientation="h", y=-0.2))
     if y_range is not None:
-        fig.update_yaxes(range=list(y_range))
-    return fig
+        layout["yaxis"] = dict(range=list(y_range))
+    return _figure(data, layout)
 
 
 def class_counts_figure(counts: pd.DataFrame, title: str = "Samples per class and split", height: int = 300) -> go.Figure:
     """Stacked bars of a (split x class) count table."""
-    fig = go.Figure()
-    for i, cls in enumerate(counts.columns):
-        fig.add_trace(go.Bar(x=counts.index.astype(str), y=counts[cls], name=str(cls),
-                             marker=dict(color=PALETTE[i % len(PALETTE)]),
-                             hovertemplate=f"{cls}<br>%{{x}}: %{{y:,}}<extra></extra>"))
-    fig.update_layout(title=title, height=height, margin=_MARGIN, barmode="stack")
-    return fig
+    data = [dict(type="bar", x=counts.index.astype(str).to_numpy(), y=counts[cls].to_numpy(), name=str(cls),
+                 marker=dict(color=PALETTE[i % len(PALETTE)]), hovertemplate=f"{cls}<br>%{{x}}: %{{y:,}}<extra></extra>")
+            for i, cls in enumerate(counts.columns)]
+    return _figure(data, dict(title=title, height=height, margin=_MARGIN, barmode="stack"))
 
 
 METRIC_LABELS = {

@@ -1,4 +1,4 @@
-"""Command line: python -m pipeline {demo,ingest,run,train,predict,validate} ..."""
+"""Command line: python -m pipeline {demo,ingest,run,train,predict,validate,report} ..."""
 from __future__ import annotations
 
 import argparse
@@ -100,6 +100,40 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return worst
 
 
+def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
+    """["ResNet50=0.3", ...] -> {"ResNet50": 0.3}; raises ValueError naming the bad item."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.rpartition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            name = ""
+        if not sep or not name:
+            raise ValueError(f"Invalid value for argument `--threshold`. Expected MODEL=VALUE (e.g. ResNet50=0.3). "
+                             f"Received: {item!r}")
+    return out
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pipeline import report
+
+    start = time.perf_counter()
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    exp_dir = Path(args.experiment)
+    out_html = Path(args.out) if args.out else None
+    out_pdf = None
+    if args.pdf:
+        report.find_chromium()  # fail before the work when the PDF cannot be printed
+        base = out_html or exp_dir / "reports" / f"report-{args.eval_set}-{time.strftime('%Y%m%dT%H%M%S')}.html"
+        out_html, out_pdf = base, base.with_suffix(".pdf")
+    html_path = report.build_report(exp_dir, models=models, eval_set=args.eval_set,
+                                    thresholds=_parse_thresholds(args.threshold), n_boot=args.n_boot,
+                                    out_html=out_html, out_pdf=out_pdf, seed=args.seed)
+    print(f"report written in {time.perf_counter() - start:.1f}s: {html_path}" + (f" and {out_pdf}" if out_pdf else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
@@ -126,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check an experiment folder (or every one under a root)")
     p.add_argument("path")
     p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("report", help="write the meeting report (self-contained HTML, optionally PDF)")
+    p.add_argument("experiment", help="experiment folder, e.g. artifacts/demo-histology")
+    p.add_argument("--models", help="comma-separated models (default: every finished model)")
+    p.add_argument("--eval-set", default="test", help="evaluation set to report on (default: test)")
+    p.add_argument("--threshold", action="append", metavar="MODEL=VALUE",
+                   help="binary decision threshold of a model (repeatable; default 0.5)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="HTML path (default: <experiment>/reports/report-<eval set>-<time>.html)")
+    p.add_argument("--pdf", action="store_true", help="also print a PDF beside the HTML (headless chromium)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -825,7 +825,8 @@ h3{font-size:15px;margin:14px 0 6px}
 .meta{color:#4a5868;font-size:13px} .meta code{background:#eef2f6;padding:1px 4px;border-radius:3px}
 .intro{color:#4a5868;margin:4px 0 10px}
 .verdicts li{margin:3px 0} .toc a{margin-right:10px}
-.grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:1 1 460px;min-width:0}
+.grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:0 0 calc(50% - 5px);min-width:0}
+@media screen and (max-width:900px){.grid .cell{flex-basis:100%}}
 .wide{overflow-x:auto}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right}
 th{background:#eef2f6} td:first-child,th:first-child{text-align:left}
@@ -841,9 +842,14 @@ dl.facts dd{margin:0}
 .tag{display:inline-block;background:#fde7c8;border-radius:8px;padding:0 6px;margin:2px 3px 0 0;font-size:11px}
 footer{margin-top:30px;color:#6a7888;font-size:12px;border-top:1px solid #c9d3de;padding-top:6px}
 @page{size:A4 landscape;margin:10mm}
-@media print{body{max-width:none;padding:0} section{break-inside:auto} .cell,.card,tr{break-inside:avoid}
- h2{break-after:avoid}}
+@media print{body{max-width:none;width:1000px;padding:0;margin:0} section{break-inside:auto}
+ .cell,.card,tr{break-inside:avoid} h2{break-after:avoid} .modebar-container{display:none!important}
+ .cell{overflow:hidden}}
 """
+# Plotly draws a figure once, at the width its container has when the figure's script runs, and does not
+# redraw for print. Hence cell widths that do not depend on cells parsed later (a fixed flex basis, not
+# "grow"), and a printed body as wide as the screen's content (1000 px; html_to_pdf renders with a 1040 px
+# window), which fits an A4-landscape page with 10 mm margins (1047 px).
 
 
 def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None, eval_set: str = "test",

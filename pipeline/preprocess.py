@@ -129,14 +129,24 @@ def decode_image(data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXE
             raise ImageDecodeError(_size_message(width, height, int(max_pixels)))
     try:
         if fmt == "DICOM":
-            return _decode_dicom(data, int(max_pixels))
-        return _decode_pillow(data, fmt, int(max_pixels))
+            return _checked(_decode_dicom(data, int(max_pixels)))
+        return _checked(_decode_pillow(data, fmt, int(max_pixels)))
     except ImageDecodeError:
         raise
     except MemoryError:
         raise ImageDecodeError(f"not enough memory to decode this {fmt or 'image'}") from None
     except Exception as exc:  # noqa: BLE001 - the contract is: every failure is an ImageDecodeError
         raise ImageDecodeError(f"could not decode {fmt or 'image'}: {_short(exc)}") from exc
+
+
+def _checked(decoded: DecodedImage) -> DecodedImage:
+    """The last line of the contract: an HxWx3 uint8 image, or ImageDecodeError (never a malformed array)."""
+    rgb = decoded.rgb
+    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+            and rgb.shape[0] > 0 and rgb.shape[1] > 0):
+        raise ImageDecodeError(f"{decoded.format} decoded to an unusable pixel array "
+                               f"(shape {tuple(getattr(rgb, 'shape', ()))}, dtype {getattr(rgb, 'dtype', '?')})")
+    return decoded
 
 
 def decode_array(array: np.ndarray, format: str = "ARRAY") -> DecodedImage:
@@ -485,8 +495,12 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             notes.append(f"1 frame of {n_frames} used")
         original_shape, original_dtype = tuple(int(s) for s in arr.shape), str(arr.dtype)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "").strip().upper()
-        if arr.ndim == 3 and samples == 1:
-            arr = arr[0]  # a multi-frame array despite index=0 (old plugins): keep the first frame
+        if arr.ndim == (3 if samples == 1 else 4):
+            arr = arr[0]  # a multi-frame array despite index=0 (old plugins, surplus pixel data): first frame
+        expected = (rows, cols) if samples == 1 else (rows, cols, samples)
+        if arr.shape != expected:  # the header and the pixel data disagree (fuzzed: Rows=1 gave a 5-D "image")
+            raise ImageDecodeError(f"DICOM pixel data has shape {tuple(arr.shape)}, but Rows/Columns/"
+                                   f"SamplesPerPixel say {expected}")
         if photometric == "PALETTE COLOR":
             arr = dcm_pixels.apply_color_lut(arr, ds)
             notes.append("DICOM: palette colour LUT applied")

@@ -439,3 +439,30 @@ def intensity_histogram_figure(counts: np.ndarray, threshold: float | None = Non
     fig.update_xaxes(title="Gray level", range=[-0.5, 255.5])
     fig.update_yaxes(title="Pixels")
     return fig
+
+
+def class_probability_figure(class_names: Sequence[str], probs: np.ndarray, decided: int | None = None,
+                             threshold: float | None = None, pos_index: int | None = None,
+                             color: str = PALETTE[0], title: str = "", height: int = 220,
+                             font_size: int = 13) -> go.Figure:
+    """One model's class probabilities as horizontal bars: the decided class in `color`, the others grey, and
+    the binary threshold (on the positive class's bar) as a dashed line."""
+    p = np.asarray(probs, dtype=np.float64)
+    names = [str(c) for c in class_names]
+    if p.shape != (len(names),):
+        raise ValueError(f"Invalid value for argument `probs`. Expected shape ({len(names)},) matching "
+                         f"`class_names`. Received: {p.shape}")
+    colours = [color if i == decided else "#c7c7c7" for i in range(len(names))]
+    fig = go.Figure(go.Bar(
+        x=p, y=names, orientation="h", marker=dict(color=colours),
+        text=[f"{v:.1%}" if np.isfinite(v) else "—" for v in p], textposition="auto",
+        textfont=dict(size=font_size), hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+    if threshold is not None and pos_index is not None and np.isfinite(threshold):
+        fig.add_shape(type="line", x0=float(threshold), x1=float(threshold), y0=pos_index - 0.45,
+                      y1=pos_index + 0.45, line=dict(color="#d62728", width=3, dash="dash"))
+        fig.add_annotation(x=float(threshold), y=pos_index + 0.45, text=f"threshold {threshold:.2f}",
+                           showarrow=False, yanchor="bottom", font=dict(size=max(font_size - 2, 9), color="#d62728"))
+    fig.update_layout(title=title, height=height, margin=_MARGIN, showlegend=False, font=dict(size=font_size))
+    fig.update_xaxes(range=[0, 1], title="Probability", tickformat=".0%")
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=names)
+    return fig

@@ -1,0 +1,253 @@
+"""Live single-image inference (demo day) without Streamlit: load + warm a model, answer one upload.
+
+The page (`app_pages/live.py`) only arranges what this module returns, so every bad upload can be tested
+as a plain function call. The path timed for each model is the one a user waits for:
+
+    bytes --decode (once, shared by the models)--> RGB uint8
+          --preprocess (resize to the model's input, float32 batch)--> (1, S, S, 3)
+          --predict (compiled once per model)--> class probabilities
+
+The backbone's pixel preprocessing (e.g. ``x / 127.5 - 1``) runs inside the model, so it is part of
+"predict". TensorFlow and Keras are imported inside the functions that need them, never at import time.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from pipeline import artifacts as art
+from pipeline.preprocess import DEFAULT_MAX_PIXELS, DecodedImage, ImageDecodeError, decode_image, resize_square
+
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm", "dicom")
+_PREDICT_ATTR = "_medcompare_predict_fn"  # kept on the model object, invisible to Keras tracking/saving
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, eq=False)
+class LiveModel:
+    """A loaded, warmed-up classifier with what the page shows about it."""
+
+    name: str
+    model: Any  # keras.Model: raw 0..255 RGB in, softmax out
+    input_size: int
+    n_classes: int
+    preprocess_mode: str  # key of pipeline.backbones.PREPROCESS_MODES, or "?" when unknown
+    preprocess_function: str
+    cam_layer: str | None
+    load_seconds: float
+    warmup_ms: dict[str, float] = field(default_factory=dict)  # first predict and first Grad-CAM, in ms
+
+
+@dataclass(frozen=True)
+class ModelAnswer:
+    """One model's answer to one image: probabilities, timings, the preprocessing applied, or an error."""
+
+    model: str
+    probs: np.ndarray | None = None  # (K,) float32
+    timings_ms: dict[str, float] = field(default_factory=dict)  # decode, preprocess, predict, total
+    preprocessing: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        """Decode + preprocess + predict, in milliseconds (NaN when the model failed)."""
+        return float(self.timings_ms.get("total", float("nan")))
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """The decoded image (or the one-line reason it could not be decoded) and every model's answer."""
+
+    name: str
+    image: np.ndarray | None  # HxWx3 uint8 RGB as decoded
+    decoded: DecodedImage | None
+    decode_ms: float
+    answers: dict[str, ModelAnswer]
+    error: str | None = None
+
+
+# ---------------------------------------------------------------- loading
+
+def load_live_model(exp_dir: Path | str, model_name: str, warm_up: bool = True) -> LiveModel:
+    """Load `models/<model_name>/model.keras` with Keras safe mode, check it, and warm it up; raises ArtifactError."""
+    path = art.model_dir(exp_dir, model_name) / art.MODEL_FILE
+    if not path.is_file():
+        raise art.ArtifactError(path, f"model file is missing: {model_name} has predictions only, so it cannot "
+                                      "answer live (re-run the pipeline's train step to save the model)")
+    if path.stat().st_size == 0:
+        raise art.ArtifactError(path, "model file is empty (0 bytes); the save was interrupted, retrain the model")
+    try:
+        config = art.read_model_config(exp_dir, model_name)
+    except art.ArtifactError:
+        config = {}  # the model file is self-contained; config.json only adds labels for the page
+    import keras
+
+    from pipeline.backbones import preprocess_layer_class
+
+    preprocess_layer_class()  # registers the custom layer so safe-mode deserialisation finds it
+    start = time.perf_counter()
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - zip, JSON, h5 and deserialisation errors all mean "unusable"
+        raise art.ArtifactError(path, f"cannot load the Keras model ({type(exc).__name__}: "
+                                      f"{_one_line(exc)}); the file may be truncated or from an "
+                                      "incompatible Keras version") from None
+    load_seconds = time.perf_counter() - start
+    live = _describe(model_name, model, config, path, load_seconds)
+    if warm_up:
+        live.warmup_ms.update(warm_up_model(live))
+    return live
+
+
+def _describe(name: str, model: Any, config: Mapping[str, Any], path: Path, load_seconds: float) -> LiveModel:
+    shape = tuple(getattr(model, "input_shape", ()) or ())
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
+        raise art.ArtifactError(path, f"expected a model taking square RGB images (None, S, S, 3), "
+                                      f"got input shape {shape}")
+    out = tuple(model.output_shape)
+    if len(out) != 2 or not out[-1] or out[-1] < 2:
+        raise art.ArtifactError(path, f"expected a classifier with (None, K>=2) output, got {out}")
+    mode = str(config.get("preprocessing") or _preprocess_mode_in(model) or "?")
+    return LiveModel(
+        name=name, model=model, input_size=int(shape[1]), n_classes=int(out[-1]), preprocess_mode=mode,
+        preprocess_function=str(config.get("preprocess_function") or ""),
+        cam_layer=str(config["cam_layer"]) if config.get("cam_layer") else None, load_seconds=load_seconds)
+
+
+def _preprocess_mode_in(model: Any) -> str | None:
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "mode") and type(layer).__name__ == "ImagePreprocess":
+            return str(layer.mode)
+    return None
+
+
+def warm_up_model(live: LiveModel) -> dict[str, float]:
+    """One dummy prediction and one Grad-CAM (both trace their compiled functions); their times in ms."""
+    dummy = np.full((live.input_size, live.input_size, 3), 128, np.uint8)
+    start = time.perf_counter()
+    predict_probs(live, dummy)
+    predict_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    cam_ms = float("nan")
+    try:
+        explain(live, dummy, 0)
+        cam_ms = (time.perf_counter() - start) * 1000
+    except ValueError:
+        pass  # a model without a usable CAM layer still predicts; the page says why the map is missing
+    return {"first_predict": predict_ms, "first_grad_cam": cam_ms}
+
+
+# ---------------------------------------------------------------- predicting
+
+def predict_fn(model: Any) -> Any:
+    """The model's compiled float32 (n, S, S, 3) -> probabilities function, traced once and kept on the model."""
+    with _LOCK:
+        fn = model.__dict__.get(_PREDICT_ATTR)
+        if fn is None:
+            import tensorflow as tf
+
+            size = int(model.input_shape[1])
+
+            @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+            def fn(x: Any) -> Any:
+                return model(x, training=False)
+
+            object.__setattr__(model, _PREDICT_ATTR, fn)
+        return fn
+
+
+def prepare_input(live: LiveModel, rgb: np.ndarray) -> np.ndarray:
+    """The model's input batch for one RGB image: resized to its input size, float32, shape (1, S, S, 3)."""
+    return resize_square(rgb, live.input_size).astype(np.float32)[None]
+
+
+def predict_probs(live: LiveModel, rgb: np.ndarray) -> np.ndarray:
+    """Class probabilities (K,) of one RGB uint8 image."""
+    return np.asarray(predict_fn(live.model)(prepare_input(live, rgb)))[0].astype(np.float32)
+
+
+def explain(live: LiveModel, rgb: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM heat map (the image's size, in [0, 1]) of `class_index` on one RGB image."""
+    from pipeline.explain import grad_cam
+
+    return grad_cam(live.model, rgb, int(class_index), layer_name=live.cam_layer)
+
+
+def run_live_inference(image_bytes: bytes | None, name: str, models: Mapping[str, LiveModel | str],
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> LiveResult:
+    """Decode `image_bytes` once and let every model answer; a model given as a str is a load error to report."""
+    if image_bytes is None:
+        return LiveResult(name, None, None, 0.0, {}, "no image: upload a file, pick a sample or take a photo")
+    start = time.perf_counter()
+    try:
+        decoded = decode_image(image_bytes, name=name, max_pixels=max_pixels)
+    except (ImageDecodeError, TypeError) as exc:
+        return LiveResult(name, None, None, (time.perf_counter() - start) * 1000, {},
+                          f"Cannot use {name or 'this file'!r}: {_one_line(exc)}")
+    decode_ms = (time.perf_counter() - start) * 1000
+    answers = {m: answer_one(live, decoded, decode_ms) if isinstance(live, LiveModel)
+               else ModelAnswer(m, error=str(live)) for m, live in models.items()}
+    return LiveResult(name, decoded.rgb, decoded, decode_ms, answers)
+
+
+def answer_one(live: LiveModel, decoded: DecodedImage, decode_ms: float) -> ModelAnswer:
+    """One model's answer to an already decoded image, timed (an unexpected failure becomes the error)."""
+    steps = preprocessing_steps(live, decoded)
+    try:
+        start = time.perf_counter()
+        x = prepare_input(live, decoded.rgb)
+        prep = time.perf_counter()
+        probs = np.asarray(predict_fn(live.model)(x))[0].astype(np.float32)
+        done = time.perf_counter()
+    except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
+        return ModelAnswer(live.name, preprocessing=steps,
+                           error=f"{live.name} could not predict: {type(exc).__name__}: {_one_line(exc)}")
+    if probs.shape != (live.n_classes,) or not np.isfinite(probs).all():
+        return ModelAnswer(live.name, preprocessing=steps,
+                           error=f"{live.name} returned unusable output (shape {probs.shape}, non-finite values)")
+    timings = {"decode": decode_ms, "preprocess": (prep - start) * 1000, "predict": (done - prep) * 1000}
+    timings["total"] = sum(timings.values())
+    return ModelAnswer(live.name, probs, timings, steps)
+
+
+def preprocessing_steps(live: LiveModel, decoded: DecodedImage) -> tuple[str, ...]:
+    """What was done to the upload before this model saw it, in words."""
+    from pipeline.backbones import PREPROCESS_MODES
+
+    height, width = decoded.rgb.shape[:2]
+    steps = [f"decoded {decoded.format} {'x'.join(map(str, decoded.original_shape))} {decoded.original_dtype}"]
+    steps += list(decoded.notes)
+    size = live.input_size
+    if (height, width) == (size, size):
+        steps.append(f"already {size}x{size}: not resized")
+    else:
+        how = "area averaging" if size * size < height * width else "bilinear"
+        aspect = "" if height == width else ", aspect ratio not kept"
+        steps.append(f"resized {width}x{height} -> {size}x{size} ({how}{aspect})")
+    text = PREPROCESS_MODES.get(live.preprocess_mode, "as configured")
+    fn = f" = {live.preprocess_function}" if live.preprocess_function else ""
+    steps.append(f"pixels: mode '{live.preprocess_mode}': {text}{fn} (inside the model)")
+    return tuple(steps)
+
+
+# ---------------------------------------------------------------- deciding
+
+def decide(probs: np.ndarray, class_names: Sequence[str], threshold: float | None, pos_index: int) -> int:
+    """The predicted class: binary at `threshold` on the positive class, otherwise (or when None) the argmax."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape != (len(class_names),):
+        raise ValueError(f"Invalid value for argument `probs`. Expected shape ({len(class_names)},). "
+                         f"Received: {p.shape}")
+    if threshold is not None and len(class_names) == 2:
+        return int(pos_index) if p[pos_index] >= float(threshold) else 1 - int(pos_index)
+    return int(np.argmax(p))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 240 else text[:237] + "..."

@@ -795,3 +795,158 @@ def load_live_model(exp_dir: Path | str, model_name: str) -> Any:
 def load_model(exp_dir: Path | str, model_name: str) -> Any:
     """The saved `keras.Model` of `model_name` (cached and warmed up as in `load_live_model`); raises ArtifactError."""
     return load_live_model(exp_dir, model_name).model
+
+
+# ---------------------------------------------------------------- paired comparison, ensemble, meeting report
+
+def _models_key(exp: art.Experiment, models: list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Stamp, ...]]:
+    models_t = tuple(models)
+    return models_t, tuple(model_stamp(exp.path, m) for m in models_t)
+
+
+@st.cache_resource(show_spinner="Aligning predictions…", max_entries=32)
+def _aligned(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
+             _exp: art.Experiment) -> Any:
+    from pipeline import report as rp
+
+    per_model = {}
+    for model, m_stamp in zip(models, m_stamps):
+        md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
+        per_model[model] = (md.sample_ids, md.y, md.groups, md.P)
+    return rp.align_models(per_model)
+
+
+def get_aligned(exp: art.Experiment, models: list[str], eval_set: str) -> Any:
+    """`pipeline.report.Aligned`: `models`' predictions on the samples every one of them predicted (shared)."""
+    return _aligned(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, exp)
+
+
+@st.cache_data(show_spinner="Running the paired tests…", max_entries=64)
+def _pairwise(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
+              thresholds: tuple[float | None, ...], pos_index: int, n_boot: int, seed: int,
+              _exp: art.Experiment) -> list[dict[str, Any]]:
+    al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    return mt.pairwise_comparisons(al.y, al.probs, dict(zip(models, thresholds)), pos_index, al.groups,
+                                   metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed)
+
+
+def get_pairwise(exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None],
+                 n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """`metrics.pairwise_comparisons` rows for every pair of `models` (DeLong, McNemar, paired bootstrap of every
+    leaderboard metric, Holm-adjusted over the pairs), on their common samples (cached)."""
+    thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
+    return _pairwise(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+                     exp.positive_index, int(n_boot), int(seed), exp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _ensemble_P(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
+                _exp: art.Experiment) -> np.ndarray:
+    al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    return _readonly(mt.ensemble_mean(al.probs))
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _ensemble_sweep(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                    eval_set: str, class_index: int, _exp: art.Experiment) -> Any:
+    al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    return mt.make_sweep(al.y == class_index, P[:, class_index])
+
+
+@st.cache_data(show_spinner="Bootstrapping the ensemble…", max_entries=128)
+def _ensemble_bootstrap(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                        eval_set: str, threshold: float | None, pos_index: int, n_boot: int, seed: int,
+                        _exp: art.Experiment) -> dict[str, tuple[float, float, float]]:
+    al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    kwargs = dict(n_boot=n_boot, seed=seed, threshold=threshold, pos_index=pos_index)
+    try:
+        return mt.bootstrap_all(al.y, P, al.groups, metrics=LEADERBOARD_METRICS, **kwargs)
+    except ValueError:  # one class only: AUCs undefined, threshold metrics kept
+        rest = [m for m in LEADERBOARD_METRICS if m not in _AUC_METRICS]
+        out = mt.bootstrap_all(al.y, P, al.groups, metrics=rest, **kwargs)
+        return {**out, **{m: (np.nan, np.nan, np.nan) for m in _AUC_METRICS}}
+
+
+def get_ensemble_bootstrap(exp: art.Experiment, models: list[str], eval_set: str, threshold: float | None,
+                           n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Leaderboard metrics with 95% grouped-bootstrap intervals of the mean-probability ensemble of `models`."""
+    thr = None if threshold is None else round(float(threshold), 6)
+    return _ensemble_bootstrap(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+                               exp.positive_index, int(n_boot), int(seed), exp)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _ensemble_curves(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                     eval_set: str, class_index: int, max_points: int, _exp: art.Experiment) -> dict[str, Any]:
+    from pipeline import report as rp
+
+    al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    out = rp.curve_points(al.y == class_index, P[:, class_index], max_points)
+    out.pop("sweep")
+    return out
+
+
+def get_ensemble_curves(exp: art.Experiment, models: list[str], eval_set: str, class_index: int,
+                        max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+    """ROC and PR curves (downsampled), AUC and AP of the ensemble for class `class_index` against the rest."""
+    return _ensemble_curves(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set,
+                            int(class_index), int(max_points), exp)
+
+
+def ensemble_metrics_at(exp: art.Experiment, models: list[str], eval_set: str, class_index: int,
+                        threshold: float) -> dict[str, float]:
+    """The ensemble's metrics of class `class_index` against the rest at `threshold` (from a cached sweep)."""
+    sweep = _ensemble_sweep(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set,
+                            int(class_index), exp)
+    return mt.metrics_at(sweep, float(threshold))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _disagreement(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
+                  thresholds: tuple[float | None, ...], pos_index: int, _exp: art.Experiment) -> dict[str, Any]:
+    al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
+    preds = {m: mt.predict_labels(al.probs[m], t, pos_index) for m, t in zip(models, thresholds)}
+    names, matrix = mt.disagreement_matrix(preds)
+    correct = np.vstack([preds[m] == al.y for m in models])
+    return {"names": names, "matrix": matrix, "unique_correct": mt.unique_correct(al.y, preds),
+            "all_right": int(correct.all(axis=0).sum()), "all_wrong": int((~correct).all(axis=0).sum()), "n": al.n}
+
+
+def get_disagreement(exp: art.Experiment, models: list[str], eval_set: str,
+                     thresholds: dict[str, float | None]) -> dict[str, Any]:
+    """Pairwise disagreement matrix, per-model "only this one is right" counts, all-right/all-wrong counts (cached)."""
+    thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
+    return _disagreement(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+                         exp.positive_index, exp)
+
+
+@st.cache_data(show_spinner="Building the meeting report…", max_entries=8)
+def _meeting_report(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                    eval_set: str, thresholds: tuple[tuple[str, float], ...], n_boot: int, notes: int,
+                    pdf: bool) -> tuple[bytes, bytes | None]:
+    import tempfile
+
+    from pipeline import report as rp
+
+    with tempfile.TemporaryDirectory(prefix="medcompare-report-") as tmp:
+        html_path = Path(tmp) / "report.html"
+        pdf_path = Path(tmp) / "report.pdf" if pdf else None
+        rp.build_report(exp_dir, list(models), eval_set, dict(thresholds), n_boot, out_html=html_path,
+                        out_pdf=pdf_path)
+        return html_path.read_bytes(), (pdf_path.read_bytes() if pdf_path is not None else None)
+
+
+def get_meeting_report(exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None],
+                       n_boot: int = 1000, pdf: bool = False) -> tuple[bytes, bytes | None]:
+    """(HTML bytes, PDF bytes or None) of `pipeline.report.build_report` with these thresholds (cached until an
+    artifact or a mentor note changes); raises ArtifactError, or FileNotFoundError when a PDF needs chromium."""
+    try:
+        notes = notes_stamp(exp)
+    except art.ArtifactError:
+        notes = -1
+    thr = tuple(sorted((m, round(float(t), 6)) for m, t in thresholds.items() if t is not None))
+    return _meeting_report(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+                           int(n_boot), notes, bool(pdf))

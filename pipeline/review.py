@@ -97,13 +97,14 @@ def predictions(arrays: ReviewArrays, thresholds: Sequence[float | None], pos_in
     """
     if len(thresholds) != len(arrays.models):
         raise _invalid("thresholds", f"one per model ({len(arrays.models)})", f"{len(thresholds)} values")
-    filled = np.where(arrays.has[:, :, None], arrays.P, -np.inf)
-    pred = np.argmax(filled, axis=2)
-    if arrays.n_classes == 2:
-        for i, thr in enumerate(thresholds):
-            if thr is not None:
-                pred[i] = np.where(arrays.P[i, :, pos_index] >= float(thr), pos_index, 1 - pos_index)
-    return np.where(arrays.has, pred, -1)
+    pred = np.empty(arrays.has.shape, dtype=np.int64)
+    for i, thr in enumerate(thresholds):
+        if thr is not None and arrays.n_classes == 2:
+            pred[i] = np.where(arrays.P[i, :, pos_index] >= float(thr), pos_index, 1 - pos_index)
+        else:
+            pred[i] = np.argmax(arrays.P[i], axis=1)  # rows without a prediction are NaN: masked below
+    pred[~arrays.has] = -1
+    return pred
 
 
 def confidences(arrays: ReviewArrays, pred: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
@@ -117,11 +118,20 @@ def confidences(arrays: ReviewArrays, pred: np.ndarray, positions: np.ndarray | 
     return np.where(has, conf, np.nan)
 
 
+def _model_confidence(arrays: ReviewArrays, pred: np.ndarray, k: int, positions: np.ndarray | None) -> np.ndarray:
+    """Model k's probability of its predicted class at `positions` (all samples when None); NaN if absent."""
+    P, p, has = arrays.P[k], pred[k], arrays.has[k]
+    if positions is not None:
+        P, p, has = P[positions], p[positions], has[positions]
+    conf = P[np.arange(p.shape[0]), np.maximum(p, 0)]
+    return np.where(has, conf, np.nan)
+
+
 def tag_mask(arrays: ReviewArrays, sample_ids: Collection[str]) -> np.ndarray:
     """Boolean mask (n,) of the samples whose id is in `sample_ids` (ids not in this set are ignored)."""
     mask = np.zeros(arrays.n, dtype=bool)
     if sample_ids:
-        pos = arrays.index.get_indexer(pd.Index(list(sample_ids), dtype=object))
+        pos = arrays.index.get_indexer(list(sample_ids))
         mask[pos[pos >= 0]] = True
     return mask
 
@@ -163,7 +173,7 @@ def filter_mask(arrays: ReviewArrays, pred: np.ndarray, f: ReviewFilter, pos_ind
             mask &= (y == pos_index) & (pred[k] == neg)
     lo, hi = f.confidence
     if (lo, hi) != (0.0, 1.0):
-        conf = confidences(arrays, pred)[k]
+        conf = _model_confidence(arrays, pred, k, None)
         mask &= (conf >= lo) & (conf <= hi)
     if f.agreement != "any":
         n_right = correct.sum(axis=0)
@@ -191,7 +201,7 @@ def sorted_indices(arrays: ReviewArrays, pred: np.ndarray, mask: np.ndarray, mod
     if sort == "sample_id":
         return idx[np.argsort(arrays.sample_ids[idx].astype(str), kind="stable")]
     k = arrays.models.index(model)
-    conf = confidences(arrays, pred)[k, idx]
+    conf = _model_confidence(arrays, pred, k, idx)
     order = np.argsort(-conf if sort == "confidence_desc" else conf, kind="stable")
     return idx[order]
 

@@ -130,8 +130,8 @@ def test_notes_survive_reopening_in_another_process(exp_dir):
     queue = ctx.Queue()
     proc = ctx.Process(target=_read_in_fresh_process, args=(str(exp_dir), queue))
     proc.start()
-    history, tagged = queue.get(timeout=60)
-    proc.join(60)
+    history, tagged = queue.get(timeout=600)
+    proc.join(120)
     assert history["sample_id"] == ["s1"] and history["text"] == ["t"] and tagged == {"s1"}
 
 
@@ -184,9 +184,9 @@ def test_two_processes_writing_at_once_lose_nothing(exp_dir):
     for p in procs:
         p.start()
     start.set()
-    results = dict(queue.get(timeout=300) for _ in procs)
+    results = dict(queue.get(timeout=600) for _ in procs)
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
     assert results == {0: [], 1: []}, results  # no "database is locked", no other error
     _check_nothing_lost(exp_dir, 2)

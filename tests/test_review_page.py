@@ -89,15 +89,15 @@ def test_filtering_100k_samples_is_fast():
         per_model[f"M{j}"] = (ids, P)
     a = rv.align_predictions(ids, y, per_model, k)
     tagged = {"label wrong": set(ids[rng.choice(n, 2000, replace=False)])}
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: other jobs on the machine do not count
     for _ in range(3):
         pred = rv.predictions(a, [None] * m)
         mask = rv.filter_mask(a, pred, rv.ReviewFilter("M2", agreement="disagree", confidence=(0.2, 0.9),
                                                        true_classes=(1, 2, 3), tag=rv.TAG_UNTAGGED), tagged=tagged)
         idx = rv.sorted_indices(a, pred, mask, "M2")
-    per_run = (time.perf_counter() - t0) / 3
+    per_run = (time.process_time() - t0) / 3
     assert idx.size > 10_000
-    assert per_run < 0.5, f"{per_run:.3f} s per filter+sort of 100k x 5 models"
+    assert per_run < 0.4, f"{per_run:.3f} s CPU per filter+sort of 100k samples x 5 models"
 
 
 # ---------------------------------------------------------------- the page (AppTest)
@@ -261,3 +261,37 @@ def test_export_button_and_multiclass_page(tmp_path, monkeypatch):
     assert _count(at) == int(((argmax != preds["label"].to_numpy()) & (argmax == 2)).sum())
     download = at.get("download_button")
     assert download and "Export notes as CSV" in str(download[0].proto)
+
+
+def test_grad_cam_is_computed_on_demand_and_cached(review_root, monkeypatch):
+    explain = pytest.importorskip("pipeline.explain")
+    from dashboard import data_access as da
+
+    calls: list[tuple] = []
+
+    def fake_load_model(exp_dir: str, model: str) -> str:
+        calls.append(("load", model))
+        return model
+
+    def fake_grad_cam(model: str, image: np.ndarray, class_index: int) -> np.ndarray:
+        calls.append(("cam", model, class_index))
+        h, w = image.shape[:2]
+        return np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))
+
+    monkeypatch.setattr(da, "load_model", fake_load_model, raising=False)
+    monkeypatch.setattr(explain, "grad_cam", fake_grad_cam)
+    _, models = _truth(review_root)
+    for m in models[:2]:  # the third model has predictions only
+        (review_root / EXP / "models" / m / "model.keras").write_bytes(b"stand-in")
+    at = _open_review()
+    at.button[0].click().run()
+    assert not calls  # nothing is computed before the button is pressed
+    at.button(key="review_cam_button").click().run()
+    no_exceptions(at)
+    cams = [c for c in gallery_captions(at) if ": evidence for" in c]
+    assert sorted(c.split(":")[0] for c in cams) == sorted(models[:2])
+    assert any(models[2] in c.value and "unavailable" in c.value for c in at.caption)
+    assert sorted(c[1] for c in calls if c[0] == "cam") == sorted(models[:2])
+    at.slider(key="review_cam_alpha").set_value(0.8).run()
+    no_exceptions(at)
+    assert len([c for c in calls if c[0] == "cam"]) == 2  # cached per (experiment, model, sample, class)

@@ -30,7 +30,6 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
         ("training.py", "Training", ":material/timeline:", "training"),
         ("eval_sets.py", "Evaluation sets", ":material/compare:", "eval-sets"),
     ],
-    "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications")],
     "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications"),
                ("segmentation.py", "Segmentation preview", ":material/blur_on:", "segmentation")],
     "Demo day": [("live.py", "Live inference", ":material/bolt:", "live")],

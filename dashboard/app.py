@@ -29,6 +29,7 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
         ("calibration.py", "Calibration", ":material/balance:", "calibration"),
         ("training.py", "Training", ":material/timeline:", "training"),
         ("eval_sets.py", "Evaluation sets", ":material/compare:", "eval-sets"),
+        ("compare.py", "Paired comparison", ":material/balance:", "compare"),
     ],
     "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications"),
                ("segmentation.py", "Segmentation preview", ":material/blur_on:", "segmentation")],

@@ -35,7 +35,8 @@ def _metric(at, label: str) -> float:
 def test_leaderboard_values_equal_sklearn_and_rank_by_changes_order(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_app("binary", "overview")
-    at.select_slider(key="overview_n_boot").set_value(200).run()
+    at.select_slider(key="overview_n_boot").set_value(200)
+    at.toggle(key="overview_ensemble").set_value(False).run()  # models only (the ensemble row: test_compare_page)
     no_exceptions(at)
     table = at.dataframe[0].value
     for model in table.index:

@@ -7,6 +7,7 @@ from dashboard import charts
 from dashboard import data_access as da
 from dashboard import state, widgets
 from pipeline.artifacts import ArtifactError
+from pipeline.report import ENSEMBLE, ensemble_config
 
 sel = state.selection()
 st.title("Overview")
@@ -32,6 +33,15 @@ for model in data:
         configs[model] = da.get_model_config(sel.exp, model)
     except ArtifactError as exc:
         widgets.artifact_error_ui(exc, f"Model **{model}** (size and speed columns left empty)")
+
+if len(results) >= 2 and st.toggle(f"{ENSEMBLE} row", value=True, key="overview_ensemble",
+                                   help="Mean probability of the selected models (threshold and curves on *Paired "
+                                        "comparison*); its size and speed are the sums of its members'."):
+    members = list(results)
+    results[ENSEMBLE] = da.get_ensemble_bootstrap(sel.exp, members, sel.eval_set,
+                                                  state.get_threshold(sel, ENSEMBLE) if sel.binary else None,
+                                                  n_boot=n_boot)
+    configs[ENSEMBLE] = ensemble_config(configs, members)
 
 if results:
     frame = da.leaderboard_frame(results, configs).sort_values(rank_by, ascending=False)

@@ -175,3 +175,21 @@ def test_experiment_without_masks_and_adaptive_and_cleanup(seg_root, artifacts_e
     at.checkbox(key="seg_cleanup").check().run()
     no_exceptions(at)
     assert any("uncropped" in c.value or "cropped" in c.value for c in at.caption)
+
+
+def test_choices_survive_runs_where_their_widgets_are_hidden(seg_root, artifacts_env):
+    artifacts_env(seg_root)
+    at = open_page("masks")
+    at.selectbox(key="seg_method").set_value("global").run()
+    at.slider(key="seg_value").set_value(77).run()
+    at.checkbox(key="seg_invert").uncheck().run()
+    at.selectbox(key="seg_method").set_value("triangle").run()  # the threshold slider is not drawn
+    assert not [s for s in at.slider if s.key == "seg_value"]
+    at.radio(key="seg_source").set_value("Upload an image").run()  # no upload: no controls at all
+    no_exceptions(at)
+    assert not [s for s in at.selectbox if s.key == "seg_method"]
+    at.radio(key="seg_source").set_value("Sample from the evaluation set").run()
+    assert at.selectbox(key="seg_method").value == "triangle"
+    assert at.checkbox(key="seg_invert").value is False
+    at.selectbox(key="seg_method").set_value("global").run()
+    assert at.slider(key="seg_value").value == 77

@@ -32,8 +32,13 @@ def _show(rgb: np.ndarray) -> np.ndarray:
 
 
 def _defaults(**values: object) -> None:
+    """Give each widget key its default, or re-assign its current value.
+
+    Re-assigning matters: Streamlit drops the state of widgets skipped by a run (e.g. while no upload is
+    chosen); a plain setdefault would then see a stale key and the widget would fall back to its first option.
+    """
     for key, value in values.items():
-        st.session_state.setdefault(key, value)
+        st.session_state[key] = st.session_state[key] if key in st.session_state else value
 
 
 def _sample_source(sel: state.Selection) -> tuple[np.ndarray, np.ndarray | None, str] | None:

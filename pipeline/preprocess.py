@@ -634,18 +634,40 @@ def _array_to_rgb8(arr: np.ndarray) -> tuple[np.ndarray, list[str]]:
     if scale_note:
         notes.append(scale_note)
     if alpha is not None:
-        weight = _alpha_weight(alpha)
+        composited = _composite_on_black(color8, alpha)
         name = "LA" if channels == 2 else "RGBA"
-        if weight is None:
+        if composited is None:
             notes.append(f"{name} -> {'grayscale' if channels == 2 else 'RGB'} (alpha fully opaque, dropped)")
         else:
-            w = weight if color8.ndim == 2 else weight[:, :, None]
-            color8 = np.rint(color8 * w).astype(np.uint8)
+            color8 = composited
             notes.append(f"{name} -> {'grayscale' if channels == 2 else 'RGB'} (alpha composited on black)")
     if color8.ndim == 2:
         color8 = np.repeat(color8[:, :, None], 3, axis=2)
         notes.append("grayscale -> RGB")
     return np.ascontiguousarray(color8), notes
+
+
+_BLOCK_PIXELS = 1 << 20  # compositing runs on blocks of rows, so its float temporaries stay a few MB
+
+
+def _composite_on_black(color8: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
+    """``color8`` times the alpha weight, rounded, block by block; None when the alpha is fully opaque.
+
+    Whole-image float32 temporaries cost ~37 bytes a pixel (1.8 GB for a 400 kB, 49 MP 16-bit RGBA PNG
+    upload, found by fuzzing); blocks keep the peak at the uint8 result.
+    """
+    out = np.empty(color8.shape, np.uint8)
+    rows = max(1, _BLOCK_PIXELS // max(1, alpha.shape[1]))
+    opaque = True
+    for start in range(0, alpha.shape[0], rows):
+        block = color8[start:start + rows]
+        weight = _alpha_weight(alpha[start:start + rows])
+        if weight is None:
+            out[start:start + rows] = block  # x 1.0 is exact: the same pixels as the one-shot product
+            continue
+        opaque = False
+        out[start:start + rows] = np.rint(block * (weight if block.ndim == 2 else weight[:, :, None]))
+    return None if opaque else out
 
 
 def _alpha_weight(alpha: np.ndarray) -> np.ndarray | None:

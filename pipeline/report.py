@@ -462,8 +462,10 @@ def _section(sid: str, title: str, body: str, intro: str = "") -> str:
     return f'<section id="{sid}"><h2>{_esc(title)}</h2>{intro_html}{body}</section>\n'
 
 
-def _grid(items: Sequence[str]) -> str:
-    return '<div class="grid">' + "".join(f'<div class="cell">{i}</div>' for i in items) + "</div>"
+def _grid(items: Sequence[str], full: bool = False) -> str:
+    """Figures two per row (or one per row when `full`)."""
+    cls = "grid full" if full else "grid"
+    return f'<div class="{cls}">' + "".join(f'<div class="cell">{i}</div>' for i in items) + "</div>"
 
 
 def leaderboard_frame(results: Mapping[str, Mapping[str, tuple[float, float, float]]],
@@ -660,7 +662,8 @@ def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequ
         body += _p_table_html(table.set_index(["A", "B"]))
         diff, p = pair_matrix(rows, list(names), "delong")
         body += _grid([_fig_html(charts.pairwise_matrix_figure(list(names), diff, p, title="ROC AUC: DeLong, Holm-adjusted",
-                                                               diff_label="AUC difference", alpha=alpha))])
+                                                               diff_label="AUC difference", alpha=alpha))],
+                      full=len(names) > 4)
     else:
         labels, diff, p = delong_class_grid(rows, exp.class_names)
         fig = charts.p_value_grid_figure(labels, list(exp.class_names), diff, p, alpha=alpha,
@@ -672,7 +675,7 @@ def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequ
                                "macro AUC 95% CI": _ci_text(r["roc_auc_ci_low"], r["roc_auc_ci_high"]),
                                "macro AUC p (Holm)": r["roc_auc_p_holm"]} for r in rows])
         table = macro.merge(table, on=["A", "B"])
-        body += _p_table_html(table.set_index(["A", "B"])) + _grid([_fig_html(fig)])
+        body += _p_table_html(table.set_index(["A", "B"])) + _grid([_fig_html(fig)], full=True)
     intro = (f"Every pair of models on the same {'' if binary else 'multiclass '}samples: DeLong's test of the ROC AUC "
              f"difference, McNemar's test of accuracy at the thresholds in force, and {n_boot} paired bootstrap "
              f"resamples of whole patients/lesions for balanced accuracy. p-values are Holm-adjusted over the "
@@ -733,8 +736,8 @@ def _dataset_section(exp: art.Experiment, aligned: Aligned, eval_set: str) -> st
                                 f"{len(np.unique(aligned.groups)):,} patients/lesions")]
     dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts if v not in (None, "", []))
     fig = _fig_html(charts.class_counts_figure(counts[exp.class_names]))
-    tables = ("<h3>Class counts and groups per split</h3>" + _table_html(counts, "{:.0f}")
-              + "<h3>Evaluation sets</h3>" + _table_html(per_set, "{:.0f}"))
+    tables = ('<div class="wide"><h3>Class counts and groups per split</h3>' + _table_html(counts, "{:.0f}")
+              + "<h3>Evaluation sets</h3>" + _table_html(per_set, "{:.0f}") + "</div>")
     return _section("dataset", "Dataset and splits", f'<dl class="facts">{dl}</dl>' + _grid([fig, tables]))
 
 
@@ -826,7 +829,7 @@ h3{font-size:15px;margin:14px 0 6px}
 .intro{color:#4a5868;margin:4px 0 10px}
 .verdicts li{margin:3px 0} .toc a{margin-right:10px}
 .grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:0 0 calc(50% - 5px);min-width:0}
-@media screen and (max-width:900px){.grid .cell{flex-basis:100%}}
+.grid.full .cell{flex-basis:100%} @media screen and (max-width:900px){.grid .cell{flex-basis:100%}}
 .wide{overflow-x:auto}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right}
 th{background:#eef2f6} td:first-child,th:first-child{text-align:left}

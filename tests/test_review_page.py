@@ -295,3 +295,33 @@ def test_grad_cam_is_computed_on_demand_and_cached(review_root, monkeypatch):
     at.slider(key="review_cam_alpha").set_value(0.8).run()
     no_exceptions(at)
     assert len([c for c in calls if c[0] == "cam"]) == 2  # cached per (experiment, model, sample, class)
+
+
+def test_switching_experiment_keeps_the_page_working(tmp_path, monkeypatch):
+    make_fake_experiment(tmp_path, "a-multi", n_samples=120, n_models=2, n_classes=5, seed=9)
+    make_fake_experiment(tmp_path, "b-binary", n_samples=120, n_models=2, n_classes=2, seed=10)
+    monkeypatch.setenv("MEDCOMPARE_ARTIFACTS", str(tmp_path))
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
+    at.query_params["exp"] = "a-multi"
+    at.run()
+    at.switch_page("app_pages/review.py").run()
+    at.multiselect(key="review_true").set_value([4]).run()
+    at.multiselect(key="review_pred").set_value([3]).run()
+    no_exceptions(at)
+    at.selectbox(key="exp").set_value("b-binary").run()
+    no_exceptions(at)
+    assert at.multiselect(key="review_true").value == []
+    assert _count(at) >= 0
+
+
+def test_without_samples_drops_exactly_the_excluded_ids():
+    from dashboard import data_access as da
+
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    md = da.ModelData("M", "test", ids, np.array([0, 1, 1, 0]), np.full((4, 2), 0.5), np.arange(4))
+    out = da.without_samples(md, {"b", "zz"})
+    assert out.sample_ids.tolist() == ["a", "c", "d"] and out.y.tolist() == [0, 1, 0]
+    assert out.P.shape == (3, 2) and out.groups.tolist() == [0, 2, 3]
+    assert da.without_samples(md, set()) is md and da.without_samples(md, {"zz"}) is md

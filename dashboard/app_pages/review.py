@@ -61,6 +61,11 @@ if st.session_state.get("review_model") not in models:
 tag_options = [rv.TAG_ANY, rv.TAG_TAGGED, rv.TAG_UNTAGGED] + list(notes.TAGS) + sorted(set(tagged) - set(notes.TAGS))
 if st.session_state.get("review_tag") not in tag_options:
     st.session_state["review_tag"] = rv.TAG_ANY
+for key in ("review_true", "review_pred"):  # class picks from another experiment may not exist here
+    if key in st.session_state:
+        st.session_state[key] = [c for c in st.session_state[key] if 0 <= int(c) < len(names)]
+if st.session_state.get("review_cam_class", "predicted") not in ["predicted", *range(len(names))]:
+    st.session_state["review_cam_class"] = "predicted"
 
 c1, c2, c3, c4 = st.columns(4)
 with c1:

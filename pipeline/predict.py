@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 TTA_MODES = ("hflip", "vflip")
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {tta: step}
 
 
 @dataclass
@@ -39,19 +41,36 @@ def parse_tta(tta: bool | str | Sequence[str]) -> tuple[str, ...]:
 
 
 def predict_step(model: Any, tta: Sequence[str] = ()) -> Any:
-    """A compiled function: float32 image batch -> mean softmax over the identity and TTA views."""
+    """A compiled function: float32 image batch -> mean softmax over the identity and TTA views.
+
+    Traced once per (model, TTA modes), for every batch size, and reused by later calls. A new function per
+    call, traced again for the partial last batch, cost seconds per `predict_paths` call (a MobileNetV2
+    trace is ~2.5 CPU-s; see bench/RESULTS.md).
+    """
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    tta = tuple(tta)
+    try:
+        per_model = _STEPS.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: no sharing, still one trace per function
+        per_model = {}
+    if tta in per_model:
+        return per_model[tta]
+    ref = weakref.ref(model)  # the cache must not keep the model alive
+    spec = tf.TensorSpec([None, *tuple(model.input_shape)[1:]], tf.float32)
+
+    @tf.function(input_signature=[spec])
     def step(x: Any) -> Any:
+        net = ref()
         views = [x]
         if "hflip" in tta:
             views.append(tf.reverse(x, axis=[2]))
         if "vflip" in tta:
             views.append(tf.reverse(x, axis=[1]))
-        outs = [model(v, training=False) for v in views]
+        outs = [net(v, training=False) for v in views]
         return tf.add_n(outs) / float(len(outs))
 
+    per_model[tta] = step
     return step
 
 
@@ -69,7 +88,7 @@ def predict_paths(model: Any, paths: Sequence[str], batch_size: int = 64, tta: b
         lambda x, ok: (tf.cast(x, tf.float32), ok), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
     probs = np.full((len(paths), n_classes), np.nan, np.float32)
     ok = np.zeros(len(paths), bool)
-    step(tf.zeros((batch_size, size, size, 3), tf.float32))  # trace once, outside the timed loop
+    step.get_concrete_function()  # trace (first call for this model only), outside the timed loop
     i = 0
     start = time.perf_counter()
     for x, flag in ds:

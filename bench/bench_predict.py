@@ -1,0 +1,195 @@
+"""Item 1: batch prediction throughput from PNG files on disk, ours vs the Keras ways, vs the model's ceiling.
+
+Contenders, same model object, same files, same batch size, interleaved in one process:
+- ours: `pipeline.predict.predict_paths` (tf.data parallel decode + prefetch + one compiled step);
+- ImageDataGenerator: `flow_from_directory` + `model.predict`, the source projects' way. Keras 3 no longer
+  exports it (`keras.preprocessing.image.ImageDataGenerator` is gone); it survives, deprecated, as
+  `keras.src.legacy.preprocessing.image.ImageDataGenerator`, which is what runs here;
+- image_dataset_from_directory: `keras.utils.image_dataset_from_directory` + `model.predict`, the
+  replacement Keras recommends (TensorFlow-native PNG decode);
+- ceiling: the same compiled step over batches already decoded into memory (no I/O, no decode).
+The input pipelines alone (no model) are timed too: they bound what any overlap can win (Amdahl).
+
+Run: python -m bench.bench_predict [--n-images 5000 --size 96 --repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from bench import common as c
+
+DEFAULT_BACKBONES = ("MobileNetV2", "ResNet50", "EfficientNetB0", "SmallCNN")
+IDG = "ImageDataGenerator"
+IDFD = "image_dataset_from_directory"
+
+
+def idg_iterator(root: Path, size: int, batch_size: int) -> Any:
+    """The legacy Keras `flow_from_directory` iterator over `root` (class folders), in file order."""
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Found N images" on every call
+        return ImageDataGenerator().flow_from_directory(str(root), target_size=(size, size), batch_size=batch_size,
+                                                        class_mode=None, shuffle=False)
+
+
+def idfd_dataset(root: Path, size: int, batch_size: int) -> Any:
+    """`keras.utils.image_dataset_from_directory` over `root`, unlabelled, in file order."""
+    import keras
+
+    return keras.utils.image_dataset_from_directory(str(root), labels=None, image_size=(size, size),
+                                                    batch_size=batch_size, shuffle=False, verbose=False)
+
+
+def input_only(root: Path, paths: Sequence[str], size: int, batch_size: int, repeats: int) -> list[dict[str, Any]]:
+    """Images/s of each input pipeline alone (decode + batch, no model), interleaved."""
+    import tensorflow as tf
+
+    from pipeline.tfdata import AUTOTUNE, image_dataset
+
+    def ours() -> int:
+        ds = image_dataset(paths, size).batch(batch_size).map(
+            lambda x, ok: (tf.cast(x, tf.float32), ok), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+        return sum(int(x.shape[0]) for x, _ in ds)
+
+    def idg() -> int:
+        it = idg_iterator(root, size, batch_size)
+        return sum(len(it[i]) for i in range(len(it)))
+
+    def idfd() -> int:
+        return sum(int(x.shape[0]) for x in idfd_dataset(root, size, batch_size))
+
+    t = c.interleaved({"ours": ours, IDG: idg, IDFD: idfd}, repeats, warmup=0)
+    n = len(paths)
+    return [{"input pipeline": name, "images/s": n / t.median_wall(name),
+             "CPU ms/image": 1000 * t.median_cpu(name) / n, "wall s (min..max)": c.spread(t.wall[name])}
+            for name in t.wall]
+
+
+def bench_backbone(name: str, root: Path, paths: Sequence[str], size: int, batch_size: int,
+                   repeats: int) -> dict[str, Any]:
+    """Interleaved timings of the four contenders for one backbone; returns one result row."""
+    import keras
+    import tensorflow as tf
+
+    from pipeline.backbones import build_classifier
+    from pipeline.predict import predict_paths, predict_step
+    from pipeline.tfdata import decode_all
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(name, size, 2)
+    size = int(model.input_shape[1])
+    images, ok = decode_all(paths, size)
+    if not ok.all():
+        raise RuntimeError(f"{int((~ok).sum())} benchmark images failed to decode")
+    batches = [tf.constant(images[i:i + batch_size].astype(np.float32)) for i in range(0, len(images), batch_size)]
+    del images
+    step = predict_step(model)
+    n = len(paths)
+
+    fns = {
+        "ours": lambda: predict_paths(model, paths, batch_size).probs,
+        IDG: lambda: model.predict(idg_iterator(root, size, batch_size), verbose=0),
+        IDFD: lambda: model.predict(idfd_dataset(root, size, batch_size), verbose=0),
+        "ceiling": lambda: np.concatenate([step(b).numpy() for b in batches]),
+    }
+    # Warm-up on a slice with a full and a partial batch: traces every compiled function once.
+    warm = np.zeros((2 * batch_size + 1, size, size, 3), np.float32)
+    model.predict(warm, batch_size=batch_size, verbose=0)
+    predict_paths(model, paths[:batch_size + 1], batch_size)
+    outputs: dict[str, np.ndarray] = {}
+
+    def keep(contender: str, _round: int, _seconds: float, value: Any) -> None:
+        outputs[contender] = np.asarray(value)
+
+    t = c.interleaved(fns, repeats, warmup=0, on_result=keep)
+    med = {k: n / t.median_wall(k) for k in fns}
+    diff = max(float(np.abs(outputs[k] - outputs["ceiling"]).max()) for k in ("ours", IDG))
+    row = {
+        "backbone": name, "input px": size, "images": n,
+        "ours img/s": med["ours"], f"{IDG} img/s": med[IDG], f"{IDFD} img/s": med[IDFD],
+        "ceiling img/s": med["ceiling"],
+        "ours/IDG": c.ratio(med["ours"], med[IDG]), "ours/IDFD": c.ratio(med["ours"], med[IDFD]),
+        "ours/ceiling": c.ratio(med["ours"], med["ceiling"]),
+        "IDG/ceiling": c.ratio(med[IDG], med["ceiling"]),
+        "CPU ms/img ours": 1000 * t.median_cpu("ours") / n, "CPU ms/img IDG": 1000 * t.median_cpu(IDG) / n,
+        "CPU ms/img ceiling": 1000 * t.median_cpu("ceiling") / n,
+        "max |p diff|": diff,
+        "wall": {k: v for k, v in t.wall.items()}, "cpu": {k: v for k, v in t.cpu.items()},
+    }
+    del model, step, batches
+    keras.backend.clear_session()
+    return row
+
+
+def amdahl_bound(ceiling_ips: float, baseline_input_ips: float) -> float:
+    """Best possible ours/baseline ratio when ours hides all decoding and the baseline hides none.
+
+    Baseline time per image = 1/ceiling + 1/baseline_input; ours >= 1/ceiling. On a machine whose cores
+    are all busy running the model, decoding cannot be hidden for free either, so this is optimistic.
+    """
+    return 1.0 + ceiling_ips / baseline_input_ips
+
+
+def run(n_images: int, size: int, batch_size: int, repeats: int, backbones: Sequence[str],
+        root: Path | None = None) -> dict[str, Any]:
+    """Generate (once) the PNGs, time the input pipelines, then every backbone; returns the results."""
+    c.quiet_tensorflow()
+    folder = c.png_folder(n_images, size, root=root)
+    paths = c.png_paths(folder)
+    inputs = input_only(folder, paths, size, batch_size, repeats)
+    idg_input = next(r["images/s"] for r in inputs if r["input pipeline"] == IDG)
+    rows = []
+    for name in backbones:
+        row = bench_backbone(name, folder, paths, size, batch_size, repeats)
+        row["ours/IDG bound"] = amdahl_bound(row["ceiling img/s"], idg_input)
+        row["target >=2x IDG"] = c.verdict(row["ours/IDG"], 2.0)
+        row["target >=85% ceiling"] = c.verdict(row["ours/ceiling"], 0.85)
+        rows.append(row)
+        print(f"  {name}: ours {row['ours img/s']:.1f} img/s, IDG {row[f'{IDG} img/s']:.1f}, "
+              f"ceiling {row['ceiling img/s']:.1f}", flush=True)
+    return {"settings": {"n_images": n_images, "size": size, "batch_size": batch_size, "repeats": repeats,
+                         "folder": str(folder)}, "input_only": inputs, "backbones": rows}
+
+
+TABLE_COLUMNS = ("backbone", "input px", "ours img/s", f"{IDG} img/s", f"{IDFD} img/s", "ceiling img/s",
+                 "ours/IDG", "ours/IDG bound", "ours/IDFD", "ours/ceiling", "CPU ms/img ours", "CPU ms/img IDG",
+                 "CPU ms/img ceiling", "max |p diff|", "target >=2x IDG", "target >=85% ceiling")
+
+
+def report(result: dict[str, Any]) -> str:
+    """Markdown tables of a `run` result."""
+    s = result["settings"]
+    return (f"Batch prediction: {s['n_images']} PNGs {s['size']}x{s['size']}, batch {s['batch_size']}, "
+            f"{s['repeats']} interleaved repeats (medians)\n\n"
+            + c.table(result["input_only"]) + "\n\n" + c.table(result["backbones"], TABLE_COLUMNS))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """CLI entry point: run, print the tables, save bench/out/predict.json."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-images", type=int, default=5000)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backbones", default=",".join(DEFAULT_BACKBONES))
+    ap.add_argument("--root", type=Path, default=None, help="where to generate the PNGs (default .cache/bench)")
+    ap.add_argument("--no-save", action="store_true")
+    args = ap.parse_args(argv)
+    result = run(args.n_images, args.size, args.batch_size, args.repeats,
+                 [b.strip() for b in args.backbones.split(",") if b.strip()], args.root)
+    print(report(result), flush=True)
+    if not args.no_save:
+        c.save_result("predict", {"command": "python -m bench.bench_predict " + " ".join(argv or []), **result})
+    return result
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main(__import__("sys").argv[1:])

@@ -340,18 +340,19 @@ def remove_annotations(rgb: np.ndarray, white_level: int = 200, contrast: float 
         return img, np.zeros((h, w), np.uint8)
     # grow by two pixels: anti-aliased and JPEG-smeared edges of the strokes belong to the marks too
     removed = cv2.dilate(marks.astype(np.uint8) * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    clean = cv2.inpaint(img, removed, float(inpaint_radius), cv2.INPAINT_TELEA)
-    return clean, removed
+    return _inpaint(img, removed, int(inpaint_radius)), removed
 
 
 def apply_crop(rgb: np.ndarray, mode: str = "none", remove_marks: bool = True) -> np.ndarray:
-    """The ingest hook: ``"none"`` returns the image as is; ``"ultrasound"`` removes burned-in marks, then crops to the scan region."""
+    """The ingest hook: ``"none"`` returns the image as is; ``"ultrasound"`` crops to the scan region, then removes burned-in marks."""
     if mode not in CROP_MODES:
         raise ValueError(f"Invalid value for argument `mode`. Expected one of {CROP_MODES}. Received: {mode!r}")
     if mode == "none":
         return rgb
-    img = remove_annotations(rgb)[0] if remove_marks else to_rgb(rgb)
-    return crop_ultrasound(img)[0]
+    # Cropping first is safe (the crop opens thin strokes away) and cheaper: the frame's text is cut off
+    # instead of inpainted, and mark removal works on the smaller image.
+    cropped = crop_ultrasound(rgb)[0]
+    return remove_annotations(cropped)[0] if remove_marks else cropped
 
 
 def draw_box(rgb: np.ndarray, bbox: BBox, color: Sequence[int] = (255, 200, 0), thickness: int = 2) -> np.ndarray:
@@ -388,6 +389,27 @@ def _frame_level(gray: np.ndarray) -> int:
     # (cysts, deep attenuation) is dark too but, in real images, rarely below ~12, so the level is
     # capped low: a higher one cut cystic nodules out of already-cropped thyroid views.
     return int(min(int(gray.min()) + 10, 16))
+
+
+def _inpaint(img: np.ndarray, removed: np.ndarray, radius: int) -> np.ndarray:
+    """cv2.inpaint restricted to a padded box around each removed component (and to one channel when gray)."""
+    gray_only = bool((img[:, :, 0] == img[:, :, 1]).all() and (img[:, :, 0] == img[:, :, 2]).all())
+    src = np.ascontiguousarray(img[:, :, 0]) if gray_only else img
+    n, _, stats, _ = cv2.connectedComponentsWithStats(removed, connectivity=8)
+    h, w = removed.shape
+    pad = radius + 2
+    if n > 200:  # many scattered marks: one call over the whole image is cheaper than many small ones
+        out = cv2.inpaint(src, removed, float(radius), cv2.INPAINT_TELEA)
+    else:
+        out = src.copy()
+        for x, y, bw, bh, _ in stats[1:]:
+            x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
+            # the box's mask holds every removed pixel in it, so other marks never act as a source
+            roi_mask = removed[y0:y1, x0:x1]
+            patch = cv2.inpaint(np.ascontiguousarray(src[y0:y1, x0:x1]), roi_mask, float(radius), cv2.INPAINT_TELEA)
+            fill = roi_mask > 0
+            out[y0:y1, x0:x1][fill] = patch[fill]
+    return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB) if gray_only else out
 
 
 def _ring_means(gray: np.ndarray, labels: np.ndarray, n: int, distance: int) -> np.ndarray:

@@ -349,10 +349,13 @@ def apply_crop(rgb: np.ndarray, mode: str = "none", remove_marks: bool = True) -
         raise ValueError(f"Invalid value for argument `mode`. Expected one of {CROP_MODES}. Received: {mode!r}")
     if mode == "none":
         return rgb
-    # Cropping first is safe (the crop opens thin strokes away) and cheaper: the frame's text is cut off
-    # instead of inpainted, and mark removal works on the smaller image.
+    # Cropping first is cheaper: the frame's text is cut off instead of inpainted, and mark removal works
+    # on the smaller image. Thick text close to the scan region can stay attached to it, so the cleaned
+    # image is cropped once more (a no-op when nothing was attached).
     cropped = crop_ultrasound(rgb)[0]
-    return remove_annotations(cropped)[0] if remove_marks else cropped
+    if not remove_marks:
+        return cropped
+    return crop_ultrasound(remove_annotations(cropped)[0])[0]
 
 
 def draw_box(rgb: np.ndarray, bbox: BBox, color: Sequence[int] = (255, 200, 0), thickness: int = 2) -> np.ndarray:

@@ -322,10 +322,13 @@ def test_apply_crop_modes():
     out = sg.apply_crop(rgb, "ultrasound")
     x0, y0, x1, y1 = truth
     assert abs(out.shape[0] - (y1 - y0)) <= 3 and abs(out.shape[1] - (x1 - x0)) <= 3
-    clean, _ = sg.remove_annotations(rgb)
-    _, (cx0, cy0, cx1, cy1), _ = sg.crop_ultrasound(clean)
-    np.testing.assert_array_equal(out, clean[cy0:cy1, cx0:cx1])
+    _, (cx0, cy0, cx1, cy1), _ = sg.crop_ultrasound(rgb)
+    assert out.shape == (cy1 - cy0, cx1 - cx0, 3)
     assert sg.to_gray(out)[text[cy0:cy1, cx0:cx1] >= 128].max() < 160  # "THY R" and calipers are gone
+    marks = cv2.dilate(text, np.ones((7, 7), np.uint8)) > 0
+    marks[370:391, 470:491] = True  # the coloured dot
+    untouched = ~marks[cy0:cy1, cx0:cx1]
+    np.testing.assert_array_equal(out[untouched], rgb[cy0:cy1, cx0:cx1][untouched])
     same = sg.apply_crop(rgb, "ultrasound", remove_marks=False)
     np.testing.assert_array_equal(same, rgb[cy0:cy1, cx0:cx1])
     with pytest.raises(ValueError, match="`mode`.*'sector'"):

@@ -463,12 +463,33 @@ def make_lesions(out_dir: Path, n_lesions: int = 220, size: int = 64, seed: int 
 
 
 # ------------------------------------------------------------------------------------------- demo
+def stain_shift(rgb: np.ndarray, hue_shift: int = 12, saturation: float = 0.75, blur: float = 0.8) -> np.ndarray:
+    """Another lab's staining and scanner: hue rotation, paler stain, slight defocus."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.int16)
+    hsv[..., 0] = (hsv[..., 0] + hue_shift) % 180
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255)
+    out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    return cv2.GaussianBlur(out, (0, 0), blur) if blur > 0 else out
+
+
+def make_stain_shifted_histology(out_dir: Path, n_patients: int = 20, size: int = 64, seed: int = 100) -> Path:
+    """A histology evaluation set from new patients with a shifted stain (a second site), same layout."""
+    out_dir = make_histology(Path(out_dir), n_patients=n_patients, size=size, seed=seed)
+    for path in sorted(out_dir.rglob("*.png")):
+        if path.stem.endswith("_mask"):
+            continue
+        rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        cv2.imwrite(str(path), cv2.cvtColor(stain_shift(rgb), cv2.COLOR_RGB2BGR))
+    return out_dir
+
+
 def make_demo_sources(root: Path, seed: int = 0, size: int = 64) -> dict[str, Path]:
     """Build the histology and lesion demo sets under `root` unless already complete; return their paths."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     builders = {
         "histology": lambda d: make_histology(d, size=size, seed=seed),
+        "histology-stainshift": lambda d: make_stain_shifted_histology(d, size=size, seed=seed + 100),
         "lesions": lambda d: make_lesions(d, size=size, seed=seed + 1),
     }
     paths: dict[str, Path] = {}

@@ -221,11 +221,12 @@ def test_demo_sources_are_built_once_and_rebuilt_when_incomplete(
     monkeypatch.setattr(synthetic, "make_histology", partial(make_histology, n_patients=4, images_per_patient=2))
     monkeypatch.setattr(synthetic, "make_lesions", partial(make_lesions, n_lesions=8))
     paths = make_demo_sources(tmp_path, size=24)
-    assert paths == {"histology": tmp_path / "histology", "lesions": tmp_path / "lesions"}
+    assert paths == {"histology": tmp_path / "histology", "lesions": tmp_path / "lesions",
+                     "histology-stainshift": tmp_path / "histology-stainshift"}
     for path in paths.values():
         assert (path / MARKER_FILE).is_file()
     assert (paths["lesions"] / "metadata.csv").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["histology", "lesions"]  # no scratch left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["histology", "histology-stainshift", "lesions"]  # no scratch left
 
     sentinel = paths["histology"] / "sentinel.txt"
     sentinel.write_text("kept while complete")

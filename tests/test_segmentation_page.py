@@ -193,3 +193,15 @@ def test_choices_survive_runs_where_their_widgets_are_hidden(seg_root, artifacts
     assert at.checkbox(key="seg_invert").value is False
     at.selectbox(key="seg_method").set_value("global").run()
     assert at.slider(key="seg_value").value == 77
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_missing_or_corrupt_thumbnails_give_one_message(tmp_path, artifacts_env, damage):
+    exp = make_fake_experiment(tmp_path, "damaged", n_samples=12, n_models=1, seed=9, thumbnails=damage != "missing")
+    if damage == "truncated":
+        path = exp / "thumbnails.parquet"
+        path.write_bytes(path.read_bytes()[:100])
+    artifacts_env(tmp_path)
+    at = open_page("damaged")
+    assert len(at.error) == 1 and "thumbnails.parquet" in at.error[0].value
+    assert not at.metric

@@ -16,7 +16,7 @@ from dashboard import state
 from dashboard.charts import model_colors
 from pipeline.artifacts import ArtifactError, Experiment
 
-GALLERY_PAGE_SIZE = 32
+GALLERY_PAGE_SIZE = 30
 EMPTY_MESSAGE = (
     "**No experiments found** in `{root}`.\n\n"
     "Build the demo artifacts first: run `make run` (or `python -m pipeline demo`) from the repository "
@@ -158,7 +158,7 @@ def pager_ui(n_items: int, page_size: int, key: str) -> tuple[int, int]:
 
 
 def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.ndarray, key: str,
-               page_size: int = GALLERY_PAGE_SIZE, columns: int = 8) -> None:
+               page_size: int = GALLERY_PAGE_SIZE, columns: int = 6) -> None:
     """Paginated thumbnails of `indices` (rows of `md`) with true/predicted class and probability."""
     names = exp.class_names
     if indices.size == 0:
@@ -172,12 +172,12 @@ def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.
     except ArtifactError as exc:
         artifact_error_ui(exc, "Thumbnails")
         images = [None] * len(ids)
-    st.caption(f"Samples {start + 1:,}–{stop:,} of {indices.size:,}, most confident first.")
+    st.caption(f"Samples {start + 1:,}–{stop:,} of {indices.size:,}, most confident first. Under each image: "
+               "sample id, true → predicted class, p = probability of the predicted class.")
     cols = st.columns(columns)
     for i, (row, sid, img) in enumerate(zip(page, ids, images)):
         t, p = int(md.y[row]), int(pred[row])
-        caption = (f"{sid}\ntrue {names[t]} · pred {names[p]}\n"
-                   f"p({names[p]})={md.P[row, p]:.3f}")
+        caption = f"{sid}\n{names[t]} → {names[p]} · p={md.P[row, p]:.3f}"
         with cols[i % columns]:
             if img is not None:
                 st.image(img, caption=caption, width="stretch", output_format="PNG")

@@ -128,3 +128,10 @@ def test_leaderboard_table_marks_best_and_formats_ci():
     assert display.loc["A", "Train (min)"] == 2.0
     styled = charts.style_best(display, best).to_html()
     assert "#d7f2dd" in styled
+
+
+def test_leaderboard_table_marks_nothing_with_one_model():
+    frame = pd.DataFrame({"roc_auc": [0.9], "roc_auc_lo": [0.8], "roc_auc_hi": [0.95], "params": [1e6]},
+                         index=pd.Index(["A"], name="model"))
+    display, best = charts.leaderboard_table(frame, ["roc_auc"])
+    assert display.loc["A", "ROC AUC"] == "0.900 [0.800, 0.950]" and not best.values.any()

@@ -161,8 +161,8 @@ def test_clicking_a_cell_opens_exactly_its_samples(fake_root, artifacts_env, typ
     captions = gallery_captions(at)
     assert len(cell) == fp and len(captions) == min(fp, GALLERY_PAGE_SIZE)
     assert [c.split("\n")[0] for c in captions] == cell["sample_id"].head(GALLERY_PAGE_SIZE).tolist()
-    assert all("true benign · pred malignant" in c for c in captions)
-    assert captions[0].endswith(f"p(malignant)={cell['prob_1'].iloc[0]:.3f}")
+    assert all("benign → malignant" in c for c in captions)
+    assert captions[0].endswith(f"p={cell['prob_1'].iloc[0]:.3f}")
 
 
 def test_cell_gallery_is_paginated(tmp_path, artifacts_env):

@@ -49,7 +49,8 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
         raise ValueError("sample ids collide between the data set and an eval set; rename the eval set")
     table["label"] = table["label"].astype(np.int64)
     info = {
-        "layout": ds.layout, "root": str(ds.root), "fingerprint": dataset_fingerprint(table),
+        "layout": ds.layout, "root": str(ds.root), "fingerprint": dataset_fingerprint(samples),
+        "eval_fingerprint": dataset_fingerprint(table),
         "n_samples": int(len(table)), "skipped_count": int(len(result.skipped)),
         "skipped_report": skipped_report(result), "notes": list(result.notes), "eval_set_reports": eval_reports,
         "split_policy": policy,
@@ -104,11 +105,14 @@ def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_na
             old = art.read_meta(exp_dir)
             same = (old.get("dataset", {}).get("fingerprint") == info["fingerprint"]
                     and old.get("split", {}).get("seed") == cfg.split.seed and old.get("class_names") == class_names)
+            same_evals = same and old.get("dataset", {}).get("eval_fingerprint") == info["eval_fingerprint"]
         except art.ArtifactError:
-            same = False
-        if same and (exp_dir / art.SAMPLES_FILE).exists() and (exp_dir / art.THUMBNAILS_FILE).exists():
+            same = same_evals = False
+        if same_evals and (exp_dir / art.SAMPLES_FILE).exists() and (exp_dir / art.THUMBNAILS_FILE).exists():
             log(f"{exp_dir}: data set unchanged, keeping its sample table")
             return exp_dir
+        if same:
+            log(f"{exp_dir}: evaluation sets changed; trained models are kept and predict the new sets")
         if not same and list((exp_dir / art.MODELS_DIR).glob("*/config.json")):
             raise ValueError(f"{exp_dir} holds models trained on a different data set or split; "
                              "rerun with --force to rebuild it, or choose another experiment name")
@@ -225,6 +229,34 @@ def _predict_by_crop(model: Any, paths: np.ndarray, crops: np.ndarray, cfg: Expe
     return PredictResult(probs, ok, seconds)
 
 
+def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame,
+                    log: Log = print) -> int:
+    """Predict evaluated samples a complete model has no prediction for (e.g. a new eval set); returns how many."""
+    evaluated = samples[samples["eval_set"].notna()].reset_index(drop=True)
+    mdir = art.model_dir(exp_dir, name)
+    old = art.read_parquet(mdir / art.PREDICTIONS_FILE)
+    missing = evaluated[~evaluated["sample_id"].isin(old["sample_id"].astype(str))].reset_index(drop=True)
+    if missing.empty:
+        return 0
+    import keras
+
+    from pipeline.backbones import preprocess_layer_class
+
+    preprocess_layer_class()  # registers the custom layer before loading
+    model = keras.saving.load_model(mdir / art.MODEL_FILE, safe_mode=True)
+    crops = missing["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
+    pred = _predict_by_crop(model, missing["path"].to_numpy(), crops, cfg)
+    n_classes = int(model.output_shape[-1])
+    new = pd.DataFrame(pred.probs[pred.ok].astype(np.float64), columns=art.prob_columns(n_classes))
+    new.insert(0, "eval_set", missing.loc[pred.ok, "eval_set"].to_numpy())
+    new.insert(0, "sample_id", missing.loc[pred.ok, "sample_id"].to_numpy())
+    keep_old = old[old["sample_id"].astype(str).isin(evaluated["sample_id"])]
+    art.write_predictions(exp_dir, name, pd.concat([keep_old, new], ignore_index=True), n_classes)
+    log(f"{name}: predicted {len(new)} new evaluated samples "
+        f"({', '.join(sorted(set(new['eval_set'])))})")
+    return len(new)
+
+
 def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print, progress: bool = True) -> Path:
     """Ingest, split, and train + predict every configured backbone not already complete."""
     from tqdm.auto import tqdm
@@ -242,7 +274,9 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
     todo = [b for b in cfg.train.backbones if not model_is_complete(exp_dir, b)]
     done = [b for b in cfg.train.backbones if b not in todo]
     if done:
-        log(f"already complete, skipped: {', '.join(done)}")
+        log(f"already complete, not retrained: {', '.join(done)}")
+    for name in done:
+        predict_missing(cfg, exp_dir, name, samples, log)
     if not todo:
         return exp_dir
     t0 = time.perf_counter()

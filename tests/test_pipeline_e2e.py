@@ -143,3 +143,28 @@ def test_cli_ingest_subprocess(built):
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "train" in out.stdout and "groups" in out.stdout
+
+
+def test_new_eval_set_is_predicted_without_retraining(built):
+    from dataclasses import replace
+
+    from pipeline.config import EvalSetConfig
+    from pipeline.experiment import run_experiment
+
+    cfg, _, exp_dir = built
+    cfg_file = exp_dir / "models" / "SmallCNN" / "config.json"
+    before = cfg_file.stat().st_mtime_ns
+    extra = EvalSetConfig(name="again", layout=cfg.eval_sets[0].layout, root=cfg.eval_sets[0].root)
+    run_experiment(replace(cfg, eval_sets=(*cfg.eval_sets, extra)), log=lambda s: None, progress=False)
+    assert cfg_file.stat().st_mtime_ns == before  # not retrained
+    exp = art.load_experiment(exp_dir)
+    assert "again" in exp.eval_sets
+    preds = art.read_predictions(exp, "SmallCNN")
+    again = preds[preds["eval_set"] == "again"]
+    shifted = preds[preds["eval_set"] == "shifted"]
+    assert len(again) == len(shifted) > 0
+    # same images, same model: the same probabilities
+    a = again.assign(key=again["sample_id"].str.split("/", n=1).str[1]).set_index("key").sort_index()
+    b = shifted.assign(key=shifted["sample_id"].str.split("/", n=1).str[1]).set_index("key").sort_index()
+    assert np.allclose(a[["prob_0", "prob_1"]].to_numpy(), b[["prob_0", "prob_1"]].to_numpy(), atol=1e-5)
+    assert [p for p in art.validate_experiment(exp_dir) if p.severity == "error"] == []

@@ -275,7 +275,7 @@ BEST_STYLE = "background-color: #d7f2dd; color: #0b5d1e"
 
 def _best_mask(values: pd.Series, lower_is_better: bool) -> pd.Series:
     finite = values.dropna()
-    if len(finite) < 2:  # with one model (or one number) there is nothing to be best at
+    if len(values) < 2 or finite.empty:  # with one model there is nothing to be best at
         return pd.Series(False, index=values.index)
     best = finite.min() if lower_is_better else finite.max()
     return (values - best).abs() <= 1e-12

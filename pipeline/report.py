@@ -298,22 +298,31 @@ def delong_class_grid(rows: Sequence[Mapping[str, Any]], class_names: Sequence[s
     return labels, diff, p
 
 
-def pair_tables(row: Mapping[str, Any], metrics: Sequence[str], class_names: Sequence[str],
+def pair_tables(row: Mapping[str, Any], metrics: Sequence[str], class_names: Sequence[str], n: int,
                 alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(tests table, DeLong-per-class table or None) of one oriented pair; p-values as floats."""
+    """(tests table, DeLong-per-class table or None) of one oriented pair on `n` samples; p-values as floats.
+
+    The McNemar row carries the paired accuracy difference (b - c) / n with its Wald interval
+    (se = sqrt(b + c - (b - c)^2 / n) / n), the interval that goes with McNemar's test.
+    """
+    from scipy import stats
+
+    z = float(stats.norm.ppf(1 - alpha / 2))
     rows = []
     if "delong_by_class" not in row:
         d = _delong_entry(row, None)
-        rows.append({"test": "DeLong (ROC AUC)", "A": d["auc_a"], "B": d["auc_b"], "difference (A - B)": d["diff"],
+        rows.append({"test": f"DeLong: ROC AUC {d['auc_a']:.3f} vs {d['auc_b']:.3f}", "difference (A - B)": d["diff"],
                      "CI low": d["ci_low"], "CI high": d["ci_high"], "p-value": d["p_value"], "p (Holm)": d["p_holm"]})
-    rows.append({"test": f"McNemar ({row['mcnemar_method']}): only A right {row['mcnemar_b']}, "
-                         f"only B right {row['mcnemar_c']}",
-                 "A": np.nan, "B": np.nan, "difference (A - B)": np.nan, "CI low": np.nan, "CI high": np.nan,
+    b, c = int(row["mcnemar_b"]), int(row["mcnemar_c"])
+    acc = (b - c) / n if n else float("nan")
+    se = math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n if n else float("nan")
+    rows.append({"test": f"McNemar ({row['mcnemar_method']}), accuracy: only A right {b}, only B right {c}",
+                 "difference (A - B)": acc, "CI low": acc - z * se, "CI high": acc + z * se,
                  "p-value": row["mcnemar_p"], "p (Holm)": row.get("mcnemar_p_holm", row["mcnemar_p"])})
     for m in metrics:
         if f"{m}_diff" not in row:
             continue
-        rows.append({"test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}", "A": np.nan, "B": np.nan,
+        rows.append({"test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}",
                      "difference (A - B)": row[f"{m}_diff"], "CI low": row[f"{m}_ci_low"],
                      "CI high": row[f"{m}_ci_high"], "p-value": row[f"{m}_p"],
                      "p (Holm)": row.get(f"{m}_p_holm", row[f"{m}_p"])})

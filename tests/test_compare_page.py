@@ -33,8 +33,7 @@ def open_compare(exp: str, n_boot: int = 200, **query: str):
 
 def pair_table(at):
     """The two-model test table (index: test name; p-values as floats)."""
-    return next(d.value for d in at.dataframe if "DeLong (ROC AUC)" in d.value.index
-                or any(str(i).startswith("McNemar") for i in d.value.index))
+    return next(d.value for d in at.dataframe if any(str(i).startswith("McNemar") for i in d.value.index))
 
 
 def chart_ids(at) -> list[str]:
@@ -103,7 +102,9 @@ def test_picking_two_models_shows_delong_and_mcnemar_equal_to_references(fake_ro
     _, Pb, _ = truth(fake_root, "binary", "MobileNetV2")
     ref = M.delong_test(y, Pa[:, 1], Pb[:, 1])
     table = pair_table(at)
-    delong = table.loc["DeLong (ROC AUC)"]
+    label = next(i for i in table.index if i.startswith("DeLong"))
+    assert label == f"DeLong: ROC AUC {ref['auc_a']:.3f} vs {ref['auc_b']:.3f}"
+    delong = table.loc[label]
     assert delong["p-value"] == pytest.approx(ref["p_value"], rel=1e-9, abs=1e-15)
     assert delong["difference (A - B)"] == pytest.approx(skm.roc_auc_score(y, Pa[:, 1]) - skm.roc_auc_score(y, Pb[:, 1]))
     assert delong["CI low"] == pytest.approx(ref["ci_low"]) and delong["CI high"] == pytest.approx(ref["ci_high"])
@@ -111,11 +112,13 @@ def test_picking_two_models_shows_delong_and_mcnemar_equal_to_references(fake_ro
     mc = next(i for i in table.index if i.startswith("McNemar"))
     assert f"only A right {b}, only B right {c}" in mc
     assert table.loc[mc, "p-value"] == pytest.approx(p_ref, rel=1e-9)
+    assert table.loc[mc, "difference (A - B)"] == pytest.approx((b - c) / len(y))
     assert at.markdown[0].value.startswith("##### ResNet50 vs MobileNetV2: AUC difference +")
     # Swapping A and B negates the difference and keeps the p-value.
     at.selectbox(key="compare_a").set_value("MobileNetV2")
     at.selectbox(key="compare_b").set_value("ResNet50").run()
-    swapped = pair_table(at).loc["DeLong (ROC AUC)"]
+    swapped = pair_table(at)
+    swapped = swapped.loc[next(i for i in swapped.index if i.startswith("DeLong"))]
     assert swapped["difference (A - B)"] == pytest.approx(-delong["difference (A - B)"])
     assert swapped["p-value"] == pytest.approx(delong["p-value"])
 

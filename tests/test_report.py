@@ -328,3 +328,21 @@ def test_pdf_is_printed(exps, tmp_path):
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 50_000
     assert len(re.findall(rb"/Type\s*/Page\b", data)) >= 3  # a multi-page document, not an error page
+
+
+def test_pair_tables_mcnemar_row_is_the_accuracy_difference():
+    rng = np.random.default_rng(3)
+    y = (rng.random(300) < 0.4).astype(int)
+    P = {m: np.c_[1 - s, s] for m, s in (("a", np.clip(0.35 * y + rng.random(300) * 0.65, 0, 1)),
+                                          ("b", np.clip(0.2 * y + rng.random(300) * 0.8, 0, 1)))}
+    rows = M.pairwise_comparisons(y, P, {"a": 0.4, "b": 0.5}, n_boot=N_BOOT, metrics=("accuracy",))
+    tests, per_class = rp.pair_tables(rp.orient_pair(rows, "a", "b"), ["accuracy"], ["neg", "pos"], len(y))
+    assert per_class is None
+    acc_a = skm.accuracy_score(y, P["a"][:, 1] >= 0.4)
+    acc_b = skm.accuracy_score(y, P["b"][:, 1] >= 0.5)
+    mc = tests.loc[next(i for i in tests.index if i.startswith("McNemar"))]
+    boot = tests.loc["Paired bootstrap: Accuracy"]
+    assert mc["difference (A - B)"] == pytest.approx(acc_a - acc_b) == pytest.approx(boot["difference (A - B)"])
+    assert mc["CI low"] < mc["difference (A - B)"] < mc["CI high"]
+    assert abs((mc["CI high"] - mc["CI low"]) - (boot["CI high"] - boot["CI low"])) < 0.02  # Wald ~ bootstrap
+    assert tests.notna().all().all()

@@ -21,6 +21,15 @@ def md_escape(text: str) -> str:
     return re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)
 
 
+def styled(df, p_columns: tuple[str, ...] = ()):
+    """Numbers to 4 decimals, p-values in scientific notation below 0.001, empty cells as a dash."""
+    def p_fmt(v: float) -> str:
+        return "—" if v != v else (f"{v:.2e}" if v < 0.001 else f"{v:.4f}")
+
+    fmt = {c: (p_fmt if c in p_columns else "{:.4f}") for c in df.columns if df[c].dtype.kind == "f"}
+    return df.style.format(fmt, na_rep="—")
+
+
 def report_ui(sel: state.Selection, models: list[str], thresholds: dict[str, float | None], n_boot: int) -> None:
     """The meeting-report section: build (cached) with the thresholds in force, then download HTML / PDF."""
     st.subheader("Meeting report")
@@ -130,21 +139,19 @@ else:
     st.markdown(f"##### {md_escape(lines[0])}")
     for line in lines[1:]:
         st.markdown(md_escape(line))
-    tests, per_class = rp.pair_tables(row, da.LEADERBOARD_METRICS, sel.exp.class_names, ALPHA)
-    num = {c: st.column_config.NumberColumn(c, format="%.4f") for c in tests.columns}
-    st.dataframe(tests, width="stretch", key="compare_pair_table", column_config=num)
+    tests, per_class = rp.pair_tables(row, da.LEADERBOARD_METRICS, sel.exp.class_names, aligned.n, ALPHA)
+    st.dataframe(styled(tests, ("p-value", "p (Holm)")), width="stretch", key="compare_pair_table")
     thr_text = (f"{a} at {thresholds[a]:.3f}, {b} at {thresholds[b]:.3f}" if sel.binary else "argmax")
     st.caption(f"A = **{md_escape(a)}**, B = **{md_escape(b)}**; differences are A − B. DeLong: Wald 95% CI of the "
                f"AUC difference. McNemar: predictions at {md_escape(thr_text)}; exact binomial when fewer than 25 "
-               f"samples are discordant. Bootstrap: {n_boot} paired resamples of whole patients/lesions, percentile "
+               f"samples are discordant; the accuracy difference has a Wald paired-proportion CI. Bootstrap: {n_boot} paired resamples of whole patients/lesions, percentile "
                f"CI. p (Holm): adjusted over the {n_pairs} pair{'s' if n_pairs != 1 else ''} of selected models.")
     if per_class is not None:
         st.markdown("**DeLong per class (one vs rest)**")
-        st.dataframe(per_class, width="stretch", key="compare_class_table",
-                     column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in per_class.columns})
+        st.dataframe(styled(per_class, ("p-value", "p (Holm)")), width="stretch", key="compare_class_table")
 
 # ---------------------------------------------------------------- every pair
-st.subheader(f"All {n_pairs} pairs, Holm-corrected")
+st.subheader(f"All {n_pairs} pairs, Holm-corrected" if n_pairs > 1 else "The pair (one test: no correction needed)")
 tests_for_matrix = {"delong": "DeLong (ROC AUC" + ("" if sel.binary else f", {sel.class_name} vs rest") + ")",
                     "bootstrap": f"Paired bootstrap ({charts.METRIC_LABELS.get(metric, metric)})",
                     "mcnemar": "McNemar (accuracy at the thresholds)"}
@@ -169,9 +176,8 @@ with m2:
                                                    y_title="pair (A − B)"),
                         width="stretch", key="compare_class_grid")
 table = rp.pairs_table(rows, metric, sel.exp.class_names, None if sel.binary else sel.class_index)
-st.dataframe(table, width="stretch", hide_index=True, key="compare_pairs_table",
-             column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in table.columns
-                            if table[c].dtype.kind == "f"})
+st.dataframe(styled(table, tuple(c for c in table.columns if " p" in c)), width="stretch", hide_index=True,
+             key="compare_pairs_table")
 
 # ---------------------------------------------------------------- disagreement
 st.subheader("Disagreement")

@@ -628,7 +628,7 @@ def without_samples(md: ModelData, excluded: set[str] | frozenset[str]) -> Model
     """`md` minus the samples whose id is in `excluded` (returns `md` itself when none of them is there)."""
     if not excluded:
         return md
-    keep = ~pd.Index(md.sample_ids).isin(list(excluded))
+    keep = ~art.id_mask(md.sample_ids, list(excluded))
     if keep.all():
         return md
     return ModelData(model=md.model, eval_set=md.eval_set, sample_ids=_readonly(md.sample_ids[keep]),

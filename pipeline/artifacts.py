@@ -171,6 +171,20 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def id_mask(ids: Any, known: Any) -> np.ndarray:
+    """Boolean mask of which `ids` are in `known`, hashed by Arrow.
+
+    pandas 3's `Series.isin` on string ids is slow (about 7-17 s for 300,000 ids here); Arrow's
+    `is_in` does the same in well under a second.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pa.array(np.asarray(ids, dtype=object).astype(str))
+    value_set = pa.array(np.asarray(known, dtype=object).astype(str))
+    return pc.is_in(values, value_set=value_set).to_numpy(zero_copy_only=False)
+
+
 def prob_columns(n_classes: int) -> list[str]:
     """Names of the probability columns in predictions.parquet."""
     return [f"prob_{i}" for i in range(n_classes)]
@@ -296,10 +310,10 @@ def check_predictions(df: pd.DataFrame, n_classes: int, path: Path | str,
     if df.duplicated(["sample_id", "eval_set"]).any():
         out.append(Problem(p, "duplicate (sample_id, eval_set) rows"))
     if known_ids is not None:
-        unknown = ~df["sample_id"].isin(pd.Index(known_ids))
+        unknown = ~id_mask(df["sample_id"], known_ids)
         if unknown.any():
             out.append(Problem(p, f"{int(unknown.sum())} rows reference sample ids not in samples.parquet "
-                                  f"(e.g. {df.loc[unknown, 'sample_id'].iloc[0]!r}); they are ignored", "warning"))
+                                  f"(e.g. {df['sample_id'].to_numpy()[unknown][0]!r}); they are ignored", "warning"))
     return out
 
 
@@ -394,7 +408,7 @@ def read_predictions(exp: Experiment, model: str) -> pd.DataFrame:
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ArtifactError(path, "; ".join(p.message for p in errors))
-    return df[df["sample_id"].isin(exp.samples["sample_id"])].reset_index(drop=True)
+    return df[id_mask(df["sample_id"], exp.samples["sample_id"])].reset_index(drop=True)
 
 
 def read_history(exp_dir: Path | str, model: str) -> pd.DataFrame:

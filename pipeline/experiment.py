@@ -99,6 +99,7 @@ def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_na
     """Write experiment.json, samples.parquet and thumbnails.parquet (reusing them when unchanged)."""
     exp_dir = cfg.experiment_dir
     exp_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(exp_dir)
     meta_path = exp_dir / art.EXPERIMENT_FILE
     if meta_path.exists():
         try:
@@ -156,6 +157,20 @@ def model_is_complete(exp_dir: Path, name: str) -> bool:
         return False
 
 
+def remove_stale_temp_files(folder: Path) -> list[str]:
+    """Delete the temporary files (``.<name>.*.tmp*``) that a killed earlier run left in `folder`.
+
+    Atomic writes never expose them under a final name, but each SIGKILL mid-save would otherwise leave
+    one behind for good (a model-sized .keras for a model save). Call only where this run is the writer.
+    """
+    removed = []
+    for stale in folder.glob(".*.tmp*"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+            removed.append(stale.name)
+    return removed
+
+
 def save_model_atomic(model: Any, path: Path) -> None:
     """Save a Keras model to `path` via a temporary .keras file and a rename."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
@@ -174,6 +189,7 @@ def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.Da
     mdir = art.model_dir(exp_dir, name)
     (mdir / art.MODEL_CONFIG_FILE).unlink(missing_ok=True)  # mark incomplete while we work
     mdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(mdir)
     split = samples["split"].to_numpy()
     labels = samples["label"].to_numpy()
     tr = (split == "train") & ok
@@ -235,7 +251,7 @@ def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd
     evaluated = samples[samples["eval_set"].notna()].reset_index(drop=True)
     mdir = art.model_dir(exp_dir, name)
     old = art.read_parquet(mdir / art.PREDICTIONS_FILE)
-    missing = evaluated[~evaluated["sample_id"].isin(old["sample_id"].astype(str))].reset_index(drop=True)
+    missing = evaluated[~art.id_mask(evaluated["sample_id"], old["sample_id"])].reset_index(drop=True)
     if missing.empty:
         return 0
     import keras
@@ -250,7 +266,7 @@ def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd
     new = pd.DataFrame(pred.probs[pred.ok].astype(np.float64), columns=art.prob_columns(n_classes))
     new.insert(0, "eval_set", missing.loc[pred.ok, "eval_set"].to_numpy())
     new.insert(0, "sample_id", missing.loc[pred.ok, "sample_id"].to_numpy())
-    keep_old = old[old["sample_id"].astype(str).isin(evaluated["sample_id"])]
+    keep_old = old[art.id_mask(old["sample_id"], evaluated["sample_id"])]
     art.write_predictions(exp_dir, name, pd.concat([keep_old, new], ignore_index=True), n_classes)
     log(f"{name}: predicted {len(new)} new evaluated samples "
         f"({', '.join(sorted(set(new['eval_set'])))})")

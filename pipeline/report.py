@@ -36,18 +36,21 @@ from pipeline import artifacts as art
 from pipeline import metrics as mt
 
 __all__ = [
+    "Aligned",
     "ENSEMBLE",
     "REPORT_SECTIONS",
-    "Aligned",
     "align_models",
     "artifact_fingerprint",
     "build_report",
     "chromium_path",
     "curve_points",
+    "dataset_summary",
     "delong_class_grid",
+    "ensemble_config",
     "find_chromium",
     "format_p",
     "html_to_pdf",
+    "leaderboard_frame",
     "load_aligned",
     "multiclass_verdict",
     "orient_pair",
@@ -56,6 +59,7 @@ __all__ = [
     "pairs_table",
     "render_report_html",
     "verdicts",
+    "with_ensemble",
 ]
 
 ENSEMBLE = "Ensemble (mean)"
@@ -78,24 +82,6 @@ def _invalid(name: str, expected: str, received: object) -> ValueError:
 
 
 # ---------------------------------------------------------------- aligned predictions
-
-
-@dataclass(frozen=True)
-class Aligned:
-    """Predictions of several models on the same samples (the ones every model predicted)."""
-
-    sample_ids: np.ndarray  # str, shape (n,)
-    y: np.ndarray  # int class index, shape (n,)
-    groups: np.ndarray  # int group code (patient/lesion), shape (n,)
-    probs: dict[str, np.ndarray]  # model -> (n, K) probabilities
-
-    @property
-    def n(self) -> int:
-        return int(self.y.shape[0])
-
-    @property
-    def models(self) -> list[str]:
-        return list(self.probs)
 
 
 def align_models(per_model: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Aligned:
@@ -257,7 +243,8 @@ def verdicts(row: Mapping[str, Any], metric: str = "roc_auc", n_pairs: int = 1, 
             + f" — {_significance(ph, alpha, n_pairs)}.")
     ph = row.get("mcnemar_p_holm", row["mcnemar_p"])
     lines.append(
-        f"Accuracy at the thresholds in force: only {a} right on {row['mcnemar_b']} samples, only {b} right on "
+        ("Accuracy of the argmax predictions" if "delong_by_class" in row else "Accuracy at the thresholds in force")
+        + f": only {a} right on {row['mcnemar_b']} samples, only {b} right on "
         f"{row['mcnemar_c']}; McNemar {_p_phrase(row['mcnemar_p'])}"
         + (f" (Holm-adjusted {format_p(ph)})" if n_pairs > 1 else "") + f" — {_significance(ph, alpha, n_pairs)}.")
     return lines
@@ -1012,3 +999,24 @@ def build_report(exp_dir: Path | str, models: Sequence[str] | None = None, eval_
     if out_pdf is not None:
         html_to_pdf(out_html, out_pdf)
     return out_html
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Predictions of several models on the same samples (the ones every model predicted)."""
+
+    sample_ids: np.ndarray  # str, shape (n,)
+    y: np.ndarray  # int class index, shape (n,)
+    groups: np.ndarray  # int group code (patient/lesion), shape (n,)
+    probs: dict[str, np.ndarray]  # model -> (n, K) probabilities
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.probs)

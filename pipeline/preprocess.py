@@ -241,7 +241,9 @@ def _decode_pillow(data: bytes, fmt: str | None, max_pixels: int) -> DecodedImag
     if n_frames > 1:
         notes.append(f"1 frame of {n_frames} used")
 
-    if fmt in ("PNG", "TIFF") and _is_16bit_colour(img, data):
+    # OpenCV allocates a PNG chunk's declared length up front (a 2 kB file claiming a 2 GB IDAT cost 2 GB of
+    # RAM, found by fuzzing): only a PNG whose chunks fit in the file goes to OpenCV; others go to Pillow.
+    if fmt in ("PNG", "TIFF") and _is_16bit_colour(img, data) and (fmt != "PNG" or _png_chunks_fit(data)):
         arr = _cv2_decode(data)
         if arr is not None and arr.ndim == 3 and arr.shape[:2] == (height, width):
             rgb, more = _array_to_rgb8(_bgr_to_rgb(arr))
@@ -387,6 +389,19 @@ def _frame_count(img: Image.Image) -> int:
         return max(1, int(getattr(img, "n_frames", 1)))
     except Exception:  # noqa: BLE001 - a broken later page does not matter: only the first is used
         return 1
+
+
+def _png_chunks_fit(data: bytes) -> bool:
+    """True when every PNG chunk up to IEND lies inside `data` (no declared length runs past the end)."""
+    pos = 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        if length > len(data) - pos - 12:
+            return False
+        if data[pos + 4:pos + 8] == b"IEND":
+            return True
+        pos += 12 + length
+    return False  # no IEND: truncated
 
 
 def _is_16bit_colour(img: Image.Image, data: bytes) -> bool:

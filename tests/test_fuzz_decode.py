@@ -129,6 +129,7 @@ class Result:
     cpu: float = 0.0
     wall: float = 0.0
     maxrss_mb: float = 0.0
+    rss_growth_mb: float = 0.0  # the worker's peak RSS after this input, over its peak after the first one
     shape: tuple[int, ...] = ()
     traceback: str = ""
 
@@ -170,20 +171,20 @@ class DecodeWorker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd=REPO_ROOT)
         line = self._readline(120.0)
-        if line is None or b"ready" not in line:
+        if not line or b"ready" not in line:
             self.close()
             raise RuntimeError("the decode worker did not start")
 
     def _readline(self, timeout: float) -> bytes | None:
-        """One line from the worker, or None on timeout or end of file."""
+        """One line from the worker; None on timeout, b"" at end of file (the worker died)."""
         assert self.proc is not None and self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not ready:
             return None
-        line = self.proc.stdout.readline()
-        return line or None
+        return self.proc.stdout.readline()
 
-    def _restart(self) -> None:
+    def restart(self) -> None:
+        """Replace the worker process with a fresh one."""
         self.close()
         self.restarts += 1
         self.baseline_mb = None  # a fresh interpreter has a fresh peak
@@ -198,21 +199,25 @@ class DecodeWorker:
             self.proc.stdin.flush()
         except BrokenPipeError:
             code = self.proc.poll()
-            self._restart()
+            self.restart()
             return Result("crash", f"worker died before reading the input (exit code {code})")
         line = self._readline(self.wall_limit)
         if line is None:
-            code = self.proc.poll()
-            self._restart()
-            if code is None:
-                return Result("hang", f"no answer within {self.wall_limit:.0f} s (killed)", wall=self.wall_limit)
+            self.restart()
+            return Result("hang", f"no answer within {self.wall_limit:.0f} s (killed)", wall=self.wall_limit)
+        if not line:
+            code = self.proc.wait(timeout=30)
+            self.restart()
             return Result("crash", f"the worker died (exit code {code}, signal {-code if code < 0 else 0})")
         info = json.loads(line)
-        result = Result(info["outcome"], info.get("message", ""), info["cpu"], info["wall"], info["maxrss_mb"],
-                        tuple(info.get("shape", ())), info.get("traceback", ""))
+        result = Result(info["outcome"], info.get("message", ""), cpu=info["cpu"], wall=info["wall"],
+                        maxrss_mb=info["maxrss_mb"], shape=tuple(info.get("shape", ())),
+                        traceback=info.get("traceback", ""))
         if self.baseline_mb is None:
             self.baseline_mb = result.maxrss_mb
-        self.peak_mb = max(self.peak_mb, result.maxrss_mb - self.baseline_mb)
+        # ru_maxrss is a high-water mark: the input that pushes it past the bound is the one that used the memory
+        result.rss_growth_mb = result.maxrss_mb - self.baseline_mb
+        self.peak_mb = max(self.peak_mb, result.rss_growth_mb)
         return result
 
     def close(self) -> None:
@@ -241,6 +246,9 @@ def failure_reason(result: Result, data: bytes, max_pixels: int = MAX_PIXELS) ->
         return f"{result.outcome}: {result.message}"
     if result.cpu > CPU_LIMIT_S:
         return f"took {result.cpu:.2f} s of CPU (limit {CPU_LIMIT_S} s) for {len(data)} bytes"
+    if result.rss_growth_mb > RSS_GROWTH_LIMIT_MB:
+        return (f"peak RSS grew to {result.rss_growth_mb:.0f} MB over the worker's baseline (limit "
+                f"{RSS_GROWTH_LIMIT_MB:.0f} MB) on {len(data)} bytes")
     return None
 
 
@@ -265,6 +273,8 @@ def check(worker: DecodeWorker, tally: Tally, data: bytes, name: str = "", max_p
     if reason is not None:
         path = save_to_corpus(data, name, reason)
         tally.failures.append(f"{path.name}: {reason}")
+        if result.rss_growth_mb > RSS_GROWTH_LIMIT_MB:
+            worker.restart()  # a fresh high-water mark, so the next input is judged on its own
     return result
 
 
@@ -847,6 +857,8 @@ def corpus_files() -> list[Path]:
 def test_corpus_replays(worker: DecodeWorker, tally: Tally, path: Path) -> None:
     """Regression: every input that once broke the contract (or is kept as a hostile example) now keeps it."""
     data = path.read_bytes()
+    if worker.baseline_mb is None:  # measure memory growth from a warmed-up worker, not from this input
+        worker.decode(seed_files()["gray.png"], "gray.png")
     for name in (path.name, ""):
         result = worker.decode(data, name)
         tally.add(result)

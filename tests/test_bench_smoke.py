@@ -1,0 +1,108 @@
+"""Smoke tests of bench/: every benchmark runs end to end at a tiny size and reports sane numbers.
+
+No timing assertions (the machine is shared and noisy): only that the scripts work, the contenders agree
+on their answers where they must, and the reports contain every row.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import common as c
+
+
+def _finite_positive(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_interleaved_rotates_order_and_counts_every_round():
+    calls: list[str] = []
+    t = c.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
+                       "c": lambda: calls.append("c")}, repeats=3, warmup=1)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up, then rotated rounds
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(len(v) == 3 for v in t.wall.values()) and all(len(v) == 3 for v in t.cpu.values())
+    with pytest.raises(ValueError, match="repeats"):
+        c.interleaved({"a": lambda: None}, repeats=0)
+
+
+def test_table_ratio_and_verdict():
+    text = c.table([{"name": "x", "n": 12345, "r": 0.123456}, {"name": "y", "r": float("nan")}])
+    assert text.splitlines()[0] == "| name | n | r |"
+    assert "12,345" in text and "0.123" in text and "nan" in text
+    assert c.ratio(3.0, 1.5) == 2.0 and math.isnan(c.ratio(1.0, 0.0))
+    assert c.verdict(2.1, 2.0) == "met" and c.verdict(60.0, 50.0, higher_is_better=False) == "MISSED"
+    assert c.median([3.0, 1.0, 2.0]) == 2.0
+
+
+def test_png_folder_is_generated_once_in_flow_from_directory_order(tmp_path):
+    root = c.png_folder(6, 24, root=tmp_path)
+    paths = c.png_paths(root)
+    assert len(paths) == 6 and [Path(p).parent.name for p in paths] == ["class_0"] * 3 + ["class_1"] * 3
+    mtime = Path(paths[0]).stat().st_mtime_ns
+    assert c.png_paths(c.png_folder(6, 24, root=tmp_path)) == paths
+    assert Path(paths[0]).stat().st_mtime_ns == mtime
+
+
+def test_bench_predict_tiny(tmp_path):
+    from bench import bench_predict
+
+    result = bench_predict.run(n_images=20, size=32, batch_size=8, repeats=1, backbones=["SmallCNN"], root=tmp_path)
+    row = result["backbones"][0]
+    for key in ("ours img/s", "ImageDataGenerator img/s", "image_dataset_from_directory img/s", "ceiling img/s",
+                "ours/IDG", "ours/ceiling"):
+        assert _finite_positive(row[key]), key
+    assert row["max |p diff|"] < 1e-4  # same pixels, same model: same probabilities
+    assert {r["input pipeline"] for r in result["input_only"]} == {"ours", "ImageDataGenerator",
+                                                                   "image_dataset_from_directory"}
+    assert "SmallCNN" in bench_predict.report(result)
+
+
+def test_bench_train_input_tiny(tmp_path):
+    from bench import bench_train_input
+
+    result = bench_train_input.run(n_images=20, size=32, batch_size=8, repeats=1, backbones=["SmallCNN"],
+                                   root=tmp_path)
+    row = result["backbones"][0]
+    for key in ("ours img/s", "IDG dir img/s", "IDG flow img/s", "ours/IDG dir"):
+        assert _finite_positive(row[key]), key
+    assert "SmallCNN" in bench_train_input.report(result)
+
+
+def test_bench_dashboard_tiny(tmp_path, monkeypatch):
+    from bench import bench_dashboard
+
+    monkeypatch.delenv("MEDCOMPARE_ARTIFACTS", raising=False)
+    result = bench_dashboard.run(n_binary=600, n_multi=420, n_boot=20, moves=3, repeats=1, naive_resamples=1,
+                                 apptest=True, root=tmp_path, n_models=3)
+    assert [r["experiment"] for r in result["cold_load"]] == ["bin", "multi7"]
+    assert all(_finite_positive(r["total s"]) for r in result["cold_load"])
+    slider = result["slider"][0]  # ours and naive agreed on every count (checked inside)
+    assert _finite_positive(slider["ours ms/move (page)"]) and _finite_positive(slider["naive/ours"])
+    assert _finite_positive(result["leaderboard"][0]["naive/ours"])
+    assert all(_finite_positive(r["confusion page rerun ms"]) for r in result["gallery"])
+    assert _finite_positive(result["apptest"][0]["slider move s (whole rerun)"])
+    text = bench_dashboard.report(result)
+    assert "Threshold slider" in text and "multi7" in text
+    assert "MEDCOMPARE_ARTIFACTS" not in __import__("os").environ  # restored
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium is not installed")
+def test_bench_memory_tiny(tmp_path):
+    pytest.importorskip("playwright")
+    from bench import bench_memory
+
+    result = bench_memory.run(n_samples=400, n_sessions=2, timeout=120, root=tmp_path, n_models=2)
+    row = result["rows"][0]
+    assert row["1 session MiB"] > 50 and row["2 sessions MiB"] > 50 and row["peak MiB"] >= row["idle MiB"]
+    assert row["tracebacks"] == 0
+    assert "per extra session" in bench_memory.report(result)
+
+
+def test_run_all_rejects_unknown_names():
+    from bench import run_all
+
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "nope"])

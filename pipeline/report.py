@@ -84,22 +84,35 @@ def _invalid(name: str, expected: str, received: object) -> ValueError:
 # ---------------------------------------------------------------- aligned predictions
 
 
+def _object_index(ids: object) -> pd.Index:
+    """An object-dtype Index: pandas 3 would make Arrow strings, whose isin loops in Python."""
+    return pd.Index(np.asarray(ids, dtype=object), dtype=object)
+
+
 def align_models(per_model: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Aligned:
     """{model: (sample_ids, y, groups, P)} -> the samples every model predicted, in the first model's order."""
     if not isinstance(per_model, Mapping) or not per_model:
         raise _invalid("per_model", "a non-empty dict {model: (sample_ids, y, groups, P)}", type(per_model).__name__)
     names = list(per_model)
     first_ids, first_y, first_groups, _ = per_model[names[0]]
-    index = pd.Index(np.asarray(first_ids, dtype=object))
-    keep = np.ones(len(index), dtype=bool)
-    for name in names[1:]:
-        keep &= index.isin(pd.Index(np.asarray(per_model[name][0], dtype=object)))
-    ids = np.asarray(first_ids, dtype=object)[keep]
+    first_ids = np.asarray(first_ids, dtype=object)
+    same = [len(per_model[n][0]) == len(first_ids) and np.array_equal(np.asarray(per_model[n][0], dtype=object),
+                                                                       first_ids) for n in names]
+    keep = np.ones(len(first_ids), dtype=bool)
+    if not all(same):
+        index = _object_index(first_ids)
+        for name, equal in zip(names, same):
+            if not equal:
+                keep &= index.isin(_object_index(per_model[name][0]))
+    ids = first_ids[keep]
     probs = {}
-    for name in names:
+    for name, equal in zip(names, same):
         sid, _, _, P = per_model[name]
-        pos = pd.Index(np.asarray(sid, dtype=object)).get_indexer(ids)
-        probs[name] = np.ascontiguousarray(np.asarray(P, dtype=np.float64)[pos])
+        P = np.asarray(P, dtype=np.float64)
+        if equal:  # the usual case: every model scored the same samples in the same order
+            probs[name] = np.ascontiguousarray(P[keep])
+        else:
+            probs[name] = np.ascontiguousarray(P[_object_index(sid).get_indexer(ids)])
     return Aligned(sample_ids=ids, y=np.asarray(first_y, dtype=np.int64)[keep],
                    groups=np.asarray(first_groups)[keep], probs=probs)
 
@@ -109,7 +122,7 @@ def _model_arrays(exp: art.Experiment, model: str, eval_set: str) -> tuple[np.nd
     preds = art.read_predictions(exp, model)
     preds = preds[preds["eval_set"].astype(str) == eval_set]
     samples = exp.samples
-    pos = pd.Index(samples["sample_id"]).get_indexer(preds["sample_id"])
+    pos = _object_index(samples["sample_id"]).get_indexer(np.asarray(preds["sample_id"], dtype=object))
     keep = pos >= 0
     pos = pos[keep]
     P = preds.loc[keep, art.prob_columns(len(exp.class_names))].to_numpy(dtype=np.float64)
@@ -773,6 +786,22 @@ def _notes_by_sample(exp_dir: Path, sample_ids: list[str]) -> tuple[dict[str, li
     return lines, current, f"{n} mentor note{'s' if n != 1 else ''} on these samples (from notes.sqlite)."
 
 
+def _read_thumbnails(exp_dir: Path, ids: list[str]) -> dict[str, bytes]:
+    """PNG bytes of `ids` only (a filtered Parquet read: the file may hold hundreds of thousands of images)."""
+    path = exp_dir / art.THUMBNAILS_FILE
+    if not ids:
+        return {}
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["sample_id", "png"], filters=[("sample_id", "in", list(ids))])
+        got = dict(zip(map(str, table.column("sample_id").to_pylist()), table.column("png").to_pylist()))
+    except Exception:  # noqa: BLE001 - fall back to the checked reader, which names the problem
+        t = art.read_thumbnails(exp_dir)
+        got = dict(zip(ids, t["png"].reindex(pd.Index(ids, dtype=object)).tolist()))
+    return {sid: bytes(v) for sid, v in got.items() if isinstance(v, (bytes, bytearray))}
+
+
 def _gallery_section(exp: art.Experiment, aligned: Aligned, preds: Mapping[str, np.ndarray], n_gallery: int) -> str:
     base = aligned.models
     names = exp.class_names
@@ -787,9 +816,7 @@ def _gallery_section(exp: art.Experiment, aligned: Aligned, preds: Mapping[str, 
     thumbs: dict[str, bytes] = {}
     thumb_note = ""
     try:
-        t = art.read_thumbnails(exp.path)
-        got = t["png"].reindex(pd.Index(ids, dtype=object))
-        thumbs = {sid: v for sid, v in zip(ids, got.tolist()) if isinstance(v, (bytes, bytearray))}
+        thumbs = _read_thumbnails(exp.path, ids)
     except art.ArtifactError as exc:
         thumb_note = f" Thumbnails unavailable: {exc.problem}."
     lines, tags, notes_msg = _notes_by_sample(exp.path, ids)

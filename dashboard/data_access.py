@@ -97,7 +97,12 @@ def _load_experiment(exp_dir: str, stamp: Stamp) -> art.Experiment:
 
 def get_experiment(name: str, root: Path | str | None = None) -> art.Experiment:
     """The experiment `name` (shared, do not mutate); raises ArtifactError naming the bad file."""
-    exp_dir = Path(root or artifacts_root()) / name
+    base = Path(root or artifacts_root())
+    # A folder directly inside the root: "../x", "/etc" or "a/b" (from a URL or a caller) never leave it.
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise art.ArtifactError(base, f"Invalid experiment name {name!r}: expected a folder name inside the "
+                                      "artifacts folder")
+    exp_dir = base / name
     return _load_experiment(str(exp_dir), experiment_stamp(exp_dir))
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "artifact_fingerprint",
     "build_report",
     "chromium_path",
+    "clustering_note",
     "curve_points",
     "dataset_summary",
     "delong_class_grid",
@@ -261,6 +262,15 @@ def verdicts(row: Mapping[str, Any], metric: str = "roc_auc", n_pairs: int = 1, 
         f"{row['mcnemar_c']}; McNemar {_p_phrase(row['mcnemar_p'])}"
         + (f" (Holm-adjusted {format_p(ph)})" if n_pairs > 1 else "") + f" — {_significance(ph, alpha, n_pairs)}.")
     return lines
+
+
+def clustering_note(n: int, n_groups: int) -> str | None:
+    """A caution when images cluster in few patients/lesions (DeLong and McNemar assume independent samples)."""
+    if n <= 0 or n_groups >= 0.8 * n:
+        return None
+    return (f"These {n:,} images come from {n_groups:,} patients/lesions. DeLong and McNemar treat images as "
+            "independent, so with clustered images their p-values are optimistic; the paired bootstrap resamples "
+            "whole patients/lesions and is the safer guide.")
 
 
 def multiclass_verdict(row: Mapping[str, Any], class_names: Sequence[str], n_pairs: int = 1,
@@ -653,7 +663,7 @@ def _calibration_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
 
 
 def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequence[str], alpha: float,
-                    n_boot: int) -> tuple[str, list[str]]:
+                    n_boot: int, caution: str | None = None) -> tuple[str, list[str]]:
     from dashboard import charts
 
     if len(names) < 2:
@@ -690,6 +700,8 @@ def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequ
              f"resamples of whole patients/lesions for balanced accuracy. p-values are Holm-adjusted over the "
              f"{n_pairs} pair{'s' if n_pairs != 1 else ''} (per class for DeLong); cell (row, column) of a matrix "
              f"is row minus column.")
+    if caution:
+        body = f'<p class="caution">{_esc(caution)}</p>' + body
     return _section("paired-tests", "Paired tests", body, intro), lines
 
 
@@ -850,7 +862,7 @@ h1{margin:0 0 4px;font-size:24px} h2{border-bottom:1px solid #c9d3de;padding-bot
 h3{font-size:15px;margin:14px 0 6px}
 .meta{color:#4a5868;font-size:13px} .meta code{background:#eef2f6;padding:1px 4px;border-radius:3px}
 .intro{color:#4a5868;margin:4px 0 10px}
-.verdicts li{margin:3px 0} .toc a{margin-right:10px}
+.verdicts li{margin:3px 0} .caution{background:#fff4e0;border-left:4px solid #e8a33d;padding:4px 8px} .toc a{margin-right:10px}
 .grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:0 0 calc(50% - 5px);min-width:0}
 .grid.full .cell{flex-basis:100%} @media screen and (max-width:900px){.grid .cell{flex-basis:100%}}
 .wide{overflow-x:auto}
@@ -918,7 +930,8 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     if len(models) >= 2:
         rows = mt.pairwise_comparisons(aligned.y, aligned.probs, {m: thr[m] for m in models}, pos, aligned.groups,
                                        metrics=("roc_auc", "balanced_accuracy"), n_boot=n_boot, seed=seed, alpha=alpha)
-    paired, lines = _paired_section(exp, rows, models, alpha, n_boot)
+    caution = clustering_note(aligned.n, len(np.unique(aligned.groups))) if rows else None
+    paired, lines = _paired_section(exp, rows, models, alpha, n_boot, caution)
     sections = [
         leaderboard,
         _curves_section(exp, aligned, probs, thr, colors),
@@ -934,6 +947,7 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     summary_items = "".join(f"<li>{_esc(x)}</li>" for x in lines) or "<li>One model: no paired comparison.</li>"
     summary = _section("summary", "At a glance",
                        f'<ul class="verdicts">{summary_items}</ul>'
+                       + (f'<p class="caution">{_esc(caution)}</p>' if caution else "") +
                        f'<p class="toc">Sections: ' + "".join(
                            f'<a href="#{s}">{s.replace("-", " ")}</a>' for s in REPORT_SECTIONS[1:]) + "</p>",
                        "DeLong verdicts for every pair (Holm-adjusted over pairs); details under Paired tests.")

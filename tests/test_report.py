@@ -346,3 +346,10 @@ def test_pair_tables_mcnemar_row_is_the_accuracy_difference():
     assert mc["CI low"] < mc["difference (A - B)"] < mc["CI high"]
     assert abs((mc["CI high"] - mc["CI low"]) - (boot["CI high"] - boot["CI low"])) < 0.02  # Wald ~ bootstrap
     assert tests.notna().all().all()
+
+
+def test_clustering_note_warns_only_for_clustered_images(reports):
+    assert rp.clustering_note(300, 300) is None and rp.clustering_note(300, 250) is None
+    assert "96 images come from 12 patients/lesions" in rp.clustering_note(96, 12)
+    text = reports["binary"].read_text(encoding="utf-8")  # fake data: about 3 images per patient
+    assert text.count('class="caution"') == 2  # under the verdicts and in the paired tests

@@ -139,6 +139,9 @@ else:
     st.markdown(f"##### {md_escape(lines[0])}")
     for line in lines[1:]:
         st.markdown(md_escape(line))
+    caution = rp.clustering_note(aligned.n, len(set(aligned.groups.tolist())))
+    if caution:
+        st.warning(caution, icon="👥")
     tests, per_class = rp.pair_tables(row, da.LEADERBOARD_METRICS, sel.exp.class_names, aligned.n, ALPHA)
     st.dataframe(styled(tests, ("p-value", "p (Holm)")), width="stretch", key="compare_pair_table")
     thr_text = (f"{a} at {thresholds[a]:.3f}, {b} at {thresholds[b]:.3f}" if sel.binary else "argmax")

@@ -762,6 +762,21 @@ def _dataset_section(exp: art.Experiment, aligned: Aligned, eval_set: str) -> st
     return _section("dataset", "Dataset and splits", f'<dl class="facts">{dl}</dl>' + _grid([fig, tables]))
 
 
+def _config_text(value: Any, max_chars: int = 120) -> str:
+    """A config value for a table cell: floats to 4 significant digits (also inside lists/dicts), long text cut."""
+    def short(v: Any) -> Any:
+        if isinstance(v, float):
+            return float(f"{v:.4g}")
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [short(x) for x in v]
+        return v
+
+    text = json.dumps(short(value), sort_keys=True) if isinstance(value, (dict, list)) else str(short(value))
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
 def _configs_section(exp: art.Experiment, models: Sequence[str]) -> str:
     cols: dict[str, dict[str, str]] = {}
     for m in models:
@@ -769,7 +784,7 @@ def _configs_section(exp: art.Experiment, models: Sequence[str]) -> str:
             cfg = art.read_model_config(exp.path, m)
         except art.ArtifactError as exc:
             cfg = {"error": exc.problem}
-        cols[m] = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)) for k, v in cfg.items()}
+        cols[m] = {k: _config_text(v) for k, v in cfg.items()}
     keys = sorted({k for c in cols.values() for k in c})
     table = pd.DataFrame({m: [c.get(k, "") for k in keys] for m, c in cols.items()}, index=pd.Index(keys, name="key"))
     return _section("configs", "Model configurations", f'<div class="wide">{_table_html(table)}</div>',
@@ -866,7 +881,7 @@ h3{font-size:15px;margin:14px 0 6px}
 .grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:0 0 calc(50% - 5px);min-width:0}
 .grid.full .cell{flex-basis:100%} @media screen and (max-width:900px){.grid .cell{flex-basis:100%}}
 .wide{overflow-x:auto}
-table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right}
+thead{display:table-header-group} table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right;overflow-wrap:anywhere}
 th{background:#eef2f6} td:first-child,th:first-child{text-align:left}
 dl.facts{display:grid;grid-template-columns:180px 1fr;gap:2px 10px;margin:6px 0} dl.facts dt{color:#4a5868}
 dl.facts dd{margin:0}

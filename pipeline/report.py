@@ -787,7 +787,7 @@ def _configs_section(exp: art.Experiment, models: Sequence[str]) -> str:
         cols[m] = {k: _config_text(v) for k, v in cfg.items()}
     keys = sorted({k for c in cols.values() for k in c})
     table = pd.DataFrame({m: [c.get(k, "") for k in keys] for m, c in cols.items()}, index=pd.Index(keys, name="key"))
-    return _section("configs", "Model configurations", f'<div class="wide">{_table_html(table)}</div>',
+    return _section("configs", "Model configurations", f'<div class="wide configs">{_table_html(table)}</div>',
                     "Each model's config.json: input size, preprocessing, weights, epochs, seed, size and speed.")
 
 
@@ -880,8 +880,8 @@ h3{font-size:15px;margin:14px 0 6px}
 .verdicts li{margin:3px 0} .caution{background:#fff4e0;border-left:4px solid #e8a33d;padding:4px 8px} .toc a{margin-right:10px}
 .grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:0 0 calc(50% - 5px);min-width:0}
 .grid.full .cell{flex-basis:100%} @media screen and (max-width:900px){.grid .cell{flex-basis:100%}}
-.wide{overflow-x:auto}
-thead{display:table-header-group} table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right;overflow-wrap:anywhere}
+.wide{overflow-x:auto} .configs td{overflow-wrap:anywhere}
+thead{display:table-header-group} table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right}
 th{background:#eef2f6} td:first-child,th:first-child{text-align:left}
 dl.facts{display:grid;grid-template-columns:180px 1fr;gap:2px 10px;margin:6px 0} dl.facts dt{color:#4a5868}
 dl.facts dd{margin:0}
@@ -965,7 +965,9 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
                        + (f'<p class="caution">{_esc(caution)}</p>' if caution else "") +
                        f'<p class="toc">Sections: ' + "".join(
                            f'<a href="#{s}">{s.replace("-", " ")}</a>' for s in REPORT_SECTIONS[1:]) + "</p>",
-                       "DeLong verdicts for every pair (Holm-adjusted over pairs); details under Paired tests.")
+                       ("DeLong verdicts for every pair" if binary else
+                        "Macro ROC AUC by paired bootstrap and DeLong per one-vs-rest class, for every pair")
+                       + " (Holm-adjusted over pairs); details under Paired tests.")
     header = (
         f"<header><h1>Meeting report: {_esc(exp.name)}</h1>"
         f'<div class="meta">Evaluation set <b>{_esc(eval_set)}</b> · {aligned.n:,} samples · models '

@@ -460,9 +460,10 @@ def class_probability_figure(class_names: Sequence[str], probs: np.ndarray, deci
     if threshold is not None and pos_index is not None and np.isfinite(threshold):
         fig.add_shape(type="line", x0=float(threshold), x1=float(threshold), y0=pos_index - 0.45,
                       y1=pos_index + 0.45, line=dict(color="#d62728", width=3, dash="dash"))
-        fig.add_annotation(x=float(threshold), y=pos_index + 0.45, text=f"threshold {threshold:.2f}",
-                           showarrow=False, yanchor="bottom", font=dict(size=max(font_size - 2, 9), color="#d62728"))
+    x_title = "Probability" if threshold is None or pos_index is None else \
+        f"Probability (red dashes: threshold {threshold:.2f} on {names[pos_index]})"
     fig.update_layout(title=title, height=height, margin=_MARGIN, showlegend=False, font=dict(size=font_size))
-    fig.update_xaxes(range=[0, 1], title="Probability", tickformat=".0%")
-    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=names)
+    fig.update_xaxes(range=[0, 1], title=dict(text=x_title, font=dict(size=max(font_size - 2, 9))), tickformat=".0%")
+    # category axis: class names such as "0" and "1" must not become a numeric axis
+    fig.update_yaxes(type="category", autorange="reversed", categoryorder="array", categoryarray=names)
     return fig

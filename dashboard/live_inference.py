@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -81,6 +82,9 @@ def load_live_model(exp_dir: Path | str, model_name: str, warm_up: bool = True) 
                                       "answer live (re-run the pipeline's train step to save the model)")
     if path.stat().st_size == 0:
         raise art.ArtifactError(path, "model file is empty (0 bytes); the save was interrupted, retrain the model")
+    if not zipfile.is_zipfile(path):
+        raise art.ArtifactError(path, "cannot load the Keras model: not a .keras archive (not a valid zip file); "
+                                      "the file may be truncated or overwritten, retrain the model")
     try:
         config = art.read_model_config(exp_dir, model_name)
     except art.ArtifactError:

@@ -30,16 +30,14 @@ GOOD, CORRUPT, MISSING = ("MobileNetV2", "ResNet50"), "EfficientNetB0", "DenseNe
 SIZE = 32
 
 
-@pytest.fixture(scope="session")
-def live_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An artifacts root with experiment `live`: two loadable models, one corrupt model file, one missing."""
+def make_live_experiment(root: Path) -> Path:
+    """Experiment `live` under `root`: two loadable tiny models, one corrupt model file, one missing."""
+    import keras
+
     from pipeline.backbones import build_classifier
 
-    root = tmp_path_factory.mktemp("live_artifacts")
     exp_dir = make_fake_experiment(root, EXP, n_samples=24, n_models=4, n_classes=2, seed=7)
     for i, name in enumerate(GOOD):
-        import keras
-
         keras.utils.set_random_seed(i)
         model = build_classifier("SmallCNN", SIZE, 2)
         model.save(art.model_dir(exp_dir, name) / art.MODEL_FILE)
@@ -49,6 +47,14 @@ def live_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    fake=False)
         art.atomic_write_json(cfg_path, cfg)
     (art.model_dir(exp_dir, CORRUPT) / art.MODEL_FILE).write_bytes(b"PK\x03\x04 this is not a keras archive")
+    return exp_dir
+
+
+@pytest.fixture(scope="session")
+def live_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifacts root holding `make_live_experiment`."""
+    root = tmp_path_factory.mktemp("live_artifacts")
+    make_live_experiment(root)
     return root
 
 
@@ -163,13 +169,44 @@ def test_loading_reports_missing_and_corrupt_files_and_warms_up(live_root, live_
 
     with pytest.raises(art.ArtifactError, match="model file is missing"):
         load_live_model(live_root / EXP, MISSING)
-    with pytest.raises(art.ArtifactError, match=r"cannot load the Keras model.*truncated"):
+    with pytest.raises(art.ArtifactError, match=r"cannot load the Keras model: not a .keras archive.*truncated"):
         load_live_model(live_root / EXP, CORRUPT)
     live = live_models[GOOD[0]]
     assert live.input_size == SIZE and live.n_classes == 2 and live.cam_layer == "cam_conv"
     assert live.preprocess_mode == "unit"
     assert set(live.warmup_ms) == {"first_predict", "first_grad_cam"}
     assert np.isfinite(live.warmup_ms["first_grad_cam"])
+
+
+def test_a_zip_that_is_not_a_keras_model_is_reported(live_root, tmp_path):
+    import shutil
+    import zipfile
+
+    from dashboard.live_inference import load_live_model
+
+    exp_dir = tmp_path / EXP
+    shutil.copytree(live_root / EXP, exp_dir)
+    with zipfile.ZipFile(art.model_dir(exp_dir, GOOD[1]) / art.MODEL_FILE, "w") as zf:
+        zf.writestr("config.json", "{}")
+    with pytest.raises(art.ArtifactError, match=r"cannot load the Keras model \(\w+"):
+        load_live_model(exp_dir, GOOD[1])
+    assert load_live_model(exp_dir, GOOD[0], warm_up=False).n_classes == 2  # the others still load
+
+
+def test_class_probability_figure():
+    from dashboard.charts import class_probability_figure
+
+    fig = class_probability_figure(["0", "1"], np.array([0.8, 0.2]), decided=0, threshold=0.3, pos_index=1,
+                                   color="#123456")
+    bar = fig.data[0]
+    assert list(bar.y) == ["0", "1"] and list(bar.x) == [0.8, 0.2]
+    assert list(bar.marker.color) == ["#123456", "#c7c7c7"]
+    assert fig.layout.yaxis.type == "category"  # "0"/"1" class names must not make a numeric axis
+    assert fig.layout.shapes[0].x0 == 0.3 and "threshold 0.30 on 1" in fig.layout.xaxis.title.text
+    multi = class_probability_figure(["a", "b", "c"], np.array([0.2, 0.5, 0.3]), decided=1)
+    assert not multi.layout.shapes and multi.layout.xaxis.title.text == "Probability"
+    with pytest.raises(ValueError, match=r"`probs`.*\(3,\).*Received: \(2,\)"):
+        class_probability_figure(["a", "b", "c"], np.array([0.5, 0.5]))
 
 
 def test_decide_uses_the_threshold_only_for_binary():

@@ -123,9 +123,10 @@ def _grad_cam(cached: dict, live: li.LiveModel, display: np.ndarray, class_index
     return cams[key]
 
 
-def _decision_html(label: str, color: str, prob: float) -> str:
+def _decision_html(label: str, color: str, prob: float, threshold: float | None, positive: str) -> str:
+    rule = "most probable class" if threshold is None else f"threshold {threshold:.2f} on p({positive})"
     return (f"<div class='live-decision' style='color:{color}'>{html.escape(label)}</div>"
-            f"<div class='live-sub'>p = {prob:.1%}</div>")
+            f"<div class='live-sub'>p({html.escape(label)}) = {prob:.1%} · {html.escape(rule)}</div>")
 
 
 sel = state.selection()
@@ -183,12 +184,15 @@ with right:
     if show_cam:
         alpha = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="live_alpha")
 
-for m, answer in result.answers.items():
-    if answer.error:
-        st.warning(answer.error, icon="⚠️")
+failed = {m: a.error for m, a in result.answers.items() if a.error}
+if presenter and failed:
+    st.caption(f"Not answering: {', '.join(failed)} (switch presenter mode off for the reason).")
+else:
+    for error in failed.values():
+        st.warning(error, icon="⚠️")
 
-per_row = 3 if presenter else 4
 order = [m for m in result.answers if m in answers]
+per_row = min(max(len(order), 2), 3) if presenter else min(max(len(order), 3), 4)
 for start in range(0, len(order), per_row):
     cols = st.columns(per_row)
     for col, m in zip(cols, order[start:start + per_row]):
@@ -198,7 +202,8 @@ for start in range(0, len(order), per_row):
         threshold = state.decision_threshold(sel, m)
         with col:
             st.subheader(m, divider="gray")
-            st.markdown(_decision_html(names[ci], color, float(answer.probs[ci])), unsafe_allow_html=True)
+            st.markdown(_decision_html(names[ci], color, float(answer.probs[ci]), threshold,
+                                       names[sel.exp.positive_index]), unsafe_allow_html=True)
             st.plotly_chart(charts.class_probability_figure(
                 names, answer.probs, decided=ci, threshold=threshold,
                 pos_index=sel.exp.positive_index if threshold is not None else None, color=color,
@@ -208,8 +213,7 @@ for start in range(0, len(order), per_row):
             st.metric("Latency", f"{answer.latency_ms:.0f} ms")
             if not presenter:
                 st.caption(f"decode {t['decode']:.1f} · preprocess {t['preprocess']:.1f} · "
-                           f"predict {t['predict']:.1f} ms" + ("" if threshold is None else
-                                                               f" · threshold {threshold:.2f}"))
+                           f"predict {t['predict']:.1f} ms")
             if show_cam:
                 heat, info = _grad_cam(cached, live, display, ci)
                 if heat is None:

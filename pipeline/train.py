@@ -121,7 +121,7 @@ def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[n
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     histories = []
     # Precise BN only when training from scratch: pretrained statistics are better than a few hundred images.
-    calib = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:256]] if weights is None else None
+    calib = x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:128]] if weights is None else None
     start = time.perf_counter()
     histories.append(_fit(model, train_ds, val_ds, cfg.epochs, cfg.patience, cw, calib, "head" if fine_tune else "full", verbose))
     if fine_tune:

@@ -267,6 +267,7 @@ def _decisions(at) -> list[str]:
 def test_page_answers_a_test_sample_with_every_loadable_model(live_root, artifacts_env):
     at = open_live(live_root, artifacts_env)
     assert any("Upload an image" in i.value for i in at.info)
+    assert any("2 of 4 selected models ready (MobileNetV2, ResNet50)" in c.value for c in at.caption)
     at.radio(key="live_source").set_value("Sample from the evaluation set").run()
     no_exceptions(at)
     assert not at.error

@@ -145,11 +145,15 @@ else:
                "model's threshold from *Threshold tuning*, multiclass the most probable class")
 
 image_bytes, name, true_class = _image_source(sel)
-if image_bytes is None:
-    st.info("Upload an image (PNG, JPEG, TIFF, BMP or DICOM), pick a sample, or take a photo.")
-    st.stop()
-
+# Loaded (and warmed up) as soon as the page opens, before any image: the first upload then answers at once.
 models = _load_models(sel)
+if image_bytes is None:
+    ready = [m for m, v in models.items() if isinstance(v, li.LiveModel)]
+    st.info("Upload an image (PNG, JPEG, TIFF, BMP or DICOM), pick a sample, or take a photo.")
+    st.caption(f"{len(ready)} of {len(models)} selected models ready"
+               + (f" ({', '.join(ready)})" if ready else "")
+               + " · loaded and warmed up once per server process, shared by every user.")
+    st.stop()
 cached = _result(image_bytes, name, models)
 result: li.LiveResult = cached["result"]
 if result.error:

@@ -6,7 +6,6 @@ models and say in one line why the other two cannot.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess

@@ -458,9 +458,11 @@ def validate_experiment(exp_dir: Path | str) -> list[Problem]:
     try:
         thumbs = read_parquet(exp_dir / THUMBNAILS_FILE, columns=["sample_id"])
         if samples is not None and "sample_id" in samples:
-            missing = set(samples["sample_id"].astype(str)) - set(thumbs["sample_id"].astype(str))
+            evaluated = samples["eval_set"].notna() if "eval_set" in samples else slice(None)
+            missing = set(samples.loc[evaluated, "sample_id"].astype(str)) - set(thumbs["sample_id"].astype(str))
             if missing:
-                out.append(Problem(str(exp_dir / THUMBNAILS_FILE), f"{len(missing)} samples have no thumbnail", "warning"))
+                out.append(Problem(str(exp_dir / THUMBNAILS_FILE),
+                                   f"{len(missing)} evaluated samples have no thumbnail", "warning"))
     except ArtifactError as exc:
         out.append(Problem(exc.path, exc.problem, "warning"))
     models_root = exp_dir / MODELS_DIR

@@ -156,7 +156,8 @@ def save_result(name: str, payload: dict[str, Any]) -> Path:
     """Write a benchmark's result (with the machine line and a timestamp) to bench/out/<name>.json."""
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"{name}.json"
-    payload = {"bench": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
+    payload = {"bench": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "load_average_1_5_15min": os.getloadavg(), **payload}
     path.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
     return path
 

@@ -63,7 +63,7 @@ def test_bench_predict_tiny(tmp_path):
 def test_bench_train_input_tiny(tmp_path):
     from bench import bench_train_input
 
-    result = bench_train_input.run(n_images=20, size=32, batch_size=8, repeats=1, backbones=["SmallCNN"],
+    result = bench_train_input.run(n_images=20, size=32, batch_size=8, repeats=1, backbones=["Tiny", "SmallCNN"],
                                    root=tmp_path)
     row = result["backbones"][0]
     for key in ("ours img/s", "IDG dir img/s", "IDG flow img/s", "ours/IDG dir"):

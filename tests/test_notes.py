@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
+import json
+import os
+import subprocess
+import sys
+import time
 import sqlite3
 import threading
 from pathlib import Path
@@ -11,6 +15,8 @@ import pandas as pd
 import pytest
 
 from pipeline import notes
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -117,8 +123,19 @@ def test_csv_export_round_trips_and_defuses_formulas(exp_dir):
 
 # ---------------------------------------------------------------- durability
 
-def _read_in_fresh_process(exp_dir: str, queue) -> None:
-    queue.put((notes.notes_for(exp_dir).to_dict("list"), notes.samples_with_tag(exp_dir, "hard case")))
+def _run_python(code: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter with the repo importable; stderr is kept for the assertion."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+_READER = """
+import json, sys
+from pipeline import notes
+h = notes.notes_for(sys.argv[1])
+print(json.dumps([list(h["sample_id"]), list(h["text"]), sorted(notes.samples_with_tag(sys.argv[1], "hard case"))]))
+"""
 
 
 def test_notes_survive_reopening_in_another_process(exp_dir):
@@ -126,13 +143,10 @@ def test_notes_survive_reopening_in_another_process(exp_dir):
     con = sqlite3.connect(notes.notes_path(exp_dir))
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_read_in_fresh_process, args=(str(exp_dir), queue))
-    proc.start()
-    history, tagged = queue.get(timeout=600)
-    proc.join(120)
-    assert history["sample_id"] == ["s1"] and history["text"] == ["t"] and tagged == {"s1"}
+    out = _run_python(_READER, str(exp_dir))
+    assert out.returncode == 0, out.stderr
+    ids, texts, tagged = json.loads(out.stdout.strip().splitlines()[-1])
+    assert ids == ["s1"] and texts == ["t"] and tagged == ["s1"]
 
 
 def test_a_corrupt_file_raises_a_database_error(exp_dir):
@@ -176,19 +190,40 @@ def _check_nothing_lost(exp_dir: Path, n_writers: int) -> None:
     assert notes.last_note_id(exp_dir) == int(history["note_id"].max())
 
 
-def test_two_processes_writing_at_once_lose_nothing(exp_dir):
+_WRITER = """
+import json, sys, time
+from pathlib import Path
+from tests.test_notes import _writer
+exp_dir, worker, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+
+class _Start:
+    def wait(self):
+        deadline = time.time() + 120
+        while not go.exists() and time.time() < deadline:
+            time.sleep(0.005)
+
+class _Q(list):
+    def put(self, item):
+        self.append(item)
+
+q = _Q()
+_writer(exp_dir, worker, _Start(), q)
+print(json.dumps(q[0][1]))
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(exp_dir, tmp_path):
     # The file does not exist yet: both processes also race to create it and its schema.
-    ctx = mp.get_context("spawn")
-    start, queue = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(str(exp_dir), w, start, queue)) for w in range(2)]
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(exp_dir), str(w), str(go)], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(2)]
+    time.sleep(0.5)
+    go.write_text("go")  # both start writing at once
     for p in procs:
-        p.start()
-    start.set()
-    results = dict(queue.get(timeout=600) for _ in procs)
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    assert results == {0: [], 1: []}, results  # no "database is locked", no other error
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]) == [], out  # no "database is locked", no other error
     _check_nothing_lost(exp_dir, 2)
 
 

@@ -1,7 +1,8 @@
 """Run every benchmark, each in its own process, and collect their tables into bench/out/summary.md.
 
-    python -m bench.run_all            quick settings (about 10 minutes on the 2-core machine)
-    python -m bench.run_all --full     the settings of bench/RESULTS.md (5,000 PNGs, 96 px; much longer)
+    python -m bench.run_all            quick settings (about 10 minutes on the 2-core machine; ResNet50 and
+                                       MobileNetV2 training only with --full)
+    python -m bench.run_all --full     the settings of bench/RESULTS.md (5,000 PNGs; well over an hour)
     python -m bench.run_all --only predict,dashboard
 
 Each benchmark also runs alone (`python -m bench.bench_predict --help`); results land in bench/out/<name>.json.
@@ -22,16 +23,15 @@ from bench import common as c
 # name -> (module, quick arguments, full arguments)
 BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "predict": ("bench.bench_predict",
-                ["--n-images", "512", "--size", "64", "--repeats", "2",
-                 "--backbones", "MobileNetV2,ResNet50,EfficientNetB0"],
-                ["--n-images", "5000", "--size", "96", "--repeats", "3",
-                 "--backbones", "MobileNetV2,ResNet50,EfficientNetB0,SmallCNN"]),
+                ["--n-images", "512", "--size", "64", "--repeats", "2", "--backbones", "MobileNetV2,EfficientNetB0"],
+                ["--n-images", "5000", "--size", "64", "--repeats", "2",
+                 "--backbones", "MobileNetV2,ResNet50,EfficientNetB0"]),
     "train_input": ("bench.bench_train_input",
-                    ["--n-images", "512", "--size", "64", "--repeats", "2"],
-                    ["--n-images", "2000", "--size", "96", "--repeats", "3"]),
+                    ["--n-images", "512", "--size", "64", "--repeats", "2", "--backbones", "Tiny,SmallCNN"],
+                    ["--n-images", "2000", "--size", "64", "--repeats", "3", "--backbones", "Tiny,SmallCNN,MobileNetV2"]),
     "dashboard": ("bench.bench_dashboard",
-                  ["--moves", "20", "--repeats", "2", "--naive-resamples", "2"],
-                  ["--moves", "50", "--repeats", "3", "--naive-resamples", "5", "--apptest"]),
+                  ["--moves", "20", "--repeats", "2", "--naive-resamples", "1"],
+                  ["--moves", "30", "--repeats", "3", "--naive-resamples", "3", "--apptest"]),
     "memory": ("bench.bench_memory", [], ["--arena-variant"]),
 }
 LIVE = "bench.bench_live_inference"  # written separately; run when present, with its own defaults

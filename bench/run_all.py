@@ -34,7 +34,8 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
                   ["--moves", "30", "--repeats", "3", "--naive-resamples", "3", "--apptest"]),
     "memory": ("bench.bench_memory", [], ["--arena-variant"]),
 }
-LIVE = "bench.bench_live_inference"  # written separately; run when present, with its own defaults
+LIVE = "bench.bench_live_inference"  # item 4, written separately: run when present
+LIVE_ARGS = (["--repeats", "20"], [])  # quick, full (its own default: 60 repeats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,12 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(BENCHES))
     args = ap.parse_args(argv)
     chosen = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHES)
-    unknown = [b for b in chosen if b not in BENCHES and b != "live"]
+    unknown = [b for b in chosen if b not in BENCHES and b != "live_inference"]
     if unknown:
-        ap.error(f"unknown benchmark(s) {unknown}; expected among {list(BENCHES) + ['live']}")
+        ap.error(f"unknown benchmark(s) {unknown}; expected among {list(BENCHES) + ['live_inference']}")
     plan = [(name, *BENCHES[name]) for name in chosen if name in BENCHES]
-    if importlib.util.find_spec(LIVE) is not None and (not args.only or "live" in chosen):
-        plan.append(("live", LIVE, [], []))
+    if importlib.util.find_spec(LIVE) is not None and (not args.only or "live_inference" in chosen):
+        plan.append(("live_inference", LIVE, *LIVE_ARGS))
     env_note = f"Machine: {c.machine()}. Mode: {'full' if args.full else 'quick'}."
     print(env_note, flush=True)
     sections, failed = [env_note], 0
@@ -75,11 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(name: str, module: str) -> str:
     """The benchmark's own report() of its saved JSON, when it has both."""
     path = c.OUT_DIR / f"{name}.json"
-    mod = importlib.import_module(module)
-    if not path.is_file() or not hasattr(mod, "report"):
+    if not path.is_file():
         return "(see its output above)"
     try:
-        return str(mod.report(json.loads(path.read_text(encoding="utf-8"))))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        mod = importlib.import_module(module)
+        if hasattr(mod, "report"):
+            return str(mod.report(data))
+        return c.table(data["rows"]) if isinstance(data, dict) and data.get("rows") else "(see its output above)"
     except Exception as exc:  # noqa: BLE001 - a summary problem must not hide the other results
         return f"(could not summarise {path}: {exc})"
 

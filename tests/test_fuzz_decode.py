@@ -29,6 +29,7 @@ import json
 import os
 import random
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -805,11 +806,11 @@ def test_watchdog_catches_hangs_and_crashes() -> None:
     w = DecodeWorker(wall_limit=3.0)
     try:
         assert w.decode(seed_files()["gray.png"], "gray.png").outcome == "image"
-        w.proc.send_signal(19)  # SIGSTOP: the next input hangs
+        w.proc.send_signal(signal.SIGSTOP)  # the next input hangs
         start = time.perf_counter()
         hung = w.decode(b"\x89PNG", "x.png")
         assert hung.outcome == "hang" and time.perf_counter() - start < 30
-        os.kill(w.proc.pid, 9)
+        os.kill(w.proc.pid, signal.SIGKILL)
         crashed = w.decode(b"\x89PNG", "x.png")
         assert crashed.outcome == "crash"
         assert w.decode(seed_files()["gray.png"], "gray.png").outcome == "image" and w.restarts == 2

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dashboard.widgets import GALLERY_PAGE_SIZE
+from tests.browser.serve import serve_dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +36,6 @@ if _MISSING and not REQUIRED:
     pytest.skip(_MISSING, allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Path:
     """Binary (two eval sets), 7-class and one-model fake experiments."""
@@ -60,34 +51,8 @@ def artifacts(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(artifacts):
     """The dashboard served exactly as `make run` serves it, on a free port; yields its base URL."""
-    port = _free_port()
-    env = {**os.environ, "MEDCOMPARE_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1"}
-    log = open(artifacts / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError(f"streamlit did not start: {(artifacts / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    with serve_dashboard(artifacts, timeout=60) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

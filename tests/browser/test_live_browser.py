@@ -6,18 +6,14 @@ browser test when chromium or Playwright is missing (a failure under REQUIRE_BRO
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import cv2
 import numpy as np
 import pytest
 
 from tests.browser.test_browser import (  # noqa: F401 - fixtures used by name
-    REPO_ROOT, _free_port, assert_no_exception, browser, settle, shot)
+    assert_no_exception, browser, settle, shot)
+from tests.browser.serve import serve_dashboard
 
 pytest.importorskip("tensorflow")
 
@@ -32,34 +28,8 @@ def live_server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("live-browser")
     make_live_experiment(root)
-    port = _free_port()
-    env = {**os.environ, "MEDCOMPARE_ARTIFACTS": str(root), "PYTHONUNBUFFERED": "1"}
-    log = open(root / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError(f"streamlit did not start: {(root / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    with serve_dashboard(root, timeout=90) as url:
         yield url, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture()

@@ -257,19 +257,7 @@ def get_sweep(exp: art.Experiment, model: str, eval_set: str, class_index: int) 
 def _curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
             max_points: int, _exp: art.Experiment) -> dict[str, Any]:
     sweep = _sweep(exp_dir, exp_stamp, model, m_stamp, eval_set, class_index, _exp)
-    out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
-                           "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan")}
-    if sweep.n_pos > 0 and sweep.n_neg > 0:
-        fpr, tpr, thr = mt.roc_curve(sweep)
-        # The first threshold is +inf ("nothing positive"): shown as 1 so hover text and JSON stay finite.
-        out["roc"] = mt.downsample_curve(fpr, tpr, np.minimum(thr, 1.0), max_points)
-        out["roc_auc"] = mt.sweep_roc_auc(sweep)
-    if sweep.n_pos > 0:
-        prec, rec, pthr = mt.pr_curve(sweep)
-        # precision/recall have one more point than thresholds (recall 0, precision 1): give it threshold 1.
-        out["pr"] = mt.downsample_curve(rec, prec, np.r_[pthr, 1.0], max_points)
-        out["ap"] = mt.sweep_average_precision(sweep)
-    return out
+    return mt.curve_summary(sweep, max_points)
 
 
 def get_curves(exp: art.Experiment, model: str, eval_set: str, class_index: int,

@@ -42,7 +42,7 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse, stats
@@ -479,6 +479,23 @@ def downsample_curve(
 # --------------------------------------------------------------------------------------------
 # Thresholds
 # --------------------------------------------------------------------------------------------
+
+
+def curve_summary(sweep: Sweep, max_points: int = 2000) -> dict[str, Any]:
+    """Downsampled ROC (fpr, tpr, thr) and PR (recall, precision, thr) of a sweep, with AUC, AP and prevalence."""
+    out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
+                           "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan")}
+    if sweep.n_pos > 0 and sweep.n_neg > 0:
+        fpr, tpr, thr = roc_curve(sweep)
+        # The first threshold is +inf ("nothing positive"): shown as 1 so hover text and JSON stay finite.
+        out["roc"] = downsample_curve(fpr, tpr, np.minimum(thr, 1.0), max_points)
+        out["roc_auc"] = sweep_roc_auc(sweep)
+    if sweep.n_pos > 0:
+        prec, rec, pthr = pr_curve(sweep)
+        # precision/recall have one more point than thresholds (recall 0, precision 1): give it threshold 1.
+        out["pr"] = downsample_curve(rec, prec, np.r_[pthr, 1.0], max_points)
+        out["ap"] = sweep_average_precision(sweep)
+    return out
 
 
 def threshold_for_sensitivity(sweep: Sweep, target: float = 0.95) -> float:

@@ -400,17 +400,7 @@ def pair_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str], test: s
 def curve_points(y_bool: np.ndarray, score: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
     """Downsampled ROC (fpr, tpr, thr) and PR (recall, precision, thr) of one score, with AUC and AP."""
     sweep = mt.make_sweep(y_bool, score)
-    out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
-                           "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan"), "sweep": sweep}
-    if sweep.n_pos > 0 and sweep.n_neg > 0:
-        fpr, tpr, thr = mt.roc_curve(sweep)
-        out["roc"] = mt.downsample_curve(fpr, tpr, np.minimum(thr, 1.0), max_points)
-        out["roc_auc"] = mt.sweep_roc_auc(sweep)
-    if sweep.n_pos > 0:
-        prec, rec, pthr = mt.pr_curve(sweep)
-        out["pr"] = mt.downsample_curve(rec, prec, np.r_[pthr, 1.0], max_points)
-        out["ap"] = mt.sweep_average_precision(sweep)
-    return out
+    return {**mt.curve_summary(sweep, max_points), "sweep": sweep}
 
 
 # ---------------------------------------------------------------- fingerprint

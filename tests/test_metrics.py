@@ -385,3 +385,21 @@ def test_import_has_no_side_effects():
     code = "import sys; import pipeline.metrics; print('sklearn' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_curve_summary_matches_sklearn_and_downsamples():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from pipeline.metrics import curve_summary, make_sweep
+
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 5000).astype(bool)
+    s = np.round(rng.normal(y * 0.8, 1.0), 2)  # ties
+    out = curve_summary(make_sweep(y, s), max_points=300)
+    assert out["roc_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-10)
+    assert out["ap"] == pytest.approx(average_precision_score(y, s), abs=1e-10)
+    assert out["prevalence"] == pytest.approx(y.mean())
+    fpr, tpr, thr = out["roc"]
+    assert len(fpr) <= 300 and fpr[0] == 0 and fpr[-1] == 1 and np.all(np.isfinite(thr))
+    one_class = curve_summary(make_sweep(np.zeros(10, bool), np.arange(10.0)))
+    assert one_class["roc"] is None and np.isnan(one_class["roc_auc"])

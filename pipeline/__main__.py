@@ -40,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from dataclasses import replace
         cfg = replace(cfg, output=Path(args.output))
     start = time.perf_counter()
-    exp_dir = run_experiment(cfg, force=args.force)
+    exp_dir = run_experiment(cfg, force=args.force, jobs=args.jobs)
     print(f"done in {time.perf_counter() - start:.0f}s: {exp_dir}")
     return _print_summary(exp_dir)
 
@@ -77,7 +77,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         cfg = load_config(path)
         if args.output:
             cfg = replace(cfg, output=Path(args.output))
-        run_experiment(cfg, force=args.force)
+        run_experiment(cfg, force=args.force, jobs=args.jobs)
         _print_summary(cfg.experiment_dir)
     print(f"demo built in {time.perf_counter() - start:.0f}s")
     return 0
@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(DEMO_DATA), help="where to write the synthetic images")
     p.add_argument("--output", help="artifacts root (default: from the configs, artifacts/)")
     p.add_argument("--force", action="store_true", help="rebuild even when complete")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="models trained side by side, each in its own process (default: 2 on 2+ cores)")
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("ingest", help="ingest and split a data set; print the split summary")
     p.add_argument("--config", required=True)
@@ -156,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", help="imagenet | none | path to a weights file")
         p.add_argument("--output", help="artifacts root")
         p.add_argument("--force", action="store_true", help="delete the experiment folder and rebuild")
+        p.add_argument("--jobs", type=int, default=1,
+                       help="models trained side by side in separate processes (CPU machines; default 1)")
         p.set_defaults(func=_cmd_run)
     p = sub.add_parser("validate", help="check an experiment folder (or every one under a root)")
     p.add_argument("path")

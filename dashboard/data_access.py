@@ -182,48 +182,77 @@ class _SampleIndex:
     sample_ids: np.ndarray  # object
     labels: np.ndarray  # int64
     group_codes: np.ndarray  # int64
+    by_eval_set: dict[str, tuple[pa.Array, np.ndarray]]  # eval set -> (its ids in table order, their rows)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _sample_arrays(exp_dir: str, exp_stamp: Stamp, _exp: art.Experiment) -> _SampleIndex:
     s = _exp.samples
     sample_ids = s["sample_id"].to_numpy(dtype=object)
-    return _SampleIndex(ids=pa.array(sample_ids, type=pa.string()), sample_ids=_readonly(sample_ids),
+    ids = pa.array(sample_ids, type=pa.string())
+    by_eval: dict[str, tuple[pa.Array, np.ndarray]] = {}
+    if "eval_set" in s:
+        eval_sets = s["eval_set"].astype(object).to_numpy()
+        for es in pd.unique(s["eval_set"].dropna()):
+            rows = _readonly(np.flatnonzero(eval_sets == es).astype(np.int64))
+            by_eval[str(es)] = (ids.take(pa.array(rows)), rows)
+    return _SampleIndex(ids=ids, sample_ids=_readonly(sample_ids),
                         labels=_readonly(s["label"].to_numpy(dtype=np.int64)),
-                        group_codes=_readonly(pd.factorize(s["group"].astype(str))[0].astype(np.int64)))
+                        group_codes=_readonly(pd.factorize(s["group"].astype(str))[0].astype(np.int64)),
+                        by_eval_set=by_eval)
 
 
-def _read_predictions(exp: art.Experiment, model: str) -> pd.DataFrame:
-    """`artifacts.read_predictions` without its unknown-id filter, which is the slow part at scale.
+def _read_predictions(exp: art.Experiment, model: str) -> tuple[pa.Table, Path]:
+    """A model's predictions as an Arrow table, checked like `artifacts.read_predictions` (same messages).
 
-    pandas 3's `Series.isin` on Arrow-backed strings loops in Python (about 7 s per 300,000 ids), so the
-    ids are matched here with pyarrow instead (`_model_data`); unknown ids are dropped there and counted.
-    Same file checks and the same ArtifactError messages otherwise.
+    The unknown-id filter and the duplicate check are done in `_model_data` from the aligned positions:
+    pandas 3's `Series.isin` on strings loops in Python (about 7 s per 300,000 ids) and its `duplicated`
+    cost ~85 ms per model; the positions give both for free.
     """
+    import pyarrow.parquet as pq
+
     path = art.model_dir(exp.path, model) / art.PREDICTIONS_FILE
-    df = art.read_parquet(path)
-    errors = [p for p in art.check_predictions(df, len(exp.class_names), path) if p.severity == "error"]
+    if not path.exists():
+        raise art.ArtifactError(path, "file is missing")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
+        raise art.ArtifactError(path, f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:200]}); "
+                                      "the file may be truncated or half-written") from None
+    probs = [c for c in art.prob_columns(len(exp.class_names)) if c in table.column_names]
+    head = table.select([c for c in ("sample_id", "eval_set") if c in table.column_names] + probs)
+    errors = [p for p in art.check_predictions(head.to_pandas(), len(exp.class_names), path, check_duplicates=False)
+              if p.severity == "error"]
     if errors:
         raise art.ArtifactError(path, "; ".join(p.message for p in errors))
-    return df
+    return table, path
 
 
 @st.cache_resource(show_spinner="Reading predictions…", max_entries=128)
 def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
                 _exp: art.Experiment) -> ModelData:
-    preds = _read_predictions(_exp, model)
-    preds = preds[(preds["eval_set"].astype(str) == eval_set).to_numpy()]
+    table, path = _read_predictions(_exp, model)
+    table = table.filter(pc.equal(table["eval_set"].cast(pa.string()), eval_set))
     index = _sample_arrays(exp_dir, exp_stamp, _exp)
-    ids = pa.array(preds["sample_id"].astype(str).to_numpy(dtype=object), type=pa.string())
-    pos = pc.index_in(ids, value_set=index.ids).to_numpy(zero_copy_only=False)
-    keep = ~np.isnan(pos) if pos.dtype.kind == "f" else np.ones(len(pos), dtype=bool)
-    pos = pos[keep].astype(np.int64)
-    P = preds[art.prob_columns(len(_exp.class_names))].to_numpy(dtype=np.float64)[keep]
+    ids = table["sample_id"].cast(pa.string()).combine_chunks()
+    expected = index.by_eval_set.get(eval_set)
+    if expected is not None and ids.equals(expected[0]):
+        # The pipeline writes each eval set in sample-table order: the rows are known without hashing.
+        pos, keep = expected[1], np.ones(len(ids), dtype=bool)
+    else:
+        found = pc.index_in(ids, value_set=index.ids).to_numpy(zero_copy_only=False)
+        keep = ~np.isnan(found) if found.dtype.kind == "f" else np.ones(len(found), dtype=bool)
+        pos = found[keep].astype(np.int64)
+        if len(pos) and np.bincount(pos).max() > 1:
+            raise art.ArtifactError(path, art.DUPLICATE_ROWS)
+    cols = art.prob_columns(len(_exp.class_names))
+    P = np.column_stack([table[c].to_numpy().astype(np.float64, copy=False) for c in cols]) if len(table) else \
+        np.zeros((0, len(cols)))
     return ModelData(
         model=model, eval_set=eval_set,
         sample_ids=_readonly(index.sample_ids[pos]),
         y=_readonly(index.labels[pos]),
-        P=_readonly(np.ascontiguousarray(P)),
+        P=_readonly(np.ascontiguousarray(P[keep])),
         groups=_readonly(index.group_codes[pos]),
         n_unknown=int((~keep).sum()),
     )

@@ -34,6 +34,34 @@ def test_model_data_is_aligned_and_read_only(fake_root):
     assert skm.roc_auc_score(md.y, md.P[:, 1]) == pytest.approx(skm.roc_auc_score(y, P[:, 1]))
 
 
+def _rewrite(path, preds):
+    art.atomic_write_parquet(path, preds)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # mtime always moves
+
+
+def test_alignment_is_the_same_in_table_order_and_shuffled_and_duplicates_are_errors(tmp_path, monkeypatch):
+    """In-order predictions take the no-hash fast path; shuffled ones are matched by id: same arrays."""
+    exp_dir = make_fake_experiment(tmp_path, "e", n_samples=120, n_models=1, seed=4)
+    path = exp_dir / "models" / "MobileNetV2" / "predictions.parquet"
+    with monkeypatch.context() as m:
+        m.setattr(da.pc, "index_in", lambda *a, **k: pytest.fail("in-order ids should not be hashed"))
+        in_order = da.get_model_data(da.get_experiment("e", tmp_path), "MobileNetV2", "test")
+    preds = pd.read_parquet(path)
+    _rewrite(path, preds.sample(frac=1.0, random_state=0).reset_index(drop=True))
+    shuffled = da.get_model_data(da.get_experiment("e", tmp_path), "MobileNetV2", "test")
+    order = np.argsort(shuffled.sample_ids.astype(str))
+    ref = np.argsort(in_order.sample_ids.astype(str))
+    np.testing.assert_array_equal(shuffled.sample_ids[order], in_order.sample_ids[ref])
+    np.testing.assert_array_equal(shuffled.y[order], in_order.y[ref])
+    np.testing.assert_allclose(shuffled.P[order], in_order.P[ref])
+    np.testing.assert_array_equal(shuffled.groups[order], in_order.groups[ref])
+    test_rows = preds[preds["eval_set"] == "test"]
+    _rewrite(path, pd.concat([preds, test_rows.iloc[:2]], ignore_index=True))
+    with pytest.raises(art.ArtifactError, match=r"duplicate \(sample_id, eval_set\) rows"):
+        da.get_model_data(da.get_experiment("e", tmp_path), "MobileNetV2", "test")
+
+
 def test_rebuilt_predictions_are_reread(tmp_path):
     exp_dir = make_fake_experiment(tmp_path, "e", n_samples=50, n_models=1, seed=3)
     exp = da.get_experiment("e", tmp_path)

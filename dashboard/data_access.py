@@ -228,9 +228,32 @@ def _read_predictions(exp: art.Experiment, model: str) -> tuple[pa.Table, Path]:
     return table, path
 
 
+_EXCLUDED = "excluded-from-metrics"
+
+
+def metrics_stamp(exp: art.Experiment) -> Stamp:
+    """The experiment's stamp, plus the sample ids this user excludes from metrics (a cache key part).
+
+    Every metric getter keys its cache on this, so turning the review page's "exclude samples marked
+    'label wrong'" toggle on changes the numbers on every page, for this session only.
+    """
+    stamp = experiment_stamp(exp.path)
+    excluded = excluded_sample_ids(exp)
+    return (*stamp, (_EXCLUDED, tuple(sorted(excluded)))) if excluded else stamp
+
+
+def _split_stamp(stamp: Stamp) -> tuple[Stamp, tuple[str, ...]]:
+    if stamp and isinstance(stamp[-1], tuple) and len(stamp[-1]) == 2 and stamp[-1][0] == _EXCLUDED:
+        return stamp[:-1], stamp[-1][1]
+    return stamp, ()
+
+
 @st.cache_resource(show_spinner="Reading predictions…", max_entries=128)
 def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
                 _exp: art.Experiment) -> ModelData:
+    base, excluded = _split_stamp(exp_stamp)
+    if excluded:  # the shared, complete arrays minus this user's exclusions
+        return without_samples(_model_data(exp_dir, base, model, m_stamp, eval_set, _exp), frozenset(excluded))
     table, path = _read_predictions(_exp, model)
     table = table.filter(pc.equal(table["eval_set"].cast(pa.string()), eval_set))
     index = _sample_arrays(exp_dir, exp_stamp, _exp)
@@ -260,12 +283,11 @@ def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval
 
 def get_model_data(exp: art.Experiment, model: str, eval_set: str) -> ModelData:
     """Aligned (sample_ids, y, P, groups) of `model` on `eval_set`; raises ArtifactError for bad predictions."""
-    return _model_data(str(exp.path), experiment_stamp(exp.path), model, model_stamp(exp.path, model),
-                       eval_set, exp)
+    return _model_data(str(exp.path), metrics_stamp(exp), model, model_stamp(exp.path, model), eval_set, exp)
 
 
 def _keys(exp: art.Experiment, model: str) -> tuple[str, Stamp, str, Stamp]:
-    return str(exp.path), experiment_stamp(exp.path), model, model_stamp(exp.path, model)
+    return str(exp.path), metrics_stamp(exp), model, model_stamp(exp.path, model)
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
@@ -381,7 +403,7 @@ def get_leaderboard_ci(exp: art.Experiment, models: list[str], eval_set: str,
     """
     models = list(models)
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _leaderboard_ci(str(exp.path), experiment_stamp(exp.path), tuple(models),
+    return _leaderboard_ci(str(exp.path), metrics_stamp(exp), tuple(models),
                            tuple(model_stamp(exp.path, m) for m in models), eval_set, thr, exp.positive_index,
                            int(n_boot), int(seed), exp)
 
@@ -639,9 +661,11 @@ def get_sample_tags(exp: art.Experiment, sample_ids: list[str]) -> list[tuple[st
 
 def excluded_sample_ids(exp: art.Experiment) -> set[str]:
     """Samples to leave out of metrics: those marked 'label wrong' while the review page's toggle is on."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
     from pipeline import notes
 
-    if not st.session_state.get(EXCLUDE_LABEL_WRONG_KEY, False):
+    if get_script_run_ctx(suppress_warning=True) is None or not st.session_state.get(EXCLUDE_LABEL_WRONG_KEY, False):
         return set()
     return set(get_tagged(exp).get(notes.LABEL_WRONG, ()))
 
@@ -677,9 +701,13 @@ def _summary_excluding(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stam
 
 def get_summary_excluding(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
                           excluded: set[str] | frozenset[str]) -> dict[str, float]:
-    """Point metrics (and "n", the samples counted) of a model without the `excluded` samples (cached)."""
+    """Point metrics (and "n", the samples counted) of a model without exactly the `excluded` samples (cached).
+
+    Independent of the session's exclusion toggle: the review page shows before and after side by side.
+    """
     thr = None if threshold is None else float(threshold)
-    return _summary_excluding(*_keys(exp, model), eval_set, thr, exp.positive_index, tuple(sorted(excluded)), exp)
+    return _summary_excluding(str(exp.path), experiment_stamp(exp.path), model, model_stamp(exp.path, model),
+                              eval_set, thr, exp.positive_index, tuple(sorted(excluded)), exp)
 
 
 def sample_image(exp: art.Experiment, sample_id: str) -> np.ndarray | None:
@@ -840,7 +868,7 @@ def _aligned(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: 
 
 def get_aligned(exp: art.Experiment, models: list[str], eval_set: str) -> Any:
     """`pipeline.report.Aligned`: `models`' predictions on the samples every one of them predicted (shared)."""
-    return _aligned(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, exp)
+    return _aligned(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, exp)
 
 
 @st.cache_data(show_spinner="Running the paired tests…", max_entries=64)
@@ -857,7 +885,7 @@ def get_pairwise(exp: art.Experiment, models: list[str], eval_set: str, threshol
     """`metrics.pairwise_comparisons` rows for every pair of `models` (DeLong, McNemar, paired bootstrap of every
     leaderboard metric, Holm-adjusted over the pairs), on their common samples (cached)."""
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _pairwise(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+    return _pairwise(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
                      exp.positive_index, int(n_boot), int(seed), exp)
 
 
@@ -895,7 +923,7 @@ def get_ensemble_bootstrap(exp: art.Experiment, models: list[str], eval_set: str
                            n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """Leaderboard metrics with 95% grouped-bootstrap intervals of the mean-probability ensemble of `models`."""
     thr = None if threshold is None else round(float(threshold), 6)
-    return _ensemble_bootstrap(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+    return _ensemble_bootstrap(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
                                exp.positive_index, int(n_boot), int(seed), exp)
 
 
@@ -914,14 +942,14 @@ def _ensemble_curves(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_
 def get_ensemble_curves(exp: art.Experiment, models: list[str], eval_set: str, class_index: int,
                         max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
     """ROC and PR curves (downsampled), AUC and AP of the ensemble for class `class_index` against the rest."""
-    return _ensemble_curves(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set,
+    return _ensemble_curves(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set,
                             int(class_index), int(max_points), exp)
 
 
 def ensemble_metrics_at(exp: art.Experiment, models: list[str], eval_set: str, class_index: int,
                         threshold: float) -> dict[str, float]:
     """The ensemble's metrics of class `class_index` against the rest at `threshold` (from a cached sweep)."""
-    sweep = _ensemble_sweep(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set,
+    sweep = _ensemble_sweep(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set,
                             int(class_index), exp)
     return mt.metrics_at(sweep, float(threshold))
 
@@ -941,7 +969,7 @@ def get_disagreement(exp: art.Experiment, models: list[str], eval_set: str,
                      thresholds: dict[str, float | None]) -> dict[str, Any]:
     """Pairwise disagreement matrix, per-model "only this one is right" counts, all-right/all-wrong counts (cached)."""
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _disagreement(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+    return _disagreement(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
                          exp.positive_index, exp)
 
 
@@ -970,5 +998,5 @@ def get_meeting_report(exp: art.Experiment, models: list[str], eval_set: str, th
     except art.ArtifactError:
         notes = -1
     thr = tuple(sorted((m, round(float(t), 6)) for m, t in thresholds.items() if t is not None))
-    return _meeting_report(str(exp.path), experiment_stamp(exp.path), *_models_key(exp, models), eval_set, thr,
+    return _meeting_report(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
                            int(n_boot), notes, bool(pdf))

@@ -83,6 +83,10 @@ def _selection_widgets(root: Path, exp: Experiment) -> state.Selection | None:
             cls = names[exp.positive_index]
             st.caption(f"Positive class: **{cls}**")
         st.caption(f"{exp.task} · {len(names)} classes · {len(exp.samples):,} samples · {len(exp.models)} models")
+        excluded = da.excluded_sample_ids(exp)
+        if excluded:
+            st.caption(f"{len(excluded):,} sample(s) marked 'label wrong' are left out of every metric "
+                       "(toggle on the Misclassifications page).")
         for problem in exp.problems:
             st.warning(str(problem))
     if not models:

@@ -29,15 +29,55 @@ def decode_resized(path: str, size: int, crop: str = "none") -> tuple[np.ndarray
 
 
 DECODE_CHUNK = 32  # files decoded per Python call (see image_dataset)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def image_dataset(paths: Sequence[str], size: int, labels: Sequence[int] | None = None, crop: str = "none") -> Any:
+def native_png_eligible(paths: Sequence[str], size: int) -> bool:
+    """True when every path is an 8-bit grayscale or RGB PNG of exactly `size` x `size` (headers only).
+
+    For such files TensorFlow's own PNG decoder gives the same pixels as `load_image` (no alpha, palette,
+    16-bit or resize to reconcile; tested), at a third of the CPU cost: prediction then runs within a few
+    percent of the model's in-memory ceiling (bench/RESULTS.md, item 1). Anything else takes our decoder.
+    """
+    if not len(paths):
+        return False
+    for p in paths:
+        if not str(p).lower().endswith(".png"):
+            return False
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(29)
+        except OSError:
+            return False
+        # signature, IHDR length + type, width, height, bit depth, colour type (0 gray, 2 RGB), ..., interlace
+        if len(head) < 29 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+            return False
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if (width, height) != (size, size) or head[24] != 8 or head[25] not in (0, 2):
+            return False
+    return True
+
+
+def image_dataset(paths: Sequence[str], size: int, labels: Sequence[int] | None = None, crop: str = "none",
+                  native: bool = True) -> Any:
     """Unbatched dataset of (image uint8 HxWx3, ok flag[, label]) decoded in parallel, in order.
 
     Files are decoded DECODE_CHUNK at a time per `tf.numpy_function` call, chunks in parallel: one call per
     file cost about 0.2 ms of CPU per image on top of a 0.5 ms PNG decode (bench/RESULTS.md, item 1).
+    With `native` and files that `native_png_eligible` accepts, TensorFlow decodes them itself; a file
+    that then fails to decode raises `tf.errors.InvalidArgumentError` (callers retry with native=False,
+    which marks it not-ok instead).
     """
     import tensorflow as tf
+
+    if native and crop == "none" and native_png_eligible(paths, size):
+        def native_load(p: Any) -> tuple[Any, Any]:
+            img = tf.io.decode_png(tf.io.read_file(p), channels=3)
+            return tf.ensure_shape(img, (size, size, 3)), tf.constant(True)
+
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray([str(p) for p in paths], dtype=str))
+        ds = ds.map(native_load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return _with_labels(ds, labels)
 
     def load(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.empty((len(chunk), size, size, 3), np.uint8)
@@ -52,10 +92,16 @@ def image_dataset(paths: Sequence[str], size: int, labels: Sequence[int] | None 
 
     ds = tf.data.Dataset.from_tensor_slices(np.asarray([str(p) for p in paths], dtype=str))
     ds = ds.batch(DECODE_CHUNK).map(tf_load, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
-    if labels is not None:
-        lab = tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.int32))
-        ds = tf.data.Dataset.zip((ds, lab)).map(lambda x, y: (x[0], x[1], y))
-    return ds
+    return _with_labels(ds, labels)
+
+
+def _with_labels(ds: Any, labels: Sequence[int] | None) -> Any:
+    import tensorflow as tf
+
+    if labels is None:
+        return ds
+    lab = tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.int32))
+    return tf.data.Dataset.zip((ds, lab)).map(lambda x, y: (x[0], x[1], y))
 
 
 def augmentation_model(names: Sequence[str], seed: int) -> Any:
@@ -101,11 +147,15 @@ def decode_all(paths: Sequence[str], size: int, crop: str = "none") -> tuple[np.
     n = len(paths)
     images = np.zeros((n, size, size, 3), np.uint8)
     ok = np.zeros(n, bool)
-    ds = image_dataset(paths, size, crop=crop).batch(256).prefetch(AUTOTUNE)
-    i = 0
-    for img, flag in ds.as_numpy_iterator():
-        images[i:i + len(img)] = img
-        ok[i:i + len(img)] = flag
-        i += len(img)
-    del tf
+    for native in (True, False):
+        ds = image_dataset(paths, size, crop=crop, native=native).batch(256).prefetch(AUTOTUNE)
+        i = 0
+        try:
+            for img, flag in ds.as_numpy_iterator():
+                images[i:i + len(img)] = img
+                ok[i:i + len(img)] = flag
+                i += len(img)
+            break
+        except tf.errors.InvalidArgumentError:  # a damaged PNG on the native path: redo with our decoder
+            ok[:] = False
     return images, ok

@@ -66,7 +66,7 @@ def _all_layers(model: Any) -> list[Any]:
     return out
 
 
-def _train_step_fn(model: Any, optimizer: Any, class_weight: dict[int, float] | None, n_classes: int) -> Any:
+def make_train_step(model: Any, optimizer: Any, class_weight: dict[int, float] | None, n_classes: int) -> Any:
     """A compiled train step: (images, labels) -> (summed weighted loss, correct count) after one update.
 
     Our own step instead of `model.fit`: Keras's fit machinery cost 40-50 s more than this step to trace
@@ -99,6 +99,17 @@ def _train_step_fn(model: Any, optimizer: Any, class_weight: dict[int, float] | 
     return step
 
 
+def run_epoch(step: Any, train_ds: Any) -> dict[str, float]:
+    """One pass of `step` (from `make_train_step`) over `train_ds`: mean training loss and accuracy."""
+    loss_sum = correct = n = 0.0
+    for x, y in train_ds:
+        batch_loss, batch_correct = step(x, y)
+        loss_sum += float(batch_loss)
+        correct += float(batch_correct)
+        n += int(y.shape[0])
+    return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1)}
+
+
 def _evaluate(model: Any, val: tuple[np.ndarray, np.ndarray], batch_size: int) -> dict[str, float]:
     """Unweighted mean cross-entropy and accuracy on the validation arrays (inference mode)."""
     from pipeline.predict import predict_array
@@ -113,20 +124,14 @@ def _evaluate(model: Any, val: tuple[np.ndarray, np.ndarray], batch_size: int) -
 def _fit(model: Any, optimizer: Any, train_ds: Any, val: tuple[np.ndarray, np.ndarray], epochs: int, patience: int,
          weights: dict | None, calib: np.ndarray | None, stage: str, verbose: int, batch_size: int) -> pd.DataFrame:
     """Epoch loop with BN recalibration, early stopping on val loss and best-epoch restore."""
-    step = _train_step_fn(model, optimizer, weights, int(model.output_shape[-1]))
+    step = make_train_step(model, optimizer, weights, int(model.output_shape[-1]))
     rows: list[dict[str, float]] = []
     best_loss, best_weights, waited = np.inf, None, 0
     for epoch in range(epochs):
-        loss_sum = correct = n = 0.0
-        for x, y in train_ds:
-            batch_loss, batch_correct = step(x, y)
-            loss_sum += float(batch_loss)
-            correct += float(batch_correct)
-            n += int(y.shape[0])
+        row = run_epoch(step, train_ds)
         if calib is not None:
             recalibrate_batchnorm(model, calib)
         val_m = _evaluate(model, val, batch_size)
-        row = {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1)}
         row.update({f"val_{k}": v for k, v in val_m.items()})
         rows.append(row)
         if verbose:

@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 from pipeline import notes
 from pipeline import review as rv
 from pipeline.fake import make_fake_experiment
-from tests.conftest import APP_PATH, no_exceptions
+from tests.conftest import APP_PATH, no_exceptions, plotly_specs
 from tests.test_dashboard_pages import gallery_captions
 
 # ---------------------------------------------------------------- pipeline/review.py on tiny data
@@ -242,6 +242,16 @@ def test_exclude_toggle_shows_metrics_without_label_wrong_samples(review_root):
     # The choice outlives a visit to another page (the widget's own key does not).
     at.switch_page("app_pages/overview.py").run()
     assert at.session_state["exclude_label_wrong"] is True
+    assert any(f"{len(marked)} sample(s) marked 'label wrong' are left out" in c.value for c in at.sidebar.caption)
+    # ... and every metric page scores without them: the confusion matrix counts only the kept samples.
+    at.switch_page("app_pages/confusion.py").run()
+    no_exceptions(at)
+    m = models[0]
+    spec = next(s for s in plotly_specs(at) if s["_id"].endswith(f"-cm_chart_{m}"))
+    custom = np.asarray(spec["data"][0]["customdata"])
+    shown = np.zeros((2, 2), int)
+    shown[custom[:, 0].astype(int), custom[:, 1].astype(int)] = custom[:, 2]
+    np.testing.assert_array_equal(shown, skm.confusion_matrix(kept["label"], kept[m] >= 0.5, labels=[0, 1]))
     at.switch_page("app_pages/review.py").run()
     assert at.toggle(key="review_exclude_toggle").value is True
 

@@ -24,7 +24,7 @@ def _easy_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_train_step_loss_is_class_weighted_cross_entropy():
     import keras
 
-    from pipeline.train import _train_step_fn
+    from pipeline.train import make_train_step
 
     keras.utils.set_random_seed(0)
     # no dropout, so the training-mode forward pass is the same in the step and here; BN batch statistics
@@ -38,7 +38,7 @@ def test_train_step_loss_is_class_weighted_cross_entropy():
     # The step returns the loss of the weights *before* its update: compute the expectation first.
     probs = np.clip(model(x.astype(np.float32), training=True).numpy(), 1e-7, 1 - 1e-7)
     expected = np.mean(-np.log(probs[np.arange(8), y]) * np.array([cw[c] for c in y]))
-    step = _train_step_fn(model, keras.optimizers.SGD(0.0), cw, 3)  # lr 0: BN in training mode, weights fixed
+    step = make_train_step(model, keras.optimizers.SGD(0.0), cw, 3)  # lr 0: BN in training mode, weights fixed
     loss_times_n, correct = step(x.astype(np.float32), y)
     assert float(loss_times_n) / 8 == pytest.approx(expected, rel=1e-4)
     assert float(correct) == float(np.sum(probs.argmax(1) == y))

@@ -302,7 +302,8 @@ with e2:
 label_wrong = tagged.get(notes.LABEL_WRONG, frozenset())
 n_marked = int(rv.tag_mask(arrays, label_wrong).sum())
 st.caption(f"{n_marked:,} sample(s) of **{sel.eval_set}** are marked 'label wrong'. "
-           "The choice is kept for this browser session; the table shows its effect on the selected models.")
+           "The choice is kept for this browser session and applies to every page's metrics (leaderboard, "
+           "curves, confusion matrices, thresholds, calibration, comparison); the table shows its effect.")
 rows = []
 for m, thr in zip(models, thresholds):
     before = da.get_summary_excluding(exp, m, sel.eval_set, thr, frozenset())

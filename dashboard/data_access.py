@@ -572,19 +572,13 @@ def get_summary(exp: art.Experiment, model: str, eval_set: str, threshold: float
 
 def leaderboard_frame(results: dict[str, dict[str, tuple[float, float, float]]],
                       configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per model: each metric's point, lower and upper bound, then size/speed from config.json."""
-    rows = []
-    for model, res in results.items():
-        row: dict[str, Any] = {"model": model}
-        for m in LEADERBOARD_METRICS:
-            point, lo, hi = res.get(m, (np.nan, np.nan, np.nan))
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(point), float(lo), float(hi)
-        cfg = configs.get(model, {})
-        for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
-            val = cfg.get(key)
-            row[key] = float(val) if art.is_finite_number(val) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+    """One row per model: each metric's point, lower and upper bound, then size/speed from config.json.
+
+    The meeting report's table, so the page and the report can never disagree.
+    """
+    from pipeline.report import leaderboard_frame as frame
+
+    return frame(results, configs)
 
 
 # ---------------------------------------------------------------- mentor review: notes, aligned predictions, Grad-CAM

@@ -6,12 +6,15 @@ redoing only the unfinished models.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import time
+import types
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -348,8 +351,27 @@ def _worker_init(threads: int) -> None:
 def _run_backbone_job(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame, images_file: str,
                       ok: np.ndarray, n_classes: int) -> dict[str, Any]:
     """One worker's job: train and predict `name` reading the decoded images memory-mapped."""
-    images = np.load(images_file, mmap_mode="r")
+    images = np.load(images_file, mmap_mode="r", allow_pickle=False)
     return run_backbone(cfg, exp_dir, name, samples, images, ok, n_classes, log=print)
+
+
+@contextlib.contextmanager
+def _main_hidden_from_workers() -> Iterator[None]:
+    """Keep spawned workers from re-running the parent's ``__main__`` script while they start.
+
+    `spawn` re-executes the main module in each child when it was run from a file path. Under pytest after
+    Streamlit's AppTest, or in a notebook, that "script" is the dashboard app or a cell, which must not
+    run in a worker (seen: workers died running dashboard/app.py). The jobs need nothing from it.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:  # `python -m ...`: imported by name, safe
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _run_parallel(cfg: ExperimentConfig, exp_dir: Path, todo: list[str], samples: pd.DataFrame, images: np.ndarray,
@@ -368,8 +390,9 @@ def _run_parallel(cfg: ExperimentConfig, exp_dir: Path, todo: list[str], samples
     try:
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(_run_backbone_job, cfg, exp_dir, name, samples, str(images_file), ok, n_classes): name
-                       for name in schedule_order(todo)}
+            with _main_hidden_from_workers():  # the workers start on submit
+                futures = {pool.submit(_run_backbone_job, cfg, exp_dir, name, samples, str(images_file), ok,
+                                       n_classes): name for name in schedule_order(todo)}
             for fut in as_completed(futures):
                 name = futures[fut]
                 if fut.exception() is not None:

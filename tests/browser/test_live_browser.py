@@ -16,6 +16,7 @@ from tests.browser.test_browser import (  # noqa: F401 - fixtures used by name
 from tests.browser.serve import serve_dashboard
 
 pytest.importorskip("tensorflow")
+expect = pytest.importorskip("playwright.sync_api").expect
 
 UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
 LOAD_TIMEOUT_MS = 240_000  # the first request loads TensorFlow and warms up both models
@@ -55,7 +56,10 @@ def test_upload_real_image_bad_file_and_presenter_mode(live_server, tall_page):
     settle(pg)
 
     pg.set_input_files(UPLOAD_INPUT, str(good))
+    # "Latency" first matches the caption above the answers; the per-model metrics render after each
+    # model's chart, so wait for them (a fixed settle raced with the charts once in a fresh-clone run).
     pg.wait_for_selector("text=Latency", timeout=LOAD_TIMEOUT_MS)
+    expect(pg.locator('[data-testid="stMetric"]')).to_have_count(2, timeout=60_000)
     settle(pg, 1.5)
     assert_no_exception(pg)
     assert pg.locator(".live-decision").count() == 2

@@ -77,30 +77,18 @@ def predict_step(model: Any, tta: Sequence[str] = ()) -> Any:
 def predict_paths(model: Any, paths: Sequence[str], batch_size: int = 64, tta: bool | Sequence[str] = False,
                   crop: str = "none") -> PredictResult:
     """Predict every file in `paths` (decoded in parallel, overlapped with inference via prefetch)."""
-    import tensorflow as tf
-
-    from pipeline.tfdata import AUTOTUNE, image_dataset
+    from pipeline.tfdata import decoded_batches
 
     size = int(model.input_shape[1])
     n_classes = int(model.output_shape[-1])
     step = predict_step(model, parse_tta(tta))
     step.get_concrete_function()  # trace (first call for this model only), outside the timed loop
-    for native in (True, False):
-        ds = image_dataset(paths, size, crop=crop, native=native).batch(batch_size).map(
-            lambda x, ok: (tf.cast(x, tf.float32), ok), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-        probs = np.full((len(paths), n_classes), np.nan, np.float32)
-        ok = np.zeros(len(paths), bool)
-        i = 0
-        start = time.perf_counter()
-        try:
-            for x, flag in ds:
-                out = step(x).numpy()
-                probs[i:i + len(out)] = out
-                ok[i:i + len(out)] = flag.numpy()
-                i += len(out)
-            break
-        except tf.errors.InvalidArgumentError:  # a damaged PNG on the native path: redo with our decoder
-            continue
+    probs = np.full((len(paths), n_classes), np.nan, np.float32)
+    ok = np.zeros(len(paths), bool)
+    start = time.perf_counter()
+    for offset, x, flag in decoded_batches(paths, size, batch_size, crop=crop, as_float=True):
+        probs[offset:offset + len(flag)] = step(x).numpy()
+        ok[offset:offset + len(flag)] = flag
     seconds = time.perf_counter() - start
     probs[~ok] = np.nan
     return PredictResult(probs, ok, seconds)

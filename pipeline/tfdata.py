@@ -6,7 +6,7 @@ releases the GIL while decoding, so the parallel map scales across cores.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -140,22 +140,36 @@ def training_dataset(images: Any, labels: np.ndarray, batch_size: int, augment: 
     return ds.prefetch(AUTOTUNE)
 
 
-def decode_all(paths: Sequence[str], size: int, crop: str = "none") -> tuple[np.ndarray, np.ndarray]:
-    """Decode every path in parallel into one (n, size, size, 3) uint8 array and an ok mask."""
+def decoded_batches(paths: Sequence[str], size: int, batch_size: int, crop: str = "none",
+                    as_float: bool = False) -> Iterator[tuple[int, Any, np.ndarray]]:
+    """(offset, image batch tensor, ok flags) over `paths` in order, decoded in parallel and prefetched.
+
+    The native PNG path is tried first; if a file turns out damaged there, decoding starts over with our
+    decoder, which marks it not-ok. Callers write results by offset, so batches seen twice are overwritten.
+    """
     import tensorflow as tf
 
+    for native in (True, False):
+        ds = image_dataset(paths, size, crop=crop, native=native).batch(batch_size)
+        if as_float:
+            ds = ds.map(lambda x, ok: (tf.cast(x, tf.float32), ok), num_parallel_calls=AUTOTUNE)
+        offset = 0
+        try:
+            for x, flag in ds.prefetch(AUTOTUNE):
+                yield offset, x, flag.numpy()
+                offset += len(flag)
+            return
+        except tf.errors.InvalidArgumentError:  # raised by the dataset (a damaged PNG), not by the caller
+            if not native:
+                raise
+
+
+def decode_all(paths: Sequence[str], size: int, crop: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """Decode every path in parallel into one (n, size, size, 3) uint8 array and an ok mask."""
     n = len(paths)
     images = np.zeros((n, size, size, 3), np.uint8)
     ok = np.zeros(n, bool)
-    for native in (True, False):
-        ds = image_dataset(paths, size, crop=crop, native=native).batch(256).prefetch(AUTOTUNE)
-        i = 0
-        try:
-            for img, flag in ds.as_numpy_iterator():
-                images[i:i + len(img)] = img
-                ok[i:i + len(img)] = flag
-                i += len(img)
-            break
-        except tf.errors.InvalidArgumentError:  # a damaged PNG on the native path: redo with our decoder
-            ok[:] = False
+    for offset, img, flag in decoded_batches(paths, size, 256, crop=crop):
+        images[offset:offset + len(flag)] = img.numpy()
+        ok[offset:offset + len(flag)] = flag
     return images, ok

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import common as c
+from bench.soak import free_port, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -41,13 +41,6 @@ def page_urls() -> list[str]:
                     if (c.REPO_ROOT / "dashboard" / "app_pages" / file).is_file()]
             return [""] + urls[1:]  # the first (default) page is served at the root URL
     raise RuntimeError("dashboard/app.py has no PAGES table")
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(artifacts: Path, port: int, log_path: Path, extra_env: dict[str, str] | None = None,
@@ -71,17 +64,6 @@ def start_server(artifacts: Path, port: int, log_path: Path, extra_env: dict[str
             stop_server(proc)
             raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
         time.sleep(0.5)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """Terminate the server we started (and only it)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def settle(page: Any, timeout: float) -> None:

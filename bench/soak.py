@@ -117,10 +117,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(root: Path, log_path: Path, startup_s: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`python -m streamlit run dashboard/app.py` on a free loopback port (as `make run` serves it)."""
+def serve(root: Path, log_path: Path, startup_s: float = 90.0,
+          extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`python -m streamlit run dashboard/app.py` on a free loopback port (as `make run` serves it).
+
+    The one way the benches and the browser tests start a server (tests/browser/serve.py wraps it).
+    """
     port = free_port()
-    env = {**os.environ, "MEDCOMPARE_ARTIFACTS": str(root), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MEDCOMPARE_ARTIFACTS": str(root), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
@@ -136,16 +140,23 @@ def serve(root: Path, log_path: Path, startup_s: float = 90.0) -> Iterator[tuple
                 except OSError:
                     pass
                 if proc.poll() is not None or time.time() > deadline:
+                    log.flush()
                     raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.5)
             yield url, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            stop_server(proc)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Terminate the server we started (and only it), killing it if it does not stop in 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
 
 
 def rss_mb(pid: int) -> float:

@@ -225,7 +225,8 @@ def build_classifier(name: str, image_size: int, n_classes: int, weights: str | 
     x = features(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    out = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="predictions",
+                       dtype="float32")(x)  # float32 output under mixed precision (stable softmax)
     return keras.Model(inp, out, name=f"{backbone.name.lower()}_classifier")
 
 

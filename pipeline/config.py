@@ -54,9 +54,21 @@ class TrainConfig:
     backbones: tuple[str, ...] = ("SmallCNN", "MobileNetV2")
     weights: str = "none"
     epochs: int = 10
+    budget_minutes: float | None = None  # wall minutes of training per backbone (and run), on top of `epochs`
     batch_size: int = 32
     learning_rate: float = 1e-3
-    patience: int = 3
+    optimizer: str = "adamw"  # "adamw" or "adam"
+    weight_decay: float = 1e-4  # AdamW's decoupled decay on kernels
+    schedule: str = "cosine"  # "cosine", "step" (x0.1 at 50% and 75%) or "constant"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    select_on: str = "auc"  # checkpoint selection: "auc", "loss" (class-weighted) or "loss_unweighted"
+    min_epochs: int | None = None  # None: a third of `epochs`, at least 3
+    patience: int | None = None  # None: a fifth of `epochs`, at least 3
+    precise_bn: bool = True
+    deterministic: bool = False
+    mixed_precision: str = "auto"  # "auto" (on when a GPU is found), "on", "off"
+    xla: bool = False
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
     fine_tune_fraction: float = 0.3
@@ -113,6 +125,32 @@ def _check_layout(value: Any, key: str) -> str:
     return value
 
 
+_TRAIN_CHOICES = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "step", "constant"),
+                  "select_on": ("auc", "loss", "loss_unweighted"), "mixed_precision": ("auto", "on", "off")}
+
+
+def _check_train(tr: dict[str, Any]) -> None:
+    """Validate the training protocol keys of a [train] table (in place: numbers made float)."""
+    for key in ("epochs", "batch_size", "patience", "min_epochs"):
+        if key in tr and (isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1):
+            raise _bad(f"train.{key}", "a positive integer", tr[key])
+    for key, (low, high) in {"learning_rate": (0.0, 10.0), "weight_decay": (0.0, 1.0), "warmup_epochs": (0.0, 1e6),
+                             "label_smoothing": (0.0, 0.5), "budget_minutes": (0.0, 1e6)}.items():
+        if key in tr:
+            v = tr[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high \
+                    or (key in ("learning_rate", "budget_minutes") and v == 0):
+                raise _bad(f"train.{key}", f"a number in {'(' if key in ('learning_rate', 'budget_minutes') else '['}"
+                           f"{low}, {high}]", v)
+            tr[key] = float(v)
+    for key, choices in _TRAIN_CHOICES.items():
+        if key in tr and tr[key] not in choices:
+            raise _bad(f"train.{key}", f"one of {list(choices)}", tr[key])
+    for key in ("precise_bn", "deterministic", "xla"):
+        if key in tr and not isinstance(tr[key], bool):
+            raise _bad(f"train.{key}", "true or false", tr[key])
+
+
 def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     """Build and validate an ExperimentConfig from a parsed TOML document."""
     if "experiment" not in raw or "name" not in raw.get("experiment", {}):
@@ -160,9 +198,7 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
         if bad:
             raise _bad("train.augment", f"names among {list(AUGMENTATIONS)}", bad)
         tr["augment"] = tuple(tr["augment"])
-    for key in ("epochs", "batch_size", "patience"):
-        if key in tr and (not isinstance(tr[key], int) or tr[key] < 1):
-            raise _bad(f"train.{key}", "a positive integer", tr[key])
+    _check_train(tr)
     if tr.get("class_weights", "balanced") not in ("balanced", "none"):
         raise _bad("train.class_weights", "'balanced' or 'none'", tr["class_weights"])
     pr = _section(raw, "predict", PredictConfig, "")

@@ -126,8 +126,12 @@ def augmentation_model(names: Sequence[str], seed: int) -> Any:
 
 
 def training_dataset(images: Any, labels: np.ndarray, batch_size: int, augment: Sequence[str], seed: int,
-                     shuffle: bool = True) -> Any:
-    """Batched (image float32, label) dataset from decoded images, shuffled and augmented per epoch."""
+                     shuffle: bool = True, *, deterministic: bool = False) -> Any:
+    """Batched (image float32, label) dataset from decoded images, shuffled and augmented per epoch.
+
+    With `deterministic`, augmentation runs on one thread: its random state advances in batch order, so
+    two runs with the same seed see the same pixels (in parallel, batches race for the generator).
+    """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32)))
@@ -136,7 +140,8 @@ def training_dataset(images: Any, labels: np.ndarray, batch_size: int, augment: 
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if augment:
         aug = augmentation_model(augment, seed)
-        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=None if deterministic else AUTOTUNE,
+                    deterministic=True if deterministic else None)
     return ds.prefetch(AUTOTUNE)
 
 

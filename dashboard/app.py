@@ -1,21 +1,16 @@
 """Router of the dashboard: page config, the shared sidebar, navigation. Pages live in `app_pages/`.
 
-Run from the repository root: `python -m streamlit run dashboard/app.py`.
+Run from the repository root: `python -m streamlit run dashboard/app.py` (the project is installed editable by
+`make install`, so `dashboard` and `pipeline` import from anywhere).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-# Streamlit puts only this script's folder on sys.path; the packages live one level up.
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from dashboard import data_access as da  # noqa: E402
-from dashboard import state, widgets  # noqa: E402
+from dashboard import data_access as da
+from dashboard import state, widgets
 
 PAGES_DIR = Path(__file__).parent / "app_pages"
 

@@ -133,8 +133,8 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
         t, p = selected
         shapes.append(dict(type="rect", x0=p - 0.48, x1=p + 0.48, y0=t - 0.48, y1=t + 0.48,
                            line=dict(color="#d62728", width=4)))
-    ii, jj = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    ii, jj = ii.ravel(), jj.ravel()
+    grid_i, grid_j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    ii, jj = grid_i.ravel(), grid_j.ravel()
     if normalize:
         text = [f"{rates[i, j]:.0%}<br><sub>{counts[i, j]:,}</sub>" for i, j in zip(ii, jj)]
     else:
@@ -250,10 +250,12 @@ def grouped_bar_figure(df: pd.DataFrame, x: str, y: str, color: str, error_low: 
     return _figure(data, layout)
 
 
-def class_counts_figure(counts: pd.DataFrame, title: str = "Samples per class and split", height: int = 300) -> go.Figure:
+def class_counts_figure(counts: pd.DataFrame, title: str = "Samples per class and split",
+                        height: int = 300) -> go.Figure:
     """Stacked bars of a (split x class) count table."""
     data = [dict(type="bar", x=counts.index.astype(str).to_numpy(), y=counts[cls].to_numpy(), name=str(cls),
-                 marker=dict(color=PALETTE[i % len(PALETTE)]), hovertemplate=f"{cls}<br>%{{x}}: %{{y:,}}<extra></extra>")
+                 marker=dict(color=PALETTE[i % len(PALETTE)]),
+                 hovertemplate=f"{cls}<br>%{{x}}: %{{y:,}}<extra></extra>")
             for i, cls in enumerate(counts.columns)]
     return _figure(data, dict(title=title, height=height, margin=_MARGIN, barmode="stack"))
 
@@ -308,7 +310,7 @@ def leaderboard_table(frame: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.D
     return display, best
 
 
-def style_best(display: pd.DataFrame, best: pd.DataFrame) -> "pd.io.formats.style.Styler":
+def style_best(display: pd.DataFrame, best: pd.DataFrame) -> pd.io.formats.style.Styler:
     """A Styler that highlights the cells where `best` is True."""
     mask = best.reindex(index=display.index, columns=display.columns, fill_value=False).astype(bool)
     styles = mask.map(lambda b: BEST_STYLE if b else "")

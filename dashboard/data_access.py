@@ -805,7 +805,7 @@ def notes_csv_or_message(exp: art.Experiment) -> bytes:
     try:
         return notes_csv(exp)
     except art.ArtifactError as exc:
-        return f"error\n\"{exc.problem}\"\n".encode("utf-8")
+        return f"error\n\"{exc.problem}\"\n".encode()
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

@@ -20,7 +20,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     samples, class_names, info = prepare_samples(cfg)
     print(f"classes: {class_names}; fingerprint {info['fingerprint']}")
-    table = samples.groupby(["split", "label_name"] if "label_name" in samples else ["split", "label"]).size().unstack(fill_value=0)
+    by = ["split", "label_name"] if "label_name" in samples else ["split", "label"]
+    table = samples.groupby(by).size().unstack(fill_value=0)
     table["groups"] = samples.groupby("split")["group"].nunique()
     print(table.to_string())
     if args.out:

@@ -147,7 +147,7 @@ def _as_bool_labels(name: str, y: object) -> np.ndarray:
         return arr
     if arr.size and not np.issubdtype(arr.dtype, np.number):
         raise _invalid(name, "binary labels (bool or 0/1)", f"an array of dtype {arr.dtype}")
-    is_one = arr == 1
+    is_one: np.ndarray = np.asarray(arr == 1)
     ok = is_one | (arr == 0)
     if not ok.all():
         bad = np.unique(arr[~ok])[:5]
@@ -302,6 +302,8 @@ def make_sweep(y_true: object, score: object, sample_weight: object = None) -> S
     y_sorted = y[order]
     # Last index of each run of equal scores: that is where the cumulative counts are read.
     ends = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), s.size - 1]
+    n_pos: float
+    n_neg: float
     if w is None:
         tps = np.cumsum(y_sorted, dtype=np.int64)[ends]
         fps = ends + 1 - tps
@@ -324,15 +326,15 @@ def counts_at(sweep: Sweep, threshold: float | np.ndarray) -> tuple:
     """(tn, fp, fn, tp) for "positive when score >= threshold", by binary search in O(log n)."""
     if np.ndim(threshold) == 0:
         t = _check_threshold("threshold", threshold)
-        k = int(np.searchsorted(sweep._ascending_neg, -t, side="right"))
+        i = int(np.searchsorted(sweep._ascending_neg, -t, side="right"))
         cast = int if isinstance(sweep.n_pos, int) else float
-        tp = cast(sweep.tps[k - 1]) if k else cast(0)
-        fp = cast(sweep.fps[k - 1]) if k else cast(0)
+        tp = cast(sweep.tps[i - 1]) if i else cast(0)
+        fp = cast(sweep.fps[i - 1]) if i else cast(0)
         return (sweep.n_neg - fp, fp, sweep.n_pos - tp, tp)
-    t = np.asarray(threshold, dtype=np.float64)
-    if np.isnan(t).any():
+    ts = np.asarray(threshold, dtype=np.float64)
+    if np.isnan(ts).any():
         raise _invalid("threshold", "real numbers", "NaN values")
-    k = _counts_index(sweep, t)
+    k = _counts_index(sweep, ts)
     tps = np.r_[0, sweep.tps][k]
     fps = np.r_[0, sweep.fps][k]
     return (sweep.n_neg - fps, fps, sweep.n_pos - tps, tps)
@@ -536,7 +538,7 @@ def predict_labels(P: object, thresholds: float | None = None, pos_index: int = 
     """Argmax labels; for binary with a threshold, pos_index when P[:, pos_index] >= threshold."""
     probs = _as_probs("P", P)
     if thresholds is None:
-        return np.argmax(probs, axis=1)
+        return np.asarray(np.argmax(probs, axis=1))
     if probs.shape[1] != 2:
         raise _invalid(
             "thresholds",
@@ -588,7 +590,7 @@ def _interp_upper(grid: np.ndarray, fpr: np.ndarray, tpr: np.ndarray) -> np.ndar
     nxt = np.minimum(j + 1, fpr.size - 1)
     dx = fpr[nxt] - fpr[j]
     frac = _safe_div(grid - fpr[j], dx)
-    return tpr[j] + frac * (tpr[nxt] - tpr[j])
+    return np.asarray(tpr[j] + frac * (tpr[nxt] - tpr[j]))
 
 
 def micro_macro_roc(y: object, P: object) -> dict[str, dict[str, object]]:
@@ -603,17 +605,17 @@ def micro_macro_roc(y: object, P: object) -> dict[str, dict[str, object]]:
     micro_sweep = make_sweep(onehot.ravel(), probs.ravel())
     m_fpr, m_tpr, m_thr = roc_curve(micro_sweep)
     curves = one_vs_rest_curves(labels, probs)
-    valid = [c for c in curves.values() if c["fpr"].size]  # type: ignore[union-attr]
+    valid = [c for c in curves.values() if np.size(np.asarray(c["fpr"]))]
     if not valid:
         raise _invalid("y", "at least one class with both positives and negatives", "none")
-    grid = np.unique(np.concatenate([c["fpr"] for c in valid]))  # type: ignore[arg-type]
-    mean_tpr = np.mean([_interp_upper(grid, c["fpr"], c["tpr"]) for c in valid], axis=0)  # type: ignore[arg-type]
+    grid = np.unique(np.concatenate([np.asarray(c["fpr"]) for c in valid]))
+    mean_tpr = np.mean([_interp_upper(grid, np.asarray(c["fpr"]), np.asarray(c["tpr"])) for c in valid], axis=0)
     return {
         "micro": {"fpr": m_fpr, "tpr": m_tpr, "thresholds": m_thr, "roc_auc": _sweep_auc(micro_sweep)},
         "macro": {
             "fpr": np.r_[0.0, grid],
             "tpr": np.r_[0.0, mean_tpr],
-            "roc_auc": float(np.mean([c["roc_auc"] for c in valid])),
+            "roc_auc": float(np.mean(np.asarray([c["roc_auc"] for c in valid], dtype=np.float64))),
         },
     }
 
@@ -982,8 +984,8 @@ def _partition_weight_chunks(
         while stop < len(partitions) and (stop == start or total + partitions[stop][1] <= 20_000):
             total += partitions[stop][1]
             stop += 1
-        sizes = [c for _, c in partitions[start:stop]]
-        offsets = np.cumsum([0] + sizes)
+        block_sizes = [c for _, c in partitions[start:stop]]
+        offsets = np.cumsum([0, *block_sizes])
         rows = np.concatenate([cell + off for (cell, _), off in zip(partitions[start:stop], offsets)])
         cols = np.tile(codes, stop - start)
         h = sparse.csc_matrix((np.ones(rows.size, dtype=dtype), (rows, cols)), shape=(int(offsets[-1]), n_groups))
@@ -1002,9 +1004,9 @@ def _partition_weight_chunks(
             counts_t = np.ascontiguousarray(counts.T)
             parts.append([np.asarray(h @ counts_t) for h, _ in blocks])
         out: list[np.ndarray] = []
-        for j, (_, offsets) in enumerate(blocks):
+        for j, (_, block_offsets) in enumerate(blocks):
             w = np.hstack([p[j] for p in parts]).astype(np.float64)
-            out.extend(w[a:z] for a, z in zip(offsets[:-1], offsets[1:]))
+            out.extend(w[a:z] for a, z in zip(block_offsets[:-1], block_offsets[1:]))
         yield out
 
 
@@ -1221,7 +1223,7 @@ def bootstrap_ci(
         reps = np.array([float(metric(labels[i], probs[i]))
                          for i in _explicit_resamples(groups, labels.size, n_boot, seed)])
         return (point, *_percentile_interval(reps, alpha))
-    name = _normalize_metric(metric, BINARY_METRICS if np.shape(P)[-1] == 2 else MULTICLASS_METRICS)
+    name = _normalize_metric(metric, BINARY_METRICS if np.shape(np.asarray(P))[-1] == 2 else MULTICLASS_METRICS)
     return bootstrap_all(y, P, groups, [name], n_boot, seed, threshold, pos_index, alpha)[name]
 
 
@@ -1521,8 +1523,9 @@ def pairwise_comparisons(
         row: dict[str, object] = {"model_a": a, "model_b": b}
         by_class = []
         for k in classes:
-            if delong[k] is not None:
-                aucs, cov = delong[k]
+            dk = delong[k]
+            if dk is not None:
+                aucs, cov = dk
                 d = _delong_pair(aucs, cov, names.index(a), names.index(b), alpha)
             else:
                 d = dict.fromkeys(("auc_a", "auc_b", "diff", "se", "z", "p_value", "ci_low", "ci_high"), math.nan)
@@ -1604,4 +1607,4 @@ def ensemble_mean(probs_by_model: Mapping[str, object]) -> np.ndarray:
     for n, a in arrays.items():
         if a.shape != first.shape:
             raise _invalid(f"probs_by_model[{n!r}]", f"shape {first.shape} like {first_name!r}", f"shape {a.shape}")
-    return np.mean(np.stack(list(arrays.values())), axis=0)
+    return np.asarray(np.mean(np.stack(list(arrays.values())), axis=0))

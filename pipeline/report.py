@@ -25,9 +25,9 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,7 +118,8 @@ def align_models(per_model: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarra
                    groups=np.asarray(first_groups)[keep], probs=probs)
 
 
-def _model_arrays(exp: art.Experiment, model: str, eval_set: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _model_arrays(exp: art.Experiment, model: str,
+                  eval_set: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(sample_ids, y, group codes, P) of one model on one evaluation set, read from the artifacts."""
     preds = art.read_predictions(exp, model)
     preds = preds[preds["eval_set"].astype(str) == eval_set]
@@ -354,7 +355,8 @@ def pairs_table(rows: Sequence[Mapping[str, Any]], metric: str = "roc_auc", clas
     for row in rows:
         d = _delong_entry(row, class_index)
         line = {"A": row["model_a"], "B": row["model_b"], "AUC diff (A - B)": d["diff"],
-                "AUC 95% CI": _ci_text(d["ci_low"], d["ci_high"]), "DeLong p": d["p_value"], "DeLong p (Holm)": d["p_holm"]}
+                "AUC 95% CI": _ci_text(d["ci_low"], d["ci_high"]), "DeLong p": d["p_value"],
+                "DeLong p (Holm)": d["p_holm"]}
         if metric != "roc_auc" and f"{metric}_diff" in row:
             name = _METRIC_NAMES.get(metric, metric)
             line.update({f"{name} diff": row[f"{metric}_diff"],
@@ -438,13 +440,13 @@ def _esc(x: object) -> str:
 
 def _fig_html(fig: Any) -> str:
     """A figure as a <div> + script using the plotly.js inlined once in <head> (no CDN)."""
-    return fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False,
-                       config={"displaylogo": False, "responsive": True}, default_width="100%")
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False,
+                           config={"displaylogo": False, "responsive": True}, default_width="100%"))
 
 
 def _table_html(df: pd.DataFrame, float_format: str = "{:.3f}", index: bool = True) -> str:
     """A plain HTML table (escaped), floats formatted, NaN as a dash."""
-    def fmt(spec: str):
+    def fmt(spec: str) -> Callable[[object], str]:
         def _f(v: object) -> str:
             if isinstance(v, (float, np.floating)):
                 return "—" if not np.isfinite(v) else spec.format(v)
@@ -452,8 +454,8 @@ def _table_html(df: pd.DataFrame, float_format: str = "{:.3f}", index: bool = Tr
         return _f
 
     signed = float_format.replace("{:", "{:+")
-    return df.to_html(index=index, escape=True, na_rep="—", border=0, classes="tbl",
-                      formatters={c: fmt(signed if "diff" in str(c) else float_format) for c in df.columns})
+    return str(df.to_html(index=index, escape=True, na_rep="—", border=0, classes="tbl",
+                          formatters={c: fmt(signed if "diff" in str(c) else float_format) for c in df.columns}))
 
 
 def _p_table_html(df: pd.DataFrame) -> str:
@@ -489,7 +491,7 @@ def leaderboard_frame(results: Mapping[str, Mapping[str, tuple[float, float, flo
         cfg = configs.get(model, {})
         for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
             val = cfg.get(key)
-            row[key] = float(val) if art.is_finite_number(val) else np.nan
+            row[key] = float(val) if isinstance(val, (int, float)) and art.is_finite_number(val) else np.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
 
@@ -499,7 +501,8 @@ def ensemble_config(configs: Mapping[str, Mapping[str, Any]], models: Sequence[s
     out = {}
     for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
         vals = [configs.get(m, {}).get(key) for m in models]
-        out[key] = float(sum(vals)) if vals and all(art.is_finite_number(v) for v in vals) else float("nan")
+        nums = [float(v) for v in vals if isinstance(v, (int, float)) and art.is_finite_number(v)]
+        out[key] = float(sum(nums)) if vals and len(nums) == len(vals) else float("nan")
     return out
 
 
@@ -548,10 +551,19 @@ def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
     intro = (f"Point estimate [95% CI] from {n_boot} paired resamples of whole patients/lesions (seed {seed}); "
              f"{charts.BEST_MARK.strip()} and green = best in the column. "
              + ("Binary metrics at each model's threshold." if len(exp.class_names) == 2 else
-                "Multiclass: argmax predictions, macro-averaged sensitivity/specificity/precision/F1, one-vs-rest AUCs.")
+                "Multiclass: argmax predictions, macro-averaged sensitivity/specificity/precision/F1, "
+                "one-vs-rest AUCs.")
              + (f" <b>{_esc(ENSEMBLE)}</b> averages the models' probabilities; its size and speed are the sums of "
                 "its members'." if ENSEMBLE in probs else ""))
     return _section("leaderboard", "Leaderboard", f'<div class="wide">{table}</div>', intro), frame
+
+
+def _curve(label: str, points: tuple[np.ndarray, np.ndarray, np.ndarray], **kwargs: Any) -> Any:
+    """A figures.Curve from (x, y, thresholds)."""
+    from dashboard import charts
+
+    x, y, t = points
+    return charts.Curve(label, x, y, t, **kwargs)
 
 
 def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
@@ -575,10 +587,10 @@ def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, n
                 at = mt.metrics_at(cur["sweep"], t)
                 marker_roc, marker_pr = (at["fpr"], at["sensitivity"], t), (at["sensitivity"], at["precision"], t)
             dash = "dash" if m == ENSEMBLE else None
-            roc.append(charts.Curve(m, *cur["roc"], area=cur["roc_auc"], marker=marker_roc, color=colors.get(m),
-                                    dash=dash))
-            pr.append(charts.Curve(m, *cur["pr"], area=cur["ap"], marker=marker_pr, color=colors.get(m), dash=dash))
-        intro = (f"Positive class <b>{_esc(names[k])}</b>; the marker is each model's operating point at its threshold. "
+            roc.append(_curve(m, cur["roc"], area=cur["roc_auc"], marker=marker_roc, color=colors.get(m), dash=dash))
+            pr.append(_curve(m, cur["pr"], area=cur["ap"], marker=marker_pr, color=colors.get(m), dash=dash))
+        intro = (f"Positive class <b>{_esc(names[k])}</b>; the marker is each model's operating point at its "
+                 "threshold. "
                  "Hover a curve for the threshold at that point.")
         title = "ROC"
         per_class = ""
@@ -591,17 +603,19 @@ def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, n
             prevalence = cur["prevalence"]
             dash = "dash" if m == ENSEMBLE else None
             if cur["roc"] is not None:
-                roc.append(charts.Curve(m, *cur["roc"], area=cur["roc_auc"], color=colors.get(m), dash=dash))
-                pr.append(charts.Curve(m, *cur["pr"], area=cur["ap"], color=colors.get(m), dash=dash))
+                roc.append(_curve(m, cur["roc"], area=cur["roc_auc"], color=colors.get(m), dash=dash))
+                pr.append(_curve(m, cur["pr"], area=cur["ap"], color=colors.get(m), dash=dash))
             ovr = mt.one_vs_rest_curves(aligned.y, P)
-            auc_rows.append({"model": m, **{names[c]: float(ovr[c]["roc_auc"]) for c in range(K)},
-                             "macro": float(np.nanmean([ovr[c]["roc_auc"] for c in range(K)]))})
+            aucs = np.asarray([ovr[c]["roc_auc"] for c in range(K)], dtype=np.float64)
+            auc_rows.append({"model": m, **{names[c]: float(aucs[c]) for c in range(K)},
+                             "macro": float(np.nanmean(aucs))})
         intro = (f"Micro-averaged over the {K} classes (every sample-class pair is one binary decision). "
                  "The table gives each class's one-vs-rest ROC AUC.")
         title = "ROC, micro-average"
         per_class = "<h3>One-vs-rest ROC AUC per class</h3>" + _table_html(pd.DataFrame(auc_rows).set_index("model"))
     figs = [_fig_html(charts.curve_figure(roc, "roc", title=title)),
-            _fig_html(charts.curve_figure(pr, "pr", title=title.replace("ROC", "Precision-recall"), baseline=prevalence))]
+            _fig_html(charts.curve_figure(pr, "pr", title=title.replace("ROC", "Precision-recall"),
+                                          baseline=prevalence))]
     return _section("curves", "ROC and precision-recall curves", _grid(figs) + per_class, intro)
 
 
@@ -670,7 +684,8 @@ def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequ
         table = pairs_table(rows, "balanced_accuracy")
         body += _p_table_html(table.set_index(["A", "B"]))
         diff, p = pair_matrix(rows, list(names), "delong")
-        body += _grid([_fig_html(charts.pairwise_matrix_figure(list(names), diff, p, title="ROC AUC: DeLong, Holm-adjusted",
+        body += _grid([_fig_html(charts.pairwise_matrix_figure(list(names), diff, p,
+                                                               title="ROC AUC: DeLong, Holm-adjusted",
                                                                diff_label="AUC difference", alpha=alpha))],
                       full=len(names) > 4)
     else:
@@ -797,7 +812,8 @@ def _notes_by_sample(exp_dir: Path, sample_ids: list[str]) -> tuple[dict[str, li
         text = str(r.text or "").strip()
         what = f"{r.action} {r.tag}" if r.tag and r.tag != getattr(notes, "COMMENT", "comment") else "comment"
         who = f"{r.author} · " if r.author else ""
-        lines.setdefault(str(r.sample_id), []).append(f"{who}{str(r.created)[:16]} · {what}" + (f": {text}" if text else ""))
+        lines.setdefault(str(r.sample_id), []).append(f"{who}{str(r.created)[:16]} · {what}"
+                                                      + (f": {text}" if text else ""))
     current = {str(s): tuple(t) for s, t in zip(tags["sample_id"], tags["tags"])}
     n = sum(len(v) for v in lines.values())
     return lines, current, f"{n} mentor note{'s' if n != 1 else ''} on these samples (from notes.sqlite)."
@@ -867,11 +883,13 @@ h1{margin:0 0 4px;font-size:24px} h2{border-bottom:1px solid #c9d3de;padding-bot
 h3{font-size:15px;margin:14px 0 6px}
 .meta{color:#4a5868;font-size:13px} .meta code{background:#eef2f6;padding:1px 4px;border-radius:3px}
 .intro{color:#4a5868;margin:4px 0 10px}
-.verdicts li{margin:3px 0} .caution{background:#fff4e0;border-left:4px solid #e8a33d;padding:4px 8px} .toc a{margin-right:10px}
+.verdicts li{margin:3px 0} .caution{background:#fff4e0;border-left:4px solid #e8a33d;padding:4px 8px}
+.toc a{margin-right:10px}
 .grid{display:flex;flex-wrap:wrap;gap:10px} .grid .cell{flex:0 0 calc(50% - 5px);min-width:0}
 .grid.full .cell{flex-basis:100%} @media screen and (max-width:900px){.grid .cell{flex-basis:100%}}
 .wide{overflow-x:auto} .configs td{overflow-wrap:anywhere}
-thead{display:table-header-group} table{border-collapse:collapse;font-size:12.5px;margin:6px 0} th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right}
+thead{display:table-header-group} table{border-collapse:collapse;font-size:12.5px;margin:6px 0}
+th,td{border:1px solid #d5dde6;padding:3px 6px;text-align:right}
 th{background:#eef2f6} td:first-child,th:first-child{text-align:left}
 dl.facts{display:grid;grid-template-columns:180px 1fr;gap:2px 10px;margin:6px 0} dl.facts dt{color:#4a5868}
 dl.facts dd{margin:0}
@@ -919,7 +937,8 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
         raise _invalid("n_boot", "a positive int", repr(n_boot))
     aligned = load_aligned(exp, models, eval_set)
     if aligned.n == 0:
-        raise _invalid("eval_set", f"an evaluation set on which every model in {models} has predictions", repr(eval_set))
+        raise _invalid("eval_set", f"an evaluation set on which every model in {models} has predictions",
+                       repr(eval_set))
     binary = len(exp.class_names) == 2
     probs = with_ensemble(aligned)
     thr = _resolve_thresholds(binary, list(probs), thresholds)
@@ -928,7 +947,7 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     colors = charts.model_colors(exp.models)
     colors[ENSEMBLE] = "#222222"
     fp = artifact_fingerprint(exp.path, models)
-    created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
 
     leaderboard, _ = _leaderboard_section(exp, aligned, probs, thr, n_boot, seed)
     rows: list[dict[str, Any]] = []
@@ -953,7 +972,7 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     summary = _section("summary", "At a glance",
                        f'<ul class="verdicts">{summary_items}</ul>'
                        + (f'<p class="caution">{_esc(caution)}</p>' if caution else "") +
-                       f'<p class="toc">Sections: ' + "".join(
+                       '<p class="toc">Sections: ' + "".join(
                            f'<a href="#{s}">{s.replace("-", " ")}</a>' for s in REPORT_SECTIONS[1:]) + "</p>",
                        ("DeLong verdicts for every pair" if binary else
                         "Macro ROC AUC by paired bootstrap and DeLong per one-vs-rest class, for every pair")
@@ -966,7 +985,8 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
         f'(dataset <code>{_esc(fp["dataset"])}</code>, predictions sha256 <code>{fp["predictions"]}</code>) · '
         f'created <time datetime="{created}">{created}</time></div></header>')
     footer = (f"<footer>Generated by <code>python -m pipeline report</code> (MedCompare, pipeline "
-              f"{_esc(exp.meta.get('pipeline_version', art.PIPELINE_VERSION))}) in {time.perf_counter() - started:.1f}s "
+              f"{_esc(exp.meta.get('pipeline_version', art.PIPELINE_VERSION))}) "
+              f"in {time.perf_counter() - started:.1f}s "
               f"from <code>{_esc(exp.path.name)}</code>. Self-contained: plotly.js and thumbnails are inlined; "
               "it needs no network.</footer>")
     head = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -1039,7 +1059,7 @@ def build_report(exp_dir: Path | str, models: Sequence[str] | None = None, eval_
     """
     text = render_report_html(exp_dir, models, eval_set, thresholds, n_boot, seed, alpha, n_gallery)
     if out_html is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out_html = Path(exp_dir) / "reports" / f"report-{eval_set}-{stamp}.html"
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)

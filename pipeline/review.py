@@ -189,7 +189,7 @@ def filter_mask(arrays: ReviewArrays, pred: np.ndarray, f: ReviewFilter, pos_ind
             mask &= any_tag if f.tag == TAG_TAGGED else ~any_tag
         else:
             mask &= tag_mask(arrays, tagged.get(f.tag, ()))
-    return mask
+    return np.asarray(mask)
 
 
 def sorted_indices(arrays: ReviewArrays, pred: np.ndarray, mask: np.ndarray, model: str,

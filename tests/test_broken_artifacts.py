@@ -71,7 +71,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _edit_predictions(mixed, "VGG16", lambda df: df.assign(prob_1=df["prob_1"].where(df.index % 7 != 0)))
     _edit_predictions(mixed, "InceptionV3", lambda df: df.assign(prob_1=df["prob_1"] * 1.7, prob_0=df["prob_0"] - 0.7))
     _edit_predictions(mixed, UNKNOWN_IDS_MODEL,
-                      lambda df: df.assign(sample_id=[f"ghost-{i}" if i < 9 else s for i, s in enumerate(df["sample_id"])]))
+                      lambda df: df.assign(sample_id=[f"ghost-{i}" if i < 9 else s
+                                                      for i, s in enumerate(df["sample_id"])]))
     cfg_path = mixed / "models" / UNFINISHED_MODEL / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg_path.write_text(json.dumps({**cfg, "status": "running"}))

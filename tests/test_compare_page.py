@@ -106,7 +106,8 @@ def test_picking_two_models_shows_delong_and_mcnemar_equal_to_references(fake_ro
     assert label == f"DeLong: ROC AUC {ref['auc_a']:.3f} vs {ref['auc_b']:.3f}"
     delong = table.loc[label]
     assert delong["p-value"] == pytest.approx(ref["p_value"], rel=1e-9, abs=1e-15)
-    assert delong["difference (A - B)"] == pytest.approx(skm.roc_auc_score(y, Pa[:, 1]) - skm.roc_auc_score(y, Pb[:, 1]))
+    expected = skm.roc_auc_score(y, Pa[:, 1]) - skm.roc_auc_score(y, Pb[:, 1])
+    assert delong["difference (A - B)"] == pytest.approx(expected)
     assert delong["CI low"] == pytest.approx(ref["ci_low"]) and delong["CI high"] == pytest.approx(ref["ci_high"])
     p_ref, b, c = _sm_mcnemar(y, (Pa[:, 1] >= 0.5).astype(int), (Pb[:, 1] >= 0.5).astype(int))
     mc = next(i for i in table.index if i.startswith("McNemar"))

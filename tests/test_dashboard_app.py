@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import APP_PATH, PAGE_FILES, REPO_ROOT, no_exceptions, open_app
+from tests.conftest import APP_PATH, PAGE_FILES, no_exceptions, open_app
 
 PAGE_TITLES = {
     "overview": "Overview", "curves": "ROC & precision-recall curves", "confusion": "Confusion matrices",
@@ -128,7 +128,6 @@ def test_pages_never_import_tensorflow(fake_root):
     """Run every page in a fresh interpreter (another test may have imported TF here) and check sys.modules."""
     script = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(REPO_ROOT)!r})
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(APP_PATH)!r}, default_timeout=120)
         at.query_params["exp"] = "binary"

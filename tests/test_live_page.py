@@ -144,7 +144,8 @@ def test_good_upload_every_loadable_model_answers(live_models, case):
         assert answer.error is None
         assert answer.probs.shape == (2,) and answer.probs.sum() == pytest.approx(1.0, abs=1e-5)
         assert set(answer.timings_ms) == {"decode", "preprocess", "predict", "total"}
-        assert answer.latency_ms == pytest.approx(sum(answer.timings_ms[k] for k in ("decode", "preprocess", "predict")))
+        stages = ("decode", "preprocess", "predict")
+        assert answer.latency_ms == pytest.approx(sum(answer.timings_ms[k] for k in stages))
         assert answer.latency_ms > 0
         assert any("32x32" in step for step in answer.preprocessing)
         assert any("mode 'unit'" in step and "x / 255" in step for step in answer.preprocessing)

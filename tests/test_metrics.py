@@ -352,11 +352,14 @@ def test_disagreement_unique_correct_and_ensemble():
 
 
 def test_errors_name_the_argument_expected_and_received():
-    with pytest.raises(ValueError, match=r"argument `score`\. Expected the same length as `y_true` \(6\)\. Received: length 5"):
+    with pytest.raises(ValueError,
+                       match=r"argument `score`\. Expected the same length as `y_true` \(6\)\. Received: length 5"):
         M.make_sweep(Y_TINY, S_TINY[:5])
-    with pytest.raises(ValueError, match=r"argument `y_true`\. Expected both classes present for ROC AUC\. Received: 0 positive and 4"):
+    with pytest.raises(ValueError, match=r"argument `y_true`\. Expected both classes present for ROC AUC\. "
+                                         r"Received: 0 positive and 4"):
         M.roc_auc([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4])
-    with pytest.raises(ValueError, match=r"argument `y_true`\. Expected binary labels \(bool or 0/1\)\. Received: values \[2\]"):
+    with pytest.raises(ValueError,
+                       match=r"argument `y_true`\. Expected binary labels \(bool or 0/1\)\. Received: values \[2\]"):
         M.roc_auc([0, 1, 2], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match=r"argument `score`\. Expected finite scores\. Received: 1 NaN"):
         M.make_sweep([0, 1], [0.1, np.nan])

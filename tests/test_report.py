@@ -166,7 +166,8 @@ def test_gallery_shows_mentor_notes(exps, tmp_path):
     wrong = al.sample_ids[pred != al.y]
     notes.add_note(exps["single"], str(wrong[0]), notes.LABEL_WRONG, "looks like a stain artefact", author="Dr. K")
     notes.add_note(exps["single"], str(wrong[0]), notes.COMMENT, "<script>alert(1)</script>", author="x")
-    text = rp.build_report(exps["single"], n_boot=N_BOOT, n_gallery=len(wrong), out_html=tmp_path / "r.html").read_text()
+    out = rp.build_report(exps["single"], n_boot=N_BOOT, n_gallery=len(wrong), out_html=tmp_path / "r.html")
+    text = out.read_text()
     card = text[text.index(f">{wrong[0]}<") - 600:]
     card = card[: card.index('<div class="card">', 700) if '<div class="card">' in card[700:] else None]
     assert "looks like a stain artefact" in card and "Dr. K" in card and notes.LABEL_WRONG in card

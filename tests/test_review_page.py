@@ -55,7 +55,8 @@ def test_filters_by_hand():
     assert ids(rv.filter_mask(a, pred, rv.ReviewFilter("A", outcome="all", agreement="disagree"))) == ["s0", "s1", "s3"]
     assert ids(rv.filter_mask(a, pred, rv.ReviewFilter("B", true_classes=(1,)))) == ["s1", "s2"]
     assert ids(rv.filter_mask(a, pred, rv.ReviewFilter("B", pred_classes=(1,)))) == ["s0"]
-    assert ids(rv.filter_mask(a, pred, rv.ReviewFilter("A", outcome="all", confidence=(0.55, 0.7)))) == ["s2", "s3", "s4"]
+    mid = rv.ReviewFilter("A", outcome="all", confidence=(0.55, 0.7))
+    assert ids(rv.filter_mask(a, pred, mid)) == ["s2", "s3", "s4"]
     tagged = {"artefact": {"s2", "zz"}, "hard case": {"s0"}}
     assert ids(rv.filter_mask(a, pred, rv.ReviewFilter("B", tag="artefact"), tagged=tagged)) == ["s2"]
     assert ids(rv.filter_mask(a, pred, rv.ReviewFilter("B", tag=rv.TAG_TAGGED), tagged=tagged)) == ["s0", "s2"]
@@ -264,7 +265,8 @@ def test_export_button_and_multiclass_page(tmp_path, monkeypatch):
     assert not [s for s in at.selectbox if s.key == "review_error"]  # FP/FN is for binary tasks only
     samples = pd.read_parquet(tmp_path / EXP / "samples.parquet")
     models = sorted(p.name for p in (tmp_path / EXP / "models").iterdir())
-    preds = pd.read_parquet(tmp_path / EXP / "models" / models[0] / "predictions.parquet").merge(samples, on="sample_id")
+    preds = pd.read_parquet(tmp_path / EXP / "models" / models[0] / "predictions.parquet")
+    preds = preds.merge(samples, on="sample_id")
     argmax = preds[[f"prob_{i}" for i in range(4)]].to_numpy().argmax(axis=1)
     assert _count(at) == int((argmax != preds["label"].to_numpy()).sum())
     at.multiselect(key="review_pred").set_value([2]).run()

@@ -220,7 +220,8 @@ def test_bootstrap_errors_are_clear():
         M.bootstrap_ci(y, P, "auroc")
     with pytest.raises(ValueError, match=r"argument `n_boot`\. Expected a positive int\. Received: 0"):
         M.bootstrap_all(y, P, n_boot=0)
-    with pytest.raises(ValueError, match=r"argument `groups`\. Expected the same length as `y` \(50\)\. Received: length 49"):
+    with pytest.raises(ValueError,
+                       match=r"argument `groups`\. Expected the same length as `y` \(50\)\. Received: length 49"):
         M.bootstrap_all(y, P, groups=np.arange(49))
     with pytest.raises(ValueError, match=r"argument `probs_by_model\['b'\]`\. Expected shape \(50, 2\)"):
         M.bootstrap_models(y, {"a": P, "b": P[:40]})
@@ -312,7 +313,8 @@ def test_delong_agrees_with_a_large_paired_bootstrap():
 
 
 def test_delong_needs_two_of_each_class():
-    with pytest.raises(ValueError, match=r"argument `y_true`\. Expected at least 2 positive and 2 negative.*Received: 1 positive"):
+    with pytest.raises(ValueError,
+                       match=r"argument `y_true`\. Expected at least 2 positive and 2 negative.*Received: 1 positive"):
         M.delong_variance([1, 0, 0, 0], [0.9, 0.1, 0.2, 0.3])
 
 
@@ -438,7 +440,10 @@ def test_pairwise_comparisons_multiclass():
 
 
 def _correlated_pair(rng: np.random.Generator, n: int, d_a: float, d_b: float, noise: float = 0.75):
-    """Two models sharing a per-sample effect z: score = d * y + z + N(0, noise); AUC = Phi(d / sqrt(2 (1 + noise^2)))."""
+    """Two models sharing a per-sample effect z: score = d * y + z + N(0, noise).
+
+    AUC = Phi(d / sqrt(2 (1 + noise^2))).
+    """
     y = (rng.random(n) < 0.5).astype(int)
     z = rng.normal(size=n)
     out = []

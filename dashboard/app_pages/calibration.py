@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 
 sel = state.selection()
 st.title("Calibration")

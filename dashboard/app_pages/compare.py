@@ -6,9 +6,8 @@ import re
 
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 from pipeline import report as rp
 from pipeline.artifacts import ArtifactError
 
@@ -80,7 +79,8 @@ sel = state.selection()
 st.title("Paired comparison")
 st.caption(f"**{sel.exp.name}** · evaluation set **{sel.eval_set}** · same samples for every model · "
            + ("McNemar and threshold metrics at each model's threshold (set on *Threshold tuning*)" if sel.binary
-              else f"multiclass: argmax predictions; DeLong per one-vs-rest class (sidebar class **{sel.class_name}**)"))
+              else "multiclass: argmax predictions; DeLong per one-vs-rest class "
+              f"(sidebar class **{sel.class_name}**)"))
 
 data = widgets.model_data_ui(sel)
 models = list(data)
@@ -147,7 +147,8 @@ else:
     thr_text = (f"{a} at {thresholds[a]:.3f}, {b} at {thresholds[b]:.3f}" if sel.binary else "argmax")
     st.caption(f"A = **{md_escape(a)}**, B = **{md_escape(b)}**; differences are A − B. DeLong: Wald 95% CI of the "
                f"AUC difference. McNemar: predictions at {md_escape(thr_text)}; exact binomial when fewer than 25 "
-               f"samples are discordant; the accuracy difference has a Wald paired-proportion CI. Bootstrap: {n_boot} paired resamples of whole patients/lesions, percentile "
+               "samples are discordant; the accuracy difference has a Wald paired-proportion CI. "
+               f"Bootstrap: {n_boot} paired resamples of whole patients/lesions, percentile "
                f"CI. p (Holm): adjusted over the {n_pairs} pair{'s' if n_pairs != 1 else ''} of selected models.")
     if per_class is not None:
         st.markdown("**DeLong per class (one vs rest)**")
@@ -204,7 +205,8 @@ if sel.binary:
     # The shared threshold store is the truth (URL, Overview row, report); the slider mirrors it.
     st.session_state["compare_ens_thr"] = state.get_threshold(sel, rp.ENSEMBLE)
     ens_thr = st.slider("Ensemble threshold", 0.0, 1.0, step=0.005, key="compare_ens_thr",
-                        on_change=lambda: state.set_threshold(sel, rp.ENSEMBLE, float(st.session_state["compare_ens_thr"])),
+                        on_change=lambda: state.set_threshold(sel, rp.ENSEMBLE,
+                                                              float(st.session_state["compare_ens_thr"])),
                         help="Decision threshold of the ensemble's mean probability; also used by its Overview row "
                              "and the meeting report.")
     thresholds_with_ens = {**thresholds, rp.ENSEMBLE: float(ens_thr)}
@@ -230,7 +232,8 @@ if ens["roc"] is not None:
     pr.append(charts.Curve(rp.ENSEMBLE, *ens["pr"], area=ens["ap"], marker=marker_pr, color="#222222", dash="dash"))
 e1, e2 = st.columns(2)
 with e1:
-    st.plotly_chart(charts.curve_figure(roc, "roc", title=f"ROC, {sel.class_name}" + ("" if sel.binary else " vs rest")),
+    roc_title = f"ROC, {sel.class_name}" + ("" if sel.binary else " vs rest")
+    st.plotly_chart(charts.curve_figure(roc, "roc", title=roc_title),
                     width="stretch", key="compare_ens_roc")
 with e2:
     st.plotly_chart(charts.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence), width="stretch",

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 
 CELL_KEY = "cm_cell"  # (experiment, eval set, model, true index, predicted index) of the last clicked cell
 PER_ROW = 3

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 
 BAND_DEFAULT_MAX_ROWS = 1_000_000  # samples x models above which the CI band starts switched off
 
@@ -36,7 +35,7 @@ if view == "one-vs-rest":
                + ". Hover a curve for the threshold at that point.")
     roc, pr = [], []
     prevalence = None
-    for model, md in data.items():
+    for model in data:
         cur = da.get_curves(sel.exp, model, sel.eval_set, ci)
         prevalence = cur["prevalence"]
         if cur["roc"] is None:

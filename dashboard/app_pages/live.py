@@ -11,10 +11,9 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
 from dashboard import live_inference as li
-from dashboard import state, widgets
 from pipeline.artifacts import ArtifactError
 from pipeline.explain import overlay
 
@@ -224,7 +223,8 @@ for start in range(0, len(order), per_row):
                     st.caption(info)
                 else:
                     st.image(overlay(display, heat, alpha=float(alpha)), width="stretch",
-                             caption=None if presenter else f"Grad-CAM for “{names[ci]}” ({live.cam_layer or 'default layer'}, {info})")
+                             caption=None if presenter else
+                             f"Grad-CAM for “{names[ci]}” ({live.cam_layer or 'default layer'}, {info})")
             if not presenter:
                 with st.expander("Preprocessing applied"):
                     st.markdown("\n".join(f"- {step}" for step in answer.preprocessing))

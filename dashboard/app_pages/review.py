@@ -7,9 +7,8 @@ import sqlite3
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 from pipeline import notes
 from pipeline import review as rv
 from pipeline.artifacts import ArtifactError
@@ -259,7 +258,8 @@ else:
                          format_func=lambda t: "comment (free text, no tag)" if t == notes.COMMENT else t,
                          help="A tag shows in the gallery and its filter; 'label wrong' can be left out of "
                               "the metrics below.")
-            st.text_input("Other tag (when 'other…' is picked)", key="review_note_custom", max_chars=notes.MAX_TAG_CHARS)
+            st.text_input("Other tag (when 'other…' is picked)", key="review_note_custom",
+                          max_chars=notes.MAX_TAG_CHARS)
         with f2:
             st.text_input("Author", key="review_note_author", max_chars=notes.MAX_AUTHOR_CHARS)
             st.text_area("Note", key="review_note_text", max_chars=notes.MAX_TEXT_CHARS, height=80)

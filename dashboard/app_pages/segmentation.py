@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 from pipeline import segment as sg
 from pipeline.artifacts import ArtifactError
 from pipeline.preprocess import ImageDecodeError, decode_image

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 
 sel = state.selection()
 st.title("Threshold tuning")
 ci = sel.class_index
-st.caption(f"Positive class **{sel.class_name}**" + ("" if sel.binary else " one-vs-rest (pick the class in the sidebar)")
+st.caption(f"Positive class **{sel.class_name}**"
+           + ("" if sel.binary else " one-vs-rest (pick the class in the sidebar)")
            + ". A sample is called positive when its probability is at or above the threshold. "
              "Thresholds are kept per model for this session and used on every page (and in the link).")
 

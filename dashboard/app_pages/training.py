@@ -4,9 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from dashboard import state, widgets
 from pipeline.artifacts import ArtifactError
 
 sel = state.selection()

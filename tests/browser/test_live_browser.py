@@ -6,14 +6,12 @@ browser test when chromium or Playwright is missing (a failure under REQUIRE_BRO
 """
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
 
-from tests.browser.test_browser import (  # noqa: F401 - fixtures used by name
-    assert_no_exception, browser, settle, shot)
 from tests.browser.serve import serve_dashboard
+from tests.browser.test_browser import assert_no_exception, browser, settle, shot  # noqa: F401 - fixtures used by name
 
 pytest.importorskip("tensorflow")
 expect = pytest.importorskip("playwright.sync_api").expect

@@ -13,8 +13,8 @@ import streamlit as st
 
 from dashboard import data_access as da
 from dashboard import state
-from dashboard.charts import model_colors
 from pipeline.artifacts import ArtifactError, Experiment
+from pipeline.figures import model_colors
 
 GALLERY_PAGE_SIZE = 30
 EMPTY_MESSAGE = (

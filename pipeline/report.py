@@ -5,7 +5,7 @@ Two halves share this module:
   samples every model predicted), `orient_pair` / `pair_tables` / `verdicts` on the rows of
   `metrics.pairwise_comparisons`, `pair_matrix`, `curve_points`;
 - `build_report`, which reads an experiment folder, computes every number with `pipeline.metrics`, draws
-  every figure with `dashboard.charts` (no Streamlit there) and writes ONE HTML file with plotly.js inlined
+  every figure with `pipeline.figures` (Plotly, no Streamlit) and writes ONE HTML file with plotly.js inlined
   once, thumbnails as base64 PNG and no network reference, so it opens offline. `html_to_pdf` prints it
   with headless Debian chromium.
 
@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import artifacts as art
+from pipeline import figures
 from pipeline import metrics as mt
 
 __all__ = [
@@ -396,7 +397,7 @@ def pair_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str], test: s
     return diff, p
 
 
-# ---------------------------------------------------------------- curves (numbers only; charts.py draws them)
+# ---------------------------------------------------------------- curves (numbers only; figures.py draws them)
 
 
 def curve_points(y_bool: np.ndarray, score: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
@@ -525,8 +526,6 @@ def _resolve_thresholds(binary: bool, names: Sequence[str],
 
 def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
                          thr: Mapping[str, float | None], n_boot: int, seed: int) -> tuple[str, pd.DataFrame]:
-    from dashboard import charts
-
     pos = exp.positive_index
     try:
         res = mt.bootstrap_models(aligned.y, probs, aligned.groups, list(mt.LEADERBOARD_METRICS), n_boot, seed,
@@ -543,13 +542,13 @@ def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
     if ENSEMBLE in probs:
         configs[ENSEMBLE] = ensemble_config(configs, aligned.models)
     frame = leaderboard_frame(res, configs).sort_values("roc_auc", ascending=False, na_position="last")
-    display, best = charts.leaderboard_table(frame, mt.LEADERBOARD_METRICS)
+    display, best = figures.leaderboard_table(frame, mt.LEADERBOARD_METRICS)
     display.insert(0, "Rank", range(1, len(display) + 1))
     if len(exp.class_names) == 2:
         display.insert(1, "Threshold", [thr.get(m) for m in display.index])
-    table = charts.style_best(display, best).to_html()
+    table = figures.style_best(display, best).to_html()
     intro = (f"Point estimate [95% CI] from {n_boot} paired resamples of whole patients/lesions (seed {seed}); "
-             f"{charts.BEST_MARK.strip()} and green = best in the column. "
+             f"{figures.BEST_MARK.strip()} and green = best in the column. "
              + ("Binary metrics at each model's threshold." if len(exp.class_names) == 2 else
                 "Multiclass: argmax predictions, macro-averaged sensitivity/specificity/precision/F1, "
                 "one-vs-rest AUCs.")
@@ -560,16 +559,12 @@ def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
 
 def _curve(label: str, points: tuple[np.ndarray, np.ndarray, np.ndarray], **kwargs: Any) -> Any:
     """A figures.Curve from (x, y, thresholds)."""
-    from dashboard import charts
-
     x, y, t = points
-    return charts.Curve(label, x, y, t, **kwargs)
+    return figures.Curve(label, x, y, t, **kwargs)
 
 
 def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
                     thr: Mapping[str, float | None], colors: Mapping[str, str]) -> str:
-    from dashboard import charts
-
     names = exp.class_names
     roc, pr = [], []
     prevalence = None
@@ -613,23 +608,21 @@ def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, n
                  "The table gives each class's one-vs-rest ROC AUC.")
         title = "ROC, micro-average"
         per_class = "<h3>One-vs-rest ROC AUC per class</h3>" + _table_html(pd.DataFrame(auc_rows).set_index("model"))
-    figs = [_fig_html(charts.curve_figure(roc, "roc", title=title)),
-            _fig_html(charts.curve_figure(pr, "pr", title=title.replace("ROC", "Precision-recall"),
+    figs = [_fig_html(figures.curve_figure(roc, "roc", title=title)),
+            _fig_html(figures.curve_figure(pr, "pr", title=title.replace("ROC", "Precision-recall"),
                                           baseline=prevalence))]
     return _section("curves", "ROC and precision-recall curves", _grid(figs) + per_class, intro)
 
 
 def _confusion_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
                        thr: Mapping[str, float | None], preds: Mapping[str, np.ndarray]) -> str:
-    from dashboard import charts
-
     K = len(exp.class_names)
     figs = []
     for m in probs:
         cm = mt.confusion_matrix(aligned.y, preds[m], K)
         t = thr.get(m)
         title = m + (f" (threshold {t:.3f})" if t is not None else "")
-        fig = charts.confusion_figure(cm, exp.class_names, title=title, size=360 if K <= 4 else 520)
+        fig = figures.confusion_figure(cm, exp.class_names, title=title, size=360 if K <= 4 else 520)
         fig.update_layout(clickmode="none")
         figs.append(_fig_html(fig))
     intro = ("Rows are true classes, columns predicted; colour is the share of each true class. "
@@ -639,8 +632,6 @@ def _confusion_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str
 
 def _calibration_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
                          colors: Mapping[str, str], n_bins: int = 10) -> str:
-    from dashboard import charts
-
     rel, hist, rows = {}, {}, []
     binary = len(exp.class_names) == 2
     k = exp.positive_index
@@ -657,8 +648,8 @@ def _calibration_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
         counts, edges = mt.confidence_histogram(P, bins=n_bins)
         hist[m] = (edges, counts)
     title = (f"Reliability: P({exp.class_names[k]})" if binary else "Reliability: top-label confidence")
-    figs = [_fig_html(charts.reliability_figure(rel, colors=colors, title=title)),
-            _fig_html(charts.histogram_figure(hist, colors=colors))]
+    figs = [_fig_html(figures.reliability_figure(rel, colors=colors, title=title)),
+            _fig_html(figures.histogram_figure(hist, colors=colors))]
     intro = (f"Lower is better for both scores; ECE over {n_bins} equal-width bins. "
              + ("Calibration of the positive-class probability." if binary else
                 "Multiclass: is the confidence in the predicted class right?"))
@@ -668,8 +659,6 @@ def _calibration_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
 
 def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequence[str], alpha: float,
                     n_boot: int, caution: str | None = None) -> tuple[str, list[str]]:
-    from dashboard import charts
-
     if len(names) < 2:
         return _section("paired-tests", "Paired tests",
                         "<p>A paired comparison needs at least two models; this report has one.</p>"), []
@@ -684,13 +673,13 @@ def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequ
         table = pairs_table(rows, "balanced_accuracy")
         body += _p_table_html(table.set_index(["A", "B"]))
         diff, p = pair_matrix(rows, list(names), "delong")
-        body += _grid([_fig_html(charts.pairwise_matrix_figure(list(names), diff, p,
+        body += _grid([_fig_html(figures.pairwise_matrix_figure(list(names), diff, p,
                                                                title="ROC AUC: DeLong, Holm-adjusted",
                                                                diff_label="AUC difference", alpha=alpha))],
                       full=len(names) > 4)
     else:
         labels, diff, p = delong_class_grid(rows, exp.class_names)
-        fig = charts.p_value_grid_figure(labels, list(exp.class_names), diff, p, alpha=alpha,
+        fig = figures.p_value_grid_figure(labels, list(exp.class_names), diff, p, alpha=alpha,
                                          title="One-vs-rest ROC AUC per class: DeLong, Holm-adjusted over pairs",
                                          diff_label="AUC difference", x_title="class", y_title="pair (A − B)")
         table = pairs_table(rows, "balanced_accuracy", class_index=0)
@@ -711,8 +700,6 @@ def _paired_section(exp: art.Experiment, rows: list[dict[str, Any]], names: Sequ
 
 
 def _disagreement_section(exp: art.Experiment, aligned: Aligned, preds: Mapping[str, np.ndarray]) -> str:
-    from dashboard import charts
-
     base = {m: preds[m] for m in aligned.models}
     if len(base) < 2:
         return _section("disagreement", "Disagreement", "<p>Disagreement needs at least two models.</p>")
@@ -721,8 +708,8 @@ def _disagreement_section(exp: art.Experiment, aligned: Aligned, preds: Mapping[
     correct = np.vstack([base[m] == aligned.y for m in names])
     all_wrong = int((~correct).all(axis=0).sum())
     all_right = int(correct.all(axis=0).sum())
-    figs = [_fig_html(charts.disagreement_figure(names, M)),
-            _fig_html(charts.unique_correct_figure(only))]
+    figs = [_fig_html(figures.disagreement_figure(names, M)),
+            _fig_html(figures.unique_correct_figure(only))]
     intro = (f"Share of samples on which two models predict different classes, and how many samples only one model "
              f"gets right. All models right on {all_right:,} of {aligned.n:,} samples; all wrong on {all_wrong:,}.")
     return _section("disagreement", "Disagreement", _grid(figs), intro)
@@ -746,8 +733,6 @@ def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _dataset_section(exp: art.Experiment, aligned: Aligned, eval_set: str) -> str:
-    from dashboard import charts
-
     counts, per_set = dataset_summary(exp)
     meta = exp.meta
     ds = meta.get("dataset") or {}
@@ -761,7 +746,7 @@ def _dataset_section(exp: art.Experiment, aligned: Aligned, eval_set: str) -> st
              ("Evaluated here", f"evaluation set {eval_set}: {aligned.n:,} samples predicted by every model, "
                                 f"{len(np.unique(aligned.groups)):,} patients/lesions")]
     dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts if v not in (None, "", []))
-    fig = _fig_html(charts.class_counts_figure(counts[exp.class_names]))
+    fig = _fig_html(figures.class_counts_figure(counts[exp.class_names]))
     tables = ('<div class="wide"><h3>Class counts and groups per split</h3>' + _table_html(counts, "{:.0f}")
               + "<h3>Evaluation sets</h3>" + _table_html(per_set, "{:.0f}") + "</div>")
     return _section("dataset", "Dataset and splits", f'<dl class="facts">{dl}</dl>' + _grid([fig, tables]))
@@ -919,8 +904,6 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     """The meeting report as one self-contained HTML string (see `build_report`)."""
     from plotly.offline import get_plotlyjs
 
-    from dashboard import charts
-
     started = time.perf_counter()
     exp = art.load_experiment(exp_dir)
     if not exp.models:
@@ -944,7 +927,7 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     thr = _resolve_thresholds(binary, list(probs), thresholds)
     pos = exp.positive_index
     preds = {m: mt.predict_labels(P, thr[m], pos) for m, P in probs.items()}
-    colors = charts.model_colors(exp.models)
+    colors = figures.model_colors(exp.models)
     colors[ENSEMBLE] = "#222222"
     fp = artifact_fingerprint(exp.path, models)
     created = datetime.now(UTC).replace(microsecond=0).isoformat()

@@ -194,7 +194,7 @@ def test_a_zip_that_is_not_a_keras_model_is_reported(live_root, tmp_path):
 
 
 def test_class_probability_figure():
-    from dashboard.charts import class_probability_figure
+    from pipeline.figures import class_probability_figure
 
     fig = class_probability_figure(["0", "1"], np.array([0.8, 0.2]), decided=0, threshold=0.3, pos_index=1,
                                    color="#123456")

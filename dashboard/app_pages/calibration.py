@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 
 sel = state.selection()
 st.title("Calibration")
@@ -36,8 +37,8 @@ if results:
         st.caption("Top-label reliability uses equal-width bins.")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(charts.reliability_figure({m: r["reliability"] for m, r in results.items()},
+        st.plotly_chart(figures.reliability_figure({m: r["reliability"] for m, r in results.items()},
                                                   colors=sel.colors), width="stretch", key="cal_reliability")
     with right:
-        st.plotly_chart(charts.histogram_figure({m: r["histogram"] for m, r in results.items()},
+        st.plotly_chart(figures.histogram_figure({m: r["histogram"] for m, r in results.items()},
                                                 colors=sel.colors), width="stretch", key="cal_hist")

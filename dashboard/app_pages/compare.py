@@ -6,8 +6,9 @@ import re
 
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 from pipeline import report as rp
 from pipeline.artifacts import ArtifactError
 
@@ -108,7 +109,7 @@ with left:
 with right:
     metric = st.selectbox("Difference in", da.LEADERBOARD_METRICS, key="compare_metric",
                           index=da.LEADERBOARD_METRICS.index("roc_auc"),
-                          format_func=lambda m: charts.METRIC_LABELS.get(m, m),
+                          format_func=lambda m: figures.METRIC_LABELS.get(m, m),
                           help="Leaderboard metric whose paired-bootstrap difference is reported for the pair "
                                "and shown in the matrix.")
 try:
@@ -157,16 +158,16 @@ else:
 # ---------------------------------------------------------------- every pair
 st.subheader(f"All {n_pairs} pairs, Holm-corrected" if n_pairs > 1 else "The pair (one test: no correction needed)")
 tests_for_matrix = {"delong": "DeLong (ROC AUC" + ("" if sel.binary else f", {sel.class_name} vs rest") + ")",
-                    "bootstrap": f"Paired bootstrap ({charts.METRIC_LABELS.get(metric, metric)})",
+                    "bootstrap": f"Paired bootstrap ({figures.METRIC_LABELS.get(metric, metric)})",
                     "mcnemar": "McNemar (accuracy at the thresholds)"}
 test = st.segmented_control("Matrix of", list(tests_for_matrix), default="delong", key="compare_matrix_test",
                             format_func=tests_for_matrix.get) or "delong"
 diff, p = rp.pair_matrix(rows, models, test, metric, None if sel.binary else sel.class_index)
-diff_label = {"delong": "AUC difference", "bootstrap": f"{charts.METRIC_LABELS.get(metric, metric)} difference",
+diff_label = {"delong": "AUC difference", "bootstrap": f"{figures.METRIC_LABELS.get(metric, metric)} difference",
               "mcnemar": "only-row-right minus only-column-right samples"}[test]
 m1, m2 = st.columns([3, 2]) if len(models) <= 4 else (st.container(), st.container())
 with m1:
-    st.plotly_chart(charts.pairwise_matrix_figure(models, diff, p, title=tests_for_matrix[test],
+    st.plotly_chart(figures.pairwise_matrix_figure(models, diff, p, title=tests_for_matrix[test],
                                                   diff_label=diff_label, alpha=ALPHA),
                     width="stretch", key="compare_matrix")
 with m2:
@@ -174,7 +175,7 @@ with m2:
                f"{n_pairs} pairs; ★ = significant at {ALPHA:g}.")
     if not sel.binary and test == "delong":
         labels, cdiff, cp = rp.delong_class_grid(rows, sel.exp.class_names)
-        st.plotly_chart(charts.p_value_grid_figure(labels, sel.exp.class_names, cdiff, cp, alpha=ALPHA,
+        st.plotly_chart(figures.p_value_grid_figure(labels, sel.exp.class_names, cdiff, cp, alpha=ALPHA,
                                                    title="Every class (DeLong, Holm over pairs)",
                                                    diff_label="AUC difference", x_title="class",
                                                    y_title="pair (A − B)"),
@@ -191,10 +192,10 @@ st.caption(f"All selected models are right on {dis['all_right']:,} of {dis['n']:
            "on the *Misclassifications* page.")
 d1, d2 = st.columns(2)
 with d1:
-    st.plotly_chart(charts.disagreement_figure(dis["names"], dis["matrix"]), width="stretch",
+    st.plotly_chart(figures.disagreement_figure(dis["names"], dis["matrix"]), width="stretch",
                     key="compare_disagreement")
 with d2:
-    st.plotly_chart(charts.unique_correct_figure(dis["unique_correct"], colors=sel.colors), width="stretch",
+    st.plotly_chart(figures.unique_correct_figure(dis["unique_correct"], colors=sel.colors), width="stretch",
                     key="compare_unique")
 
 # ---------------------------------------------------------------- ensemble
@@ -219,24 +220,24 @@ for model in models:
     if cur["roc"] is None:
         continue
     prevalence = cur["prevalence"]
-    roc.append(charts.Curve(model, *cur["roc"], area=cur["roc_auc"], color=sel.colors.get(model)))
-    pr.append(charts.Curve(model, *cur["pr"], area=cur["ap"], color=sel.colors.get(model)))
+    roc.append(figures.Curve(model, *cur["roc"], area=cur["roc_auc"], color=sel.colors.get(model)))
+    pr.append(figures.Curve(model, *cur["pr"], area=cur["ap"], color=sel.colors.get(model)))
 ens = da.get_ensemble_curves(sel.exp, models, sel.eval_set, ci)
 if ens["roc"] is not None:
     marker_roc = marker_pr = None
     if ens_thr is not None:
         at = da.ensemble_metrics_at(sel.exp, models, sel.eval_set, ci, ens_thr)
         marker_roc, marker_pr = (at["fpr"], at["sensitivity"], ens_thr), (at["sensitivity"], at["precision"], ens_thr)
-    roc.append(charts.Curve(rp.ENSEMBLE, *ens["roc"], area=ens["roc_auc"], marker=marker_roc, color="#222222",
+    roc.append(figures.Curve(rp.ENSEMBLE, *ens["roc"], area=ens["roc_auc"], marker=marker_roc, color="#222222",
                             dash="dash"))
-    pr.append(charts.Curve(rp.ENSEMBLE, *ens["pr"], area=ens["ap"], marker=marker_pr, color="#222222", dash="dash"))
+    pr.append(figures.Curve(rp.ENSEMBLE, *ens["pr"], area=ens["ap"], marker=marker_pr, color="#222222", dash="dash"))
 e1, e2 = st.columns(2)
 with e1:
     roc_title = f"ROC, {sel.class_name}" + ("" if sel.binary else " vs rest")
-    st.plotly_chart(charts.curve_figure(roc, "roc", title=roc_title),
+    st.plotly_chart(figures.curve_figure(roc, "roc", title=roc_title),
                     width="stretch", key="compare_ens_roc")
 with e2:
-    st.plotly_chart(charts.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence), width="stretch",
+    st.plotly_chart(figures.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence), width="stretch",
                     key="compare_ens_pr")
 st.caption(f"The ensemble averages the selected models' probabilities on their {aligned.n:,} common samples; it "
            "is also a row of the *Overview* leaderboard, with its size and speed the sums of its members'.")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 
 CELL_KEY = "cm_cell"  # (experiment, eval set, model, true index, predicted index) of the last clicked cell
 PER_ROW = 3
@@ -40,7 +41,7 @@ for start in range(0, len(models), PER_ROW):
         chosen = (cell[3], cell[4]) if cell is not None and cell[2] == model else None
         thr = state.decision_threshold(sel, model)
         title = model + (f" (threshold {thr:.3f})" if thr is not None else "")
-        fig = charts.confusion_figure(cm, sel.exp.class_names, normalize=normalize, title=title, selected=chosen)
+        fig = figures.confusion_figure(cm, sel.exp.class_names, normalize=normalize, title=title, selected=chosen)
         with col:
             widgets.clickable_chart_ui(fig, key=f"cm_chart_{model}", on_click=_remember(model))
 

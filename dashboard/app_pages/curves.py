@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 
 BAND_DEFAULT_MAX_ROWS = 1_000_000  # samples x models above which the CI band starts switched off
 
@@ -55,25 +56,25 @@ if view == "one-vs-rest":
             marker_roc = (m["fpr"], m["sensitivity"], thr)
             marker_pr = (m["sensitivity"], m["precision"], thr)
         color = sel.colors.get(model)
-        roc.append(charts.Curve(model, *cur["roc"], area=cur["roc_auc"], area_ci=area_ci, band=band_roc,
+        roc.append(figures.Curve(model, *cur["roc"], area=cur["roc_auc"], area_ci=area_ci, band=band_roc,
                                 marker=marker_roc, color=color))
-        pr.append(charts.Curve(model, *cur["pr"], area=cur["ap"], area_ci=ap_ci, band=band_pr,
+        pr.append(figures.Curve(model, *cur["pr"], area=cur["ap"], area_ci=ap_ci, band=band_pr,
                                marker=marker_pr, color=color))
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(charts.curve_figure(roc, "roc", title="ROC"), width="stretch", key="roc_chart")
+        st.plotly_chart(figures.curve_figure(roc, "roc", title="ROC"), width="stretch", key="roc_chart")
     with right:
-        st.plotly_chart(charts.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence),
+        st.plotly_chart(figures.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence),
                         width="stretch", key="pr_chart")
 elif view in ("micro-average", "macro-average"):
     kind = view.split("-")[0]
     curves = []
     for model in data:
         avg = da.get_average_curves(sel.exp, model, sel.eval_set)[kind]
-        curves.append(charts.Curve(model, avg["fpr"], avg["tpr"], avg["thresholds"], area=avg["roc_auc"],
+        curves.append(figures.Curve(model, avg["fpr"], avg["tpr"], avg["thresholds"], area=avg["roc_auc"],
                                    color=sel.colors.get(model)))
     st.caption(f"{kind.title()}-averaged one-vs-rest ROC over {len(sel.exp.class_names)} classes.")
-    st.plotly_chart(charts.curve_figure(curves, "roc", title=f"ROC, {kind}-average"), width="stretch",
+    st.plotly_chart(figures.curve_figure(curves, "roc", title=f"ROC, {kind}-average"), width="stretch",
                     key="avg_chart")
 else:
     st.caption("Every class against the rest, one chart per model.")
@@ -83,9 +84,9 @@ else:
         for k, name in enumerate(sel.exp.class_names):
             cur = da.get_curves(sel.exp, model, sel.eval_set, k)
             if cur["roc"] is not None:
-                curves.append(charts.Curve(name, *cur["roc"], area=cur["roc_auc"]))
+                curves.append(figures.Curve(name, *cur["roc"], area=cur["roc_auc"]))
         with cols[i % len(cols)]:
-            st.plotly_chart(charts.curve_figure(curves, "roc", title=model, height=420), width="stretch",
+            st.plotly_chart(figures.curve_figure(curves, "roc", title=model, height=420), width="stretch",
                             key=f"per_class_{model}")
 
 if data and view in ("one-vs-rest", "micro-average", "macro-average"):

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 
 sel = state.selection()
 st.title("Evaluation sets")
@@ -16,7 +17,7 @@ if len(eval_sets) < 2:
 c1, c2 = st.columns([2, 1])
 chosen_sets = c1.multiselect("Evaluation sets", eval_sets, default=eval_sets, key="es_sets")
 metric = c2.selectbox("Metric for the chart", da.LEADERBOARD_METRICS, key="es_metric",
-                      format_func=lambda m: charts.METRIC_LABELS.get(m, m))
+                      format_func=lambda m: figures.METRIC_LABELS.get(m, m))
 
 rows = []
 loaded: dict[str, dict] = {}
@@ -25,11 +26,11 @@ for es in chosen_sets:
     for model in data:
         s = da.get_summary(sel.exp, model, es, state.decision_threshold(sel, model))
         rows.append({"model": model, "eval set": es, "n": data[model].n,
-                     **{charts.METRIC_LABELS.get(k, k): s.get(k) for k in da.LEADERBOARD_METRICS}})
+                     **{figures.METRIC_LABELS.get(k, k): s.get(k) for k in da.LEADERBOARD_METRICS}})
 if rows:
     table = pd.DataFrame(rows)
-    label = charts.METRIC_LABELS.get(metric, metric)
-    st.plotly_chart(charts.grouped_bar_figure(table, x="model", y=label, color="eval set",
+    label = figures.METRIC_LABELS.get(metric, metric)
+    st.plotly_chart(figures.grouped_bar_figure(table, x="model", y=label, color="eval set",
                                               title=f"{label} per evaluation set"), width="stretch", key="es_bar")
     wide = table.pivot(index="model", columns="eval set", values=label)
     if len(chosen_sets) >= 2:
@@ -50,6 +51,6 @@ if rows:
             continue  # its problem was reported above
         cur = da.get_curves(sel.exp, model, es, sel.class_index)
         if cur["roc"] is not None:
-            curves.append(charts.Curve(es, *cur["roc"], area=cur["roc_auc"], dash=None if i == 0 else "dash"))
-    st.plotly_chart(charts.curve_figure(curves, "roc", title=f"{model}: positive class {sel.class_name}"),
+            curves.append(figures.Curve(es, *cur["roc"], area=cur["roc_auc"], dash=None if i == 0 else "dash"))
+    st.plotly_chart(figures.curve_figure(curves, "roc", title=f"{model}: positive class {sel.class_name}"),
                     width="stretch", key="es_roc")

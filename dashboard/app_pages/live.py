@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
 from dashboard import live_inference as li
+from dashboard import state, widgets
+from pipeline import figures
 from pipeline.artifacts import ArtifactError
 from pipeline.explain import overlay
 
@@ -207,7 +208,7 @@ for start in range(0, len(order), per_row):
             st.subheader(m, divider="gray")
             st.markdown(_decision_html(names[ci], color, float(answer.probs[ci]), threshold,
                                        names[sel.exp.positive_index]), unsafe_allow_html=True)
-            st.plotly_chart(charts.class_probability_figure(
+            st.plotly_chart(figures.class_probability_figure(
                 names, answer.probs, decided=ci, threshold=threshold,
                 pos_index=sel.exp.positive_index if threshold is not None else None, color=color,
                 height=(90 if presenter else 70) + 34 * len(names), font_size=18 if presenter else 13),

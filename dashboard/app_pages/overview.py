@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 from pipeline.artifacts import ArtifactError
 from pipeline.report import ENSEMBLE, ensemble_config
 
@@ -20,7 +21,7 @@ with left:
                               value=1000, key="overview_n_boot")
 with right:
     rank_by = st.selectbox("Rank by", da.LEADERBOARD_METRICS, key="overview_rank_by",
-                           format_func=lambda m: charts.METRIC_LABELS.get(m, m),
+                           format_func=lambda m: figures.METRIC_LABELS.get(m, m),
                            index=da.LEADERBOARD_METRICS.index("roc_auc"))
 
 data = widgets.model_data_ui(sel)
@@ -44,13 +45,13 @@ if len(results) >= 2 and st.toggle(f"{ENSEMBLE} row", value=True, key="overview_
 
 if results:
     frame = da.leaderboard_frame(results, configs).sort_values(rank_by, ascending=False)
-    display, best = charts.leaderboard_table(frame, da.LEADERBOARD_METRICS)
+    display, best = figures.leaderboard_table(frame, da.LEADERBOARD_METRICS)
     display.insert(0, "Rank", range(1, len(display) + 1))
     if sel.binary:
         display.insert(1, "Threshold", [state.get_threshold(sel, m) for m in display.index])
     st.subheader("Leaderboard")
-    st.dataframe(charts.style_best(display, best), width="stretch", key="leaderboard")
-    st.caption(f"Point estimate [95% CI], {n_boot} resamples of whole patients/lesions. {charts.BEST_MARK.strip()} "
+    st.dataframe(figures.style_best(display, best), width="stretch", key="leaderboard")
+    st.caption(f"Point estimate [95% CI], {n_boot} resamples of whole patients/lesions. {figures.BEST_MARK.strip()} "
                "and green = best in the column (smallest for size, speed and training time). "
                "Click a column header to sort.")
 
@@ -58,7 +59,7 @@ st.subheader("Data set")
 counts, per_set = da.dataset_summary(sel.exp)
 c1, c2 = st.columns([3, 2])
 with c1:
-    st.plotly_chart(charts.class_counts_figure(counts[sel.exp.class_names]), width="stretch")
+    st.plotly_chart(figures.class_counts_figure(counts[sel.exp.class_names]), width="stretch")
 with c2:
     st.markdown("**Class counts and groups per split**")
     st.dataframe(counts, width="stretch")

@@ -7,9 +7,9 @@ import sqlite3
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
-from pipeline import notes
+from dashboard import state, widgets
+from pipeline import figures, notes
 from pipeline import review as rv
 from pipeline.artifacts import ArtifactError
 
@@ -165,7 +165,7 @@ else:
     with right:
         table = rv.sample_table(arrays, pred, position, names, thresholds)
         probs = table[[str(n) for n in names]]
-        st.plotly_chart(charts.sample_probabilities_figure(probs, true_name, sel.colors,
+        st.plotly_chart(figures.sample_probabilities_figure(probs, true_name, sel.colors,
                                                            title="Every model's class probabilities"),
                         width="stretch", key="review_probs")
         shown = table.copy()
@@ -312,7 +312,7 @@ for m, thr in zip(models, thresholds):
     if after is not None:
         row["Samples (excl.)"] = int(after["n"])
     for metric in SUMMARY_METRICS:
-        label = charts.METRIC_LABELS.get(metric, metric)
+        label = figures.METRIC_LABELS.get(metric, metric)
         row[label] = before[metric]
         if after is not None:
             row[f"{label} (excl.)"] = after[metric]

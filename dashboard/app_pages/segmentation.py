@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 from pipeline import segment as sg
 from pipeline.artifacts import ArtifactError
 from pipeline.preprocess import ImageDecodeError, decode_image
@@ -198,7 +199,7 @@ gray = sg.to_gray(work)
 mask, used = sg.threshold_mask(gray, **params)
 stats = sg.region_stats(mask, gray)
 
-st.plotly_chart(charts.intensity_histogram_figure(sg.gray_histogram(gray), used,
+st.plotly_chart(figures.intensity_histogram_figure(sg.gray_histogram(gray), used,
                                                   title="Gray-level histogram"),
                 width="stretch", key="seg_histogram", config={"displayModeBar": False})
 

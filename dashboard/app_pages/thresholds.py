@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 
 sel = state.selection()
 st.title("Threshold tuning")
@@ -75,7 +76,7 @@ state.set_threshold(sel, model, float(thr), ci)
 m = da.metrics_at_threshold(sel.exp, model, sel.eval_set, ci, thr)
 cols = st.columns(6)
 for col, key in zip(cols, ("sensitivity", "specificity", "precision", "npv", "f1", "balanced_accuracy")):
-    col.metric(charts.METRIC_LABELS.get(key, key), f"{m[key]:.3f}")
+    col.metric(figures.METRIC_LABELS.get(key, key), f"{m[key]:.3f}")
 st.caption(f"TP {m['tp']:,} · FP {m['fp']:,} · FN {m['fn']:,} · TN {m['tn']:,} · "
            f"accuracy {m['accuracy']:.3f} · Youden J {m['youden_j']:.3f}")
 
@@ -83,18 +84,18 @@ left, mid, right = st.columns([1, 1.3, 1.3])
 neg_name = "rest" if not sel.binary else sel.exp.class_names[1 - sel.exp.positive_index]
 cm2 = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
 with left:
-    st.plotly_chart(charts.confusion_figure(cm2, [neg_name, sel.class_name], title="At this threshold"),
+    st.plotly_chart(figures.confusion_figure(cm2, [neg_name, sel.class_name], title="At this threshold"),
                     width="stretch", key="thr_cm")
 cur = da.get_curves(sel.exp, model, sel.eval_set, ci)
 if cur["roc"] is None:
     mid.info(f"No ROC curve: this evaluation set has only one class for {sel.class_name} vs rest.")
 else:
     fpr, tpr, t = cur["roc"]
-    roc = charts.Curve(model, fpr, tpr, t, area=cur["roc_auc"], marker=(m["fpr"], m["sensitivity"], thr),
+    roc = figures.Curve(model, fpr, tpr, t, area=cur["roc_auc"], marker=(m["fpr"], m["sensitivity"], thr),
                        color=sel.colors.get(model))
-    mid.plotly_chart(charts.curve_figure([roc], "roc", title="Operating point on the ROC", height=380),
+    mid.plotly_chart(figures.curve_figure([roc], "roc", title="Operating point on the ROC", height=380),
                      width="stretch", key="thr_roc")
-    right.plotly_chart(charts.metric_threshold_figure(t, {"sensitivity": tpr, "specificity": 1 - np.asarray(fpr)},
+    right.plotly_chart(figures.metric_threshold_figure(t, {"sensitivity": tpr, "specificity": 1 - np.asarray(fpr)},
                                                       current=thr, title="Sensitivity and specificity vs threshold",
                                                       height=380), width="stretch", key="thr_curve")
 
@@ -103,6 +104,6 @@ rows = []
 for name in data:
     t_m = state.get_threshold(sel, name, ci)
     mm = da.metrics_at_threshold(sel.exp, name, sel.eval_set, ci, t_m)
-    rows.append({"model": name, "threshold": t_m, **{charts.METRIC_LABELS.get(k, k): mm[k] for k in
+    rows.append({"model": name, "threshold": t_m, **{figures.METRIC_LABELS.get(k, k): mm[k] for k in
                  ("sensitivity", "specificity", "precision", "npv", "f1", "balanced_accuracy")}})
 st.dataframe(rows, width="stretch", key="thr_table")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state, widgets
 from dashboard import data_access as da
+from dashboard import state, widgets
+from pipeline import figures
 from pipeline.artifacts import ArtifactError
 
 sel = state.selection()
@@ -27,7 +28,7 @@ chosen = st.multiselect("Curves", metrics, default=metrics[:2], key="train_metri
 cols = st.columns(2)
 for i, metric in enumerate(chosen):
     with cols[i % 2]:
-        st.plotly_chart(charts.history_figure(histories, metric, colors=sel.colors), width="stretch",
+        st.plotly_chart(figures.history_figure(histories, metric, colors=sel.colors), width="stretch",
                         key=f"train_{metric}")
 
 rows = []

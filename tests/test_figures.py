@@ -1,4 +1,4 @@
-"""Unit tests of dashboard/charts.py: figures carry the numbers they were given, and inputs are checked."""
+"""Unit tests of pipeline/figures.py: figures carry the numbers they were given, and inputs are checked."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,12 +6,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import charts
+from pipeline import figures
 
 
 def test_model_colors_are_stable_and_distinct():
-    colors = charts.model_colors(["a", "b", "c"])
-    assert colors == charts.model_colors(["a", "b", "c"])
+    colors = figures.model_colors(["a", "b", "c"])
+    assert colors == figures.model_colors(["a", "b", "c"])
     assert len(set(colors.values())) == 3
 
 
@@ -20,8 +20,8 @@ def test_curve_figure_legend_hover_band_and_marker():
     y = np.array([0.0, 0.8, 1.0])
     thr = np.array([1.0, 0.6, 0.0])
     band = (np.array([0.0, 1.0]), np.array([0.0, 0.9]), np.array([0.1, 1.0]))
-    c = charts.Curve("ResNet50", x, y, thr, area=0.9, area_ci=(0.85, 0.95), band=band, marker=(0.2, 0.8, 0.6))
-    fig = charts.curve_figure([c], "roc")
+    c = figures.Curve("ResNet50", x, y, thr, area=0.9, area_ci=(0.85, 0.95), band=band, marker=(0.2, 0.8, 0.6))
+    fig = figures.curve_figure([c], "roc")
     names = [t.name for t in fig.data]
     assert "ResNet50 (AUC 0.900 [0.850, 0.950])" in names
     line = next(t for t in fig.data if t.name.startswith("ResNet50 (AUC"))
@@ -33,20 +33,20 @@ def test_curve_figure_legend_hover_band_and_marker():
 
 
 def test_curve_figure_pr_uses_ap_and_baseline():
-    c = charts.Curve("m", np.array([0, 1.0]), np.array([1.0, 0.3]), area=0.7)
-    fig = charts.curve_figure([c], "pr", baseline=0.3)
+    c = figures.Curve("m", np.array([0, 1.0]), np.array([1.0, 0.3]), area=0.7)
+    fig = figures.curve_figure([c], "pr", baseline=0.3)
     assert any(t.name == "m (AP 0.700)" for t in fig.data)
     assert fig.layout.xaxis.title.text.startswith("Recall")
 
 
 def test_curve_figure_rejects_unknown_kind():
     with pytest.raises(ValueError, match="argument `kind`.*Received: 'det'"):
-        charts.curve_figure([], "det")
+        figures.curve_figure([], "det")
 
 
 def test_confusion_figure_points_carry_cell_indices_and_counts():
     cm = np.array([[5, 1], [2, 8]])
-    fig = charts.confusion_figure(cm, ["benign", "malignant"])
+    fig = figures.confusion_figure(cm, ["benign", "malignant"])
     pts = fig.data[0]
     assert isinstance(pts, go.Scatter) and pts.marker.symbol == "square"
     custom = np.asarray(pts.customdata)
@@ -62,7 +62,7 @@ def test_confusion_figure_points_carry_cell_indices_and_counts():
 
 def test_confusion_figure_normalised_text_and_selected_outline():
     cm = np.array([[3, 1, 0], [0, 4, 0], [1, 1, 2]])
-    fig = charts.confusion_figure(cm, ["a", "b", "c"], normalize=True, selected=(2, 0))
+    fig = figures.confusion_figure(cm, ["a", "b", "c"], normalize=True, selected=(2, 0))
     assert fig.data[0].text[0].startswith("75%")
     assert len(fig.layout.shapes) == 10  # 9 cells + the outline of the selected one
     outline = fig.layout.shapes[-1]
@@ -71,16 +71,16 @@ def test_confusion_figure_normalised_text_and_selected_outline():
 
 def test_confusion_figure_rejects_shape_mismatch():
     with pytest.raises(ValueError, match=r"Expected shape \(3, 3\).*Received: \(2, 2\)"):
-        charts.confusion_figure(np.eye(2), ["a", "b", "c"])
+        figures.confusion_figure(np.eye(2), ["a", "b", "c"])
 
 
 def test_confusion_figure_handles_empty_rows():
-    fig = charts.confusion_figure(np.zeros((2, 2), dtype=int), ["a", "b"], normalize=True)
+    fig = figures.confusion_figure(np.zeros((2, 2), dtype=int), ["a", "b"], normalize=True)
     assert fig.data[0].text[0].startswith("0%")
 
 
 def test_reliability_figure_skips_empty_bins():
-    fig = charts.reliability_figure({"m": (np.array([0.1, 0.5, 0.9]), np.array([0.0, 0.4, 1.0]),
+    fig = figures.reliability_figure({"m": (np.array([0.1, 0.5, 0.9]), np.array([0.0, 0.4, 1.0]),
                                            np.array([10, 0, 5]))})
     trace = fig.data[1]
     np.testing.assert_allclose(trace.x, [0.1, 0.9])
@@ -88,20 +88,20 @@ def test_reliability_figure_skips_empty_bins():
 
 
 def test_histogram_figure_bars_at_bin_centres():
-    fig = charts.histogram_figure({"m": (np.array([0.0, 0.5, 1.0]), np.array([3, 7]))})
+    fig = figures.histogram_figure({"m": (np.array([0.0, 0.5, 1.0]), np.array([3, 7]))})
     np.testing.assert_allclose(fig.data[0].x, [0.25, 0.75])
     np.testing.assert_allclose(fig.data[0].y, [3, 7])
 
 
 def test_history_figure_train_and_val_traces():
     df = pd.DataFrame({"epoch": [1, 2], "loss": [0.9, 0.5], "val_loss": [1.0, 0.7]})
-    fig = charts.history_figure({"m": df}, "loss")
+    fig = figures.history_figure({"m": df}, "loss")
     assert [t.name for t in fig.data] == ["m (train)", "m (val)"]
     assert fig.data[1].line.dash == "dash"
 
 
 def test_metric_threshold_figure_sorted_by_threshold():
-    fig = charts.metric_threshold_figure(np.array([0.9, 0.1, 0.5]), {"sensitivity": np.array([0.2, 1.0, 0.6])},
+    fig = figures.metric_threshold_figure(np.array([0.9, 0.1, 0.5]), {"sensitivity": np.array([0.2, 1.0, 0.6])},
                                          current=0.5)
     np.testing.assert_allclose(fig.data[0].x, [0.1, 0.5, 0.9])
     np.testing.assert_allclose(fig.data[0].y, [1.0, 0.6, 0.2])
@@ -110,7 +110,7 @@ def test_metric_threshold_figure_sorted_by_threshold():
 def test_grouped_bar_figure_error_bars():
     df = pd.DataFrame({"model": ["a", "a"], "set": ["test", "uncropped"], "v": [0.9, 0.6],
                        "lo": [0.85, 0.5], "hi": [0.95, 0.7]})
-    fig = charts.grouped_bar_figure(df, "model", "v", "set", "lo", "hi")
+    fig = figures.grouped_bar_figure(df, "model", "v", "set", "lo", "hi")
     assert [t.name for t in fig.data] == ["test", "uncropped"]
     np.testing.assert_allclose(fig.data[1].error_y.arrayminus, [0.1])
 
@@ -120,18 +120,18 @@ def test_leaderboard_table_marks_best_and_formats_ci():
         "roc_auc": [0.9, 0.8], "roc_auc_lo": [0.85, 0.7], "roc_auc_hi": [0.95, 0.9],
         "params": [2e6, 1e6], "model_bytes": [8e6, np.nan], "infer_ms_per_image": [3.0, 4.0],
         "train_seconds": [120.0, 60.0]}, index=pd.Index(["A", "B"], name="model"))
-    display, best = charts.leaderboard_table(frame, ["roc_auc"])
+    display, best = figures.leaderboard_table(frame, ["roc_auc"])
     assert display.loc["A", "ROC AUC"] == "0.900 [0.850, 0.950] ★"
     assert display.loc["B", "ROC AUC"] == "0.800 [0.700, 0.900]"
     assert best.loc["B", "Params (M)"] and not best.loc["A", "Params (M)"]
     assert best.loc["A", "Size (MB)"] and not best.loc["B", "Size (MB)"]  # NaN is never best
     assert display.loc["A", "Train (min)"] == 2.0
-    styled = charts.style_best(display, best).to_html()
+    styled = figures.style_best(display, best).to_html()
     assert "#d7f2dd" in styled
 
 
 def test_leaderboard_table_marks_nothing_with_one_model():
     frame = pd.DataFrame({"roc_auc": [0.9], "roc_auc_lo": [0.8], "roc_auc_hi": [0.95], "params": [1e6]},
                          index=pd.Index(["A"], name="model"))
-    display, best = charts.leaderboard_table(frame, ["roc_auc"])
+    display, best = figures.leaderboard_table(frame, ["roc_auc"])
     assert display.loc["A", "ROC AUC"] == "0.900 [0.800, 0.950]" and not best.values.any()

@@ -87,6 +87,40 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Data audit at ingest (pipeline/audit.py): duplicates, leakage, label conflicts, quality flags."""
+
+    enabled: bool = True
+    threshold: float = 0.95  # Pearson r of 16x16 gray thumbnails (bench/RESULTS.md, "Data audit")
+    hash_size: int = 8  # perceptual-hash side: hash_size**2 bits, cut into 16-bit bands
+    thumb_size: int = 16
+    drop_quality: tuple[str, ...] = ()  # quality flags whose images are left out (none by default)
+
+
+def _parse_audit(raw: dict[str, Any]) -> AuditConfig:
+    """The [audit] section; every value checked here so that ingest cannot fail on it later."""
+    au = _section(raw, "audit", AuditConfig, "")
+    if not isinstance(au.get("enabled", True), bool):
+        raise _bad("audit.enabled", "true or false", au["enabled"])
+    t = au.get("threshold", 0.95)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
+        raise _bad("audit.threshold", "a number in (0, 1]", t)
+    if au.get("hash_size", 8) not in (4, 8, 12, 16):
+        raise _bad("audit.hash_size", "4, 8, 12 or 16", au["hash_size"])
+    ts = au.get("thumb_size", 16)
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 4 <= ts <= 64:
+        raise _bad("audit.thumb_size", "an integer in [4, 64]", ts)
+    flags = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "odd_size", "mixed_colour")
+    drop = au.get("drop_quality", [])
+    if not isinstance(drop, list) or any(f not in flags for f in drop):
+        raise _bad("audit.drop_quality", f"a list of names among {list(flags)}", drop)
+    au["drop_quality"] = tuple(drop)
+    if "threshold" in au:
+        au["threshold"] = float(au["threshold"])
+    return AuditConfig(**au)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: data set, extra evaluation sets, split, training and prediction."""
 
@@ -97,6 +131,7 @@ class ExperimentConfig:
     split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig()
     predict: PredictConfig = PredictConfig()
+    audit: AuditConfig = AuditConfig()
 
     @property
     def experiment_dir(self) -> Path:
@@ -204,7 +239,7 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     pr = _section(raw, "predict", PredictConfig, "")
     return ExperimentConfig(name=name, dataset=dataset, output=Path(exp.get("output", "artifacts")),
                             eval_sets=tuple(evals), split=SplitConfig(**sp), train=TrainConfig(**tr),
-                            predict=PredictConfig(**pr))
+                            predict=PredictConfig(**pr), audit=_parse_audit(raw))
 
 
 def load_config(path: Path | str) -> ExperimentConfig:

@@ -138,8 +138,13 @@ def skipped_report(result: IngestResult, examples: int = 3) -> str:
 
 def split_samples(samples: pd.DataFrame, seed: int = 42,
                   fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-                  group_column: str = "group", label_column: str = "label") -> pd.DataFrame:
-    """Fill ``split`` with train/val/test, grouped (no group in two splits) and stratified by label."""
+                  group_column: str = "group", label_column: str = "label",
+                  duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Fill ``split`` with train/val/test, grouped (no group in two splits) and stratified by label.
+
+    ``duplicates`` (pairs ``a``, ``b`` of sample ids, as ``pipeline.audit`` finds them) joins the groups that
+    share a duplicate image, so a new split puts no duplicate in two splits; a given split is kept as is.
+    """
     _validate_split_args(samples, seed, fractions, group_column, label_column)
     out = samples.copy()
     if "split" not in out.columns:
@@ -153,9 +158,18 @@ def split_samples(samples: pd.DataFrame, seed: int = 42,
         return out  # an official or user-provided split is kept exactly as is
     check_no_leakage(out.assign(split=given), group_column=group_column)
 
-    groups = _group_table(out, given, group_column, label_column)
+    split_by = group_column
+    if duplicates is not None and len(duplicates):
+        from pipeline.audit import split_groups
+
+        split_by = "_split_group"
+        out[split_by] = split_groups(out.assign(split=given), duplicates, group_column).to_numpy()
+    groups = _group_table(out, given, split_by, label_column)
     assigned = _assign_groups(groups, np.random.default_rng(seed), np.asarray(fractions, dtype=float))
-    out["split"] = out[group_column].astype(str).map(assigned).astype(object)
+    out["split"] = out[split_by].astype(str).map(assigned).astype(object)
+    if split_by != group_column:
+        out = out.drop(columns=[split_by])
+        out.attrs["split_duplicate_groups"] = True
     out.attrs["split_policy"] = "grouped-stratified" if given.isna().all() else "given+grouped-stratified"
     out.attrs["split_seed"] = int(seed)
     out.attrs["split_fractions"] = tuple(float(f) for f in fractions)

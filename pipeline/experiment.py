@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import artifacts as art
+from pipeline.audit import IngestAudit
 from pipeline.config import EvalSetConfig, ExperimentConfig
 from pipeline.datasets import check_no_leakage, dataset_fingerprint, ingest, skipped_report, split_samples
 
@@ -36,7 +37,10 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
     result = ingest(ds.layout, ds.root, **_ingest_options(ds.layout, ds.options))
     log(skipped_report(result))
     class_names = list(result.class_names)
-    samples = split_samples(result.samples, seed=cfg.split.seed, fractions=cfg.split.fractions)
+    audit = IngestAudit.from_config(cfg, log) if cfg.audit.enabled else None
+    main = audit.start(result.samples) if audit else result.samples
+    samples = split_samples(main, seed=cfg.split.seed, fractions=cfg.split.fractions,
+                            duplicates=audit.pairs if audit else None)
     check_no_leakage(samples)
     policy = samples.attrs.get("split_policy", "grouped-stratified")
     samples["eval_set"] = samples["split"].where(samples["split"].isin(["val", "test"]), None)
@@ -58,6 +62,8 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
         "skipped_report": skipped_report(result), "notes": list(result.notes), "eval_set_reports": eval_reports,
         "split_policy": policy,
     }
+    if audit:
+        info["audit"] = audit.finish(table, cfg.experiment_dir)
     return table, class_names, info
 
 

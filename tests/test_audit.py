@@ -1,0 +1,174 @@
+"""Data audit: planted duplicates found (recall and precision), splits that respect them, official splits
+reported but kept, label conflicts, artifacts, the [audit] config and the dashboard page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.bench_audit import cluster_recall, planted_set, write_planted
+from pipeline import artifacts as art
+from pipeline.audit import (
+    AuditSettings,
+    audit_samples,
+    candidate_pairs,
+    leaky_sample_ids,
+    read_audit,
+    write_audit,
+)
+from pipeline.config import parse_config
+from pipeline.datasets import ingest, split_samples
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory):
+    """30 look-alike families x 5 images + 100 planted copies (6 transforms), as class folders on disk."""
+    root = tmp_path_factory.mktemp("planted")
+    data = planted_set(n_families=30, per_family=5, n_dups=100, seed=3, n_conflicts=5)
+    table = write_planted(data, root)
+    result = audit_samples(table, AuditSettings(), jobs=1)
+    return data, table, result, root
+
+
+def test_planted_duplicates_found_with_recall_and_precision_above_95_percent(planted):
+    data, _, result, _ = planted
+    truth = data.true_pairs()
+    origin = dict(zip(data.ids, data.origin.tolist()))
+    found = result.pairs
+    precision = np.mean([origin[a] == origin[b] for a, b in zip(found["a"], found["b"])])
+    recall = cluster_recall(result.quality, truth)
+    assert recall >= 0.95, recall
+    assert precision >= 0.95, precision
+    # every kind of planted copy is found (each kind cycles through the 100 copies)
+    clustered = set(result.quality.loc[result.quality["cluster"] >= 0, "sample_id"])
+    kinds = pd.Series(data.kind, index=data.ids)
+    for kind in set(kinds) - {"base"}:
+        ids = kinds.index[kinds == kind]
+        assert np.mean([i in clustered for i in ids]) >= 0.9, kind
+
+
+def test_look_alike_distractors_are_not_paired(planted):
+    data, _, result, _ = planted
+    family = dict(zip(data.ids, data.family.tolist()))
+    origin = dict(zip(data.ids, data.origin.tolist()))
+    same_family_other_image = [(a, b) for a, b in zip(result.pairs["a"], result.pairs["b"])
+                               if family[a] == family[b] and origin[a] != origin[b]]
+    assert not same_family_other_image
+
+
+def test_conflicting_labels_found(planted):
+    data, table, result, _ = planted
+    conflicts = result.conflicts(table)
+    # the first 5 planted copies carry the other label than their base
+    n_base = int((np.array(data.kind) == "base").sum())
+    flipped = set(data.ids[n_base:n_base + 5])
+    assert flipped <= set(conflicts["sample_id"])
+    assert result.summary["conflicting_clusters"] >= 5
+    for _, part in conflicts.groupby("cluster"):
+        assert part["label"].nunique() > 1
+
+
+def test_new_split_keeps_every_duplicate_cluster_in_one_split(planted):
+    _, table, result, root = planted
+    samples = ingest("class_folders", root).samples  # no patient id: each image is its own group
+    assert (samples["group"] == samples["sample_id"]).all()
+    # the audit's ids -> the ingested ids (relative paths), through the file paths
+    ingested = dict(zip(samples["path"], samples["sample_id"]))
+    rename = {sid: ingested[str(Path(p).resolve())] for sid, p in zip(table["sample_id"], table["path"])}
+    pairs = result.pairs.assign(a=result.pairs["a"].map(rename), b=result.pairs["b"].map(rename))
+    plain = split_samples(samples, seed=0)
+    respecting = split_samples(samples, seed=0, duplicates=pairs)
+    assert set(respecting.columns) == set(samples.columns)
+    plain_split = dict(zip(plain["sample_id"], plain["split"]))
+    split = dict(zip(respecting["sample_id"], respecting["split"]))
+    assert [(a, b) for a, b in zip(pairs["a"], pairs["b"]) if split[a] != split[b]] == []
+    assert any(plain_split[a] != plain_split[b] for a, b in zip(pairs["a"], pairs["b"]))  # it mattered
+    assert set(split.values()) == {"train", "val", "test"}
+    assert (respecting["group"] == samples["group"]).all()  # the group column itself is unchanged
+
+
+def _npz_with_leak(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sizes = (("train", 12), ("val", 4), ("test", 6))
+    images = {s: rng.integers(0, 255, (n, 28, 28)).astype(np.uint8) for s, n in sizes}
+    images["test"][0] = np.clip(images["train"][3].astype(int) + 20, 0, 255)  # brightness-shifted copy
+    images["test"][1] = images["val"][2]  # exact copy
+    labels = {s: (np.arange(len(v)) % 2).reshape(-1, 1) for s, v in images.items()}
+    labels["test"][0] = 1 - labels["train"][3]  # and its label conflicts
+    labels["test"][1] = labels["val"][2]  # this one agrees
+    np.savez(path, **{f"{s}_images": v for s, v in images.items()}, **{f"{s}_labels": v for s, v in labels.items()})
+
+
+def test_official_split_is_kept_and_its_leakage_reported(tmp_path):
+    npz = tmp_path / "tiny.npz"
+    _npz_with_leak(npz)
+    samples = ingest("npz", npz).samples
+    result = audit_samples(samples, AuditSettings(), jobs=1)
+    kept = split_samples(samples, seed=0, duplicates=result.pairs)
+    assert kept["split"].tolist() == samples["split"].tolist()
+    table = kept.assign(eval_set=kept["split"].where(kept["split"].isin(["val", "test"]), None))
+    assert result.leaky_ids(table, "test") == {"test_images[0]", "test_images[1]"}
+    leaks = result.leakage(table)
+    assert len(leaks) == 2 and set(leaks["exact"]) == {True, False}
+    assert set(result.conflicts(table)["sample_id"]) == {"train_images[3]", "test_images[0]"}
+
+    exp = tmp_path / "exp"
+    art.write_samples(exp, table.assign(group=table["sample_id"]))
+    result.summary = {**result.summary}
+    write_audit(exp, result)
+    assert leaky_sample_ids(exp, "test") == {"test_images[0]", "test_images[1]"}
+    assert leaky_sample_ids(exp, "val") == set()
+    back = read_audit(exp)
+    assert back is not None and len(back.pairs) == len(result.pairs)
+    assert leaky_sample_ids(tmp_path / "no-audit") == set()
+
+
+def test_candidate_search_finds_every_pair_within_radius_without_comparing_all_pairs():
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (3000, 8), dtype=np.uint8)
+    near = codes[:300].copy()
+    for row in near:  # flip up to 7 random bits: the radius-1, 4-band guarantee
+        for bit in rng.choice(64, int(rng.integers(1, 8)), replace=False):
+            row[bit // 8] ^= np.uint8(1 << (bit % 8))
+    codes = np.concatenate([codes, near])
+    a, b, stats = candidate_pairs(codes, radius=1, max_hamming=7)
+    found = set(zip(a.tolist(), b.tolist()))
+    assert all((i, 3000 + i) in found for i in range(300))
+    n = len(codes)
+    assert stats["bucket_pairs"] < n * (n - 1) / 2 / 20  # far fewer than all pairs
+
+
+def test_quality_flags_dark_and_mixed_colour(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(12):
+        img = rng.integers(60, 200, (48, 48, 3)).astype(np.uint8)
+        if i == 0:
+            img = (img // 12).astype(np.uint8)  # too dark
+        if i == 1:
+            img = np.repeat(img[..., :1], 3, axis=2)  # the only grayscale image in a colour set
+        path = tmp_path / f"q{i}.png"
+        cv2.imwrite(str(path), img)
+        paths.append(str(path))
+    table = pd.DataFrame({"sample_id": [f"q{i}" for i in range(12)], "path": paths, "label": 0})
+    quality = audit_samples(table, AuditSettings(), jobs=1).quality.set_index("sample_id")
+    assert quality.loc["q0", "flag_dark"] and not quality.loc["q5", "flag_dark"]
+    assert quality["flag_mixed_colour"].tolist() == [False, True] + [False] * 10
+
+
+def test_audit_config_section_parses_and_names_bad_values():
+    base = {"experiment": {"name": "x"}, "dataset": {"layout": "npz", "root": "a.npz"}}
+    cfg = parse_config(base)
+    assert cfg.audit.enabled and cfg.audit.threshold == 0.95 and cfg.audit.drop_quality == ()
+    cfg = parse_config({**base, "audit": {"threshold": 0.9, "drop_quality": ["dark"], "enabled": False}})
+    assert (cfg.audit.threshold, cfg.audit.drop_quality, cfg.audit.enabled) == (0.9, ("dark",), False)
+    with pytest.raises(ValueError, match="audit.threshold"):
+        parse_config({**base, "audit": {"threshold": 1.5}})
+    with pytest.raises(ValueError, match="audit.drop_quality"):
+        parse_config({**base, "audit": {"drop_quality": ["shiny"]}})
+    with pytest.raises(ValueError, match="audit"):
+        parse_config({**base, "audit": {"treshold": 0.9}})

@@ -10,19 +10,18 @@ sample table on every rerun would cost more than the work it saves.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import streamlit as st
 from scipy import sparse
 
 from pipeline import artifacts as art
+from pipeline import comparison as cmp
 from pipeline import metrics as mt
+from pipeline.comparison import ModelData
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS_ENV = "MEDCOMPARE_ARTIFACTS"
@@ -30,23 +29,6 @@ MAX_CURVE_POINTS = 2000
 LEADERBOARD_METRICS: tuple[str, ...] = tuple(mt.LEADERBOARD_METRICS)
 Stamp = tuple
 _AUC_METRICS = ("roc_auc", "pr_auc")
-
-
-@dataclass(frozen=True)
-class ModelData:
-    """One model's predictions on one evaluation set, aligned with the sample table (read-only arrays)."""
-
-    model: str
-    eval_set: str
-    sample_ids: np.ndarray  # str, shape (n,)
-    y: np.ndarray  # int class index, shape (n,)
-    P: np.ndarray  # float64 probabilities, shape (n, K)
-    groups: np.ndarray  # int group code (patient/lesion), shape (n,)
-    n_unknown: int = 0  # prediction rows whose sample id is not in samples.parquet (dropped)
-
-    @property
-    def n(self) -> int:
-        return int(self.y.shape[0])
 
 
 # ---------------------------------------------------------------- paths and stamps
@@ -174,58 +156,9 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@dataclass(frozen=True)
-class _SampleIndex:
-    """The sample table as arrays, for aligning predictions by sample id without pandas string lookups."""
-
-    ids: pa.Array  # sample_id, for pyarrow.compute.index_in
-    sample_ids: np.ndarray  # object
-    labels: np.ndarray  # int64
-    group_codes: np.ndarray  # int64
-    by_eval_set: dict[str, tuple[pa.Array, np.ndarray]]  # eval set -> (its ids in table order, their rows)
-
-
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _sample_arrays(exp_dir: str, exp_stamp: Stamp, _exp: art.Experiment) -> _SampleIndex:
-    s = _exp.samples
-    sample_ids = s["sample_id"].to_numpy(dtype=object)
-    ids = pa.array(sample_ids, type=pa.string())
-    by_eval: dict[str, tuple[pa.Array, np.ndarray]] = {}
-    if "eval_set" in s:
-        eval_sets = s["eval_set"].astype(object).to_numpy()
-        for es in pd.unique(s["eval_set"].dropna()):
-            rows = _readonly(np.flatnonzero(eval_sets == es).astype(np.int64))
-            by_eval[str(es)] = (ids.take(pa.array(rows)), rows)
-    return _SampleIndex(ids=ids, sample_ids=_readonly(sample_ids),
-                        labels=_readonly(s["label"].to_numpy(dtype=np.int64)),
-                        group_codes=_readonly(pd.factorize(s["group"].astype(str))[0].astype(np.int64)),
-                        by_eval_set=by_eval)
-
-
-def _read_predictions(exp: art.Experiment, model: str) -> tuple[pa.Table, Path]:
-    """A model's predictions as an Arrow table, checked like `artifacts.read_predictions` (same messages).
-
-    The unknown-id filter and the duplicate check are done in `_model_data` from the aligned positions:
-    pandas 3's `Series.isin` on strings loops in Python (about 7 s per 300,000 ids) and its `duplicated`
-    cost ~85 ms per model; the positions give both for free.
-    """
-    import pyarrow.parquet as pq
-
-    path = art.model_dir(exp.path, model) / art.PREDICTIONS_FILE
-    if not path.exists():
-        raise art.ArtifactError(path, "file is missing")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
-        raise art.ArtifactError(path, f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:200]}); "
-                                      "the file may be truncated or half-written") from None
-    probs = [c for c in art.prob_columns(len(exp.class_names)) if c in table.column_names]
-    head = table.select([c for c in ("sample_id", "eval_set") if c in table.column_names] + probs)
-    errors = [p for p in art.check_predictions(head.to_pandas(), len(exp.class_names), path, check_duplicates=False)
-              if p.severity == "error"]
-    if errors:
-        raise art.ArtifactError(path, "; ".join(p.message for p in errors))
-    return table, path
+def _sample_arrays(exp_dir: str, exp_stamp: Stamp, _exp: art.Experiment) -> cmp.SampleIndex:
+    return cmp.sample_index(_exp)
 
 
 _EXCLUDED = "excluded-from-metrics"
@@ -253,32 +186,8 @@ def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval
                 _exp: art.Experiment) -> ModelData:
     base, excluded = _split_stamp(exp_stamp)
     if excluded:  # the shared, complete arrays minus this user's exclusions
-        return without_samples(_model_data(exp_dir, base, model, m_stamp, eval_set, _exp), frozenset(excluded))
-    table, path = _read_predictions(_exp, model)
-    table = table.filter(pc.equal(table["eval_set"].cast(pa.string()), eval_set))
-    index = _sample_arrays(exp_dir, exp_stamp, _exp)
-    ids = table["sample_id"].cast(pa.string()).combine_chunks()
-    expected = index.by_eval_set.get(eval_set)
-    if expected is not None and ids.equals(expected[0]):
-        # The pipeline writes each eval set in sample-table order: the rows are known without hashing.
-        pos, keep = expected[1], np.ones(len(ids), dtype=bool)
-    else:
-        found = pc.index_in(ids, value_set=index.ids).to_numpy(zero_copy_only=False)
-        keep = ~np.isnan(found) if found.dtype.kind == "f" else np.ones(len(found), dtype=bool)
-        pos = found[keep].astype(np.int64)
-        if len(pos) and np.bincount(pos).max() > 1:
-            raise art.ArtifactError(path, art.DUPLICATE_ROWS)
-    cols = art.prob_columns(len(_exp.class_names))
-    P = np.column_stack([table[c].to_numpy().astype(np.float64, copy=False) for c in cols]) if len(table) else \
-        np.zeros((0, len(cols)))
-    return ModelData(
-        model=model, eval_set=eval_set,
-        sample_ids=_readonly(index.sample_ids[pos]),
-        y=_readonly(index.labels[pos]),
-        P=_readonly(np.ascontiguousarray(P[keep])),
-        groups=_readonly(index.group_codes[pos]),
-        n_unknown=int((~keep).sum()),
-    )
+        return cmp.without_samples(_model_data(exp_dir, base, model, m_stamp, eval_set, _exp), frozenset(excluded))
+    return cmp.read_model_data(_exp, model, eval_set, index=_sample_arrays(exp_dir, exp_stamp, _exp))
 
 
 def get_model_data(exp: art.Experiment, model: str, eval_set: str) -> ModelData:
@@ -591,17 +500,12 @@ def _review_arrays(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_st
                    eval_set: str, _exp: art.Experiment) -> Any:
     from pipeline import review as rv
 
-    per_model = {}
-    for model, m_stamp in zip(models, m_stamps):
-        md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-        per_model[model] = (md.sample_ids, md.P)
-    # The union of every model's samples, in sample-table order; y from the sample table.
-    index = pd.Index(_exp.samples["sample_id"])
-    pos = np.unique(np.concatenate([index.get_indexer(pd.Index(ids)) for ids, _ in per_model.values()]))
-    pos = pos[pos >= 0]
-    return rv.align_predictions(_exp.samples["sample_id"].to_numpy(dtype=object)[pos],
-                                _exp.samples["label"].to_numpy(dtype=np.int64)[pos], per_model,
-                                len(_exp.class_names))
+    stamps = dict(zip(models, m_stamps))
+    # The union of every model's samples, in sample-table order (the gallery shows excluded samples too).
+    aligned = cmp.load_aligned(_exp, models, eval_set, join="outer",
+                               index=_sample_arrays(exp_dir, exp_stamp, _exp),
+                               read=lambda m: _model_data(exp_dir, exp_stamp, m, stamps[m], eval_set, _exp))
+    return rv.from_aligned(aligned)
 
 
 def get_review_arrays(exp: art.Experiment, models: list[str], eval_set: str) -> Any:
@@ -664,22 +568,11 @@ def excluded_sample_ids(exp: art.Experiment) -> set[str]:
     return set(get_tagged(exp).get(notes.LABEL_WRONG, ()))
 
 
-def without_samples(md: ModelData, excluded: set[str] | frozenset[str]) -> ModelData:
-    """`md` minus the samples whose id is in `excluded` (returns `md` itself when none of them is there)."""
-    if not excluded:
-        return md
-    keep = ~art.id_mask(md.sample_ids, list(excluded))
-    if keep.all():
-        return md
-    return ModelData(model=md.model, eval_set=md.eval_set, sample_ids=_readonly(md.sample_ids[keep]),
-                     y=_readonly(md.y[keep]), P=_readonly(md.P[keep]), groups=_readonly(md.groups[keep]))
-
-
 @st.cache_data(show_spinner=False, max_entries=512)
 def _summary_excluding(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
                        threshold: float | None, pos_index: int, excluded: tuple[str, ...],
                        _exp: art.Experiment) -> dict[str, float]:
-    md = without_samples(_model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp), frozenset(excluded))
+    md = cmp.without_samples(_model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp), frozenset(excluded))
     out: dict[str, float] = {"n": float(md.n)}
     if md.n == 0:
         return {**out, **{m: float("nan") for m in LEADERBOARD_METRICS}}
@@ -850,18 +743,16 @@ def _models_key(exp: art.Experiment, models: list[str] | tuple[str, ...]) -> tup
 
 @st.cache_resource(show_spinner="Aligning predictions…", max_entries=32)
 def _aligned(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
-             _exp: art.Experiment) -> Any:
-    from pipeline import report as rp
-
-    per_model = {}
-    for model, m_stamp in zip(models, m_stamps):
-        md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-        per_model[model] = (md.sample_ids, md.y, md.groups, md.P)
-    return rp.align_models(per_model)
+             _exp: art.Experiment) -> cmp.Aligned:
+    base, excluded = _split_stamp(exp_stamp)
+    stamps = dict(zip(models, m_stamps))
+    return cmp.load_aligned(_exp, models, eval_set, exclude=excluded,
+                            read=lambda m: _model_data(exp_dir, base, m, stamps[m], eval_set, _exp))
 
 
-def get_aligned(exp: art.Experiment, models: list[str], eval_set: str) -> Any:
-    """`pipeline.report.Aligned`: `models`' predictions on the samples every one of them predicted (shared)."""
+def get_aligned(exp: art.Experiment, models: list[str], eval_set: str) -> cmp.Aligned:
+    """`models`' predictions on the samples every one of them predicted, minus this session's exclusions (shared):
+    `pipeline.comparison.load_aligned` through the cached per-model reads."""
     return _aligned(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, exp)
 
 
@@ -971,6 +862,7 @@ def get_disagreement(exp: art.Experiment, models: list[str], eval_set: str,
 def _meeting_report(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
                     eval_set: str, thresholds: tuple[tuple[str, float], ...], n_boot: int, notes: int,
                     pdf: bool) -> tuple[bytes, bytes | None]:
+    _, excluded = _split_stamp(exp_stamp)
     import tempfile
 
     from pipeline import report as rp
@@ -979,14 +871,15 @@ def _meeting_report(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_s
         html_path = Path(tmp) / "report.html"
         pdf_path = Path(tmp) / "report.pdf" if pdf else None
         rp.build_report(exp_dir, list(models), eval_set, dict(thresholds), n_boot, out_html=html_path,
-                        out_pdf=pdf_path)
+                        out_pdf=pdf_path, exclude=excluded)
         return html_path.read_bytes(), (pdf_path.read_bytes() if pdf_path is not None else None)
 
 
 def get_meeting_report(exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None],
                        n_boot: int = 1000, pdf: bool = False) -> tuple[bytes, bytes | None]:
-    """(HTML bytes, PDF bytes or None) of `pipeline.report.build_report` with these thresholds (cached until an
-    artifact or a mentor note changes); raises ArtifactError, or FileNotFoundError when a PDF needs chromium."""
+    """(HTML bytes, PDF bytes or None) of `pipeline.report.build_report` with these thresholds and this session's
+    exclusions, so it shows the numbers of the pages it is downloaded from (cached until an artifact or a mentor
+    note changes); raises ArtifactError, or FileNotFoundError when a PDF needs chromium."""
     try:
         notes = notes_stamp(exp)
     except art.ArtifactError:

@@ -48,17 +48,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _print_summary(exp_dir: Path) -> int:
     from pipeline import artifacts as art
+    from pipeline.comparison import load_aligned, sample_index
     from pipeline.metrics import classification_summary
 
     exp = art.load_experiment(exp_dir)
+    index = sample_index(exp)
     rows = []
     for model in exp.models:
-        preds = art.read_predictions(exp, model)
-        merged = preds.merge(exp.samples[["sample_id", "label"]], on="sample_id")
-        for es, part in merged.groupby("eval_set"):
-            P = part[art.prob_columns(len(exp.class_names))].to_numpy()
-            s = classification_summary(part["label"].to_numpy(), P, pos_index=exp.positive_index)
-            rows.append(f"  {model:<16} {es:<12} n={len(part):<5} AUC={s['roc_auc']:.3f}  "
+        for es in exp.eval_sets:
+            al = load_aligned(exp, [model], es, index=index)
+            if al.n == 0:
+                continue
+            s = classification_summary(al.y, al.probs[model], pos_index=exp.positive_index)
+            rows.append(f"  {model:<16} {es:<12} n={al.n:<5} AUC={s['roc_auc']:.3f}  "
                         f"balanced acc={s['balanced_accuracy']:.3f}")
     print("\n".join(rows))
     return 0

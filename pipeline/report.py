@@ -1,8 +1,8 @@
 """Paired comparison of models and the meeting report (one self-contained HTML file, optionally a PDF).
 
 Two halves share this module:
-- pure comparison helpers used by the dashboard's *Paired comparison* page as well: `align_models` (the
-  samples every model predicted), `orient_pair` / `pair_tables` / `verdicts` on the rows of
+- pure comparison helpers used by the dashboard's *Paired comparison* page as well (the aligned view itself is
+  `pipeline.comparison.load_aligned`): `orient_pair` / `pair_tables` / `verdicts` on the rows of
   `metrics.pairwise_comparisons`, `pair_matrix`, `curve_points`;
 - `build_report`, which reads an experiment folder, computes every number with `pipeline.metrics`, draws
   every figure with `pipeline.figures` (Plotly, no Streamlit) and writes ONE HTML file with plotly.js inlined
@@ -24,10 +24,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,12 +34,10 @@ import pandas as pd
 from pipeline import artifacts as art
 from pipeline import figures
 from pipeline import metrics as mt
+from pipeline.comparison import ENSEMBLE, Aligned, load_aligned, with_ensemble
 
 __all__ = [
-    "Aligned",
-    "ENSEMBLE",
     "REPORT_SECTIONS",
-    "align_models",
     "artifact_fingerprint",
     "build_report",
     "chromium_path",
@@ -53,7 +50,6 @@ __all__ = [
     "format_p",
     "html_to_pdf",
     "leaderboard_frame",
-    "load_aligned",
     "multiclass_verdict",
     "orient_pair",
     "pair_matrix",
@@ -61,10 +57,8 @@ __all__ = [
     "pairs_table",
     "render_report_html",
     "verdicts",
-    "with_ensemble",
 ]
 
-ENSEMBLE = "Ensemble (mean)"
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ENV = "MEDCOMPARE_CHROMIUM"
@@ -84,67 +78,6 @@ def _invalid(name: str, expected: str, received: object) -> ValueError:
 
 
 # ---------------------------------------------------------------- aligned predictions
-
-
-def _object_index(ids: object) -> pd.Index:
-    """An object-dtype Index: pandas 3 would make Arrow strings, whose isin loops in Python."""
-    return pd.Index(np.asarray(ids, dtype=object), dtype=object)
-
-
-def align_models(per_model: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Aligned:
-    """{model: (sample_ids, y, groups, P)} -> the samples every model predicted, in the first model's order."""
-    if not isinstance(per_model, Mapping) or not per_model:
-        raise _invalid("per_model", "a non-empty dict {model: (sample_ids, y, groups, P)}", type(per_model).__name__)
-    names = list(per_model)
-    first_ids, first_y, first_groups, _ = per_model[names[0]]
-    first_ids = np.asarray(first_ids, dtype=object)
-    same = [len(per_model[n][0]) == len(first_ids) and np.array_equal(np.asarray(per_model[n][0], dtype=object),
-                                                                       first_ids) for n in names]
-    keep = np.ones(len(first_ids), dtype=bool)
-    if not all(same):
-        index = _object_index(first_ids)
-        for name, equal in zip(names, same):
-            if not equal:
-                keep &= index.isin(_object_index(per_model[name][0]))
-    ids = first_ids[keep]
-    probs = {}
-    for name, equal in zip(names, same):
-        sid, _, _, P = per_model[name]
-        P = np.asarray(P, dtype=np.float64)
-        if equal:  # the usual case: every model scored the same samples in the same order
-            probs[name] = np.ascontiguousarray(P[keep])
-        else:
-            probs[name] = np.ascontiguousarray(P[_object_index(sid).get_indexer(ids)])
-    return Aligned(sample_ids=ids, y=np.asarray(first_y, dtype=np.int64)[keep],
-                   groups=np.asarray(first_groups)[keep], probs=probs)
-
-
-def _model_arrays(exp: art.Experiment, model: str,
-                  eval_set: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(sample_ids, y, group codes, P) of one model on one evaluation set, read from the artifacts."""
-    preds = art.read_predictions(exp, model)
-    preds = preds[preds["eval_set"].astype(str) == eval_set]
-    samples = exp.samples
-    pos = _object_index(samples["sample_id"]).get_indexer(np.asarray(preds["sample_id"], dtype=object))
-    keep = pos >= 0
-    pos = pos[keep]
-    P = preds.loc[keep, art.prob_columns(len(exp.class_names))].to_numpy(dtype=np.float64)
-    codes = pd.factorize(samples["group"].astype(str))[0].astype(np.int64)
-    return (samples["sample_id"].to_numpy(dtype=object)[pos], samples["label"].to_numpy(dtype=np.int64)[pos],
-            codes[pos], P)
-
-
-def load_aligned(exp: art.Experiment, models: Sequence[str], eval_set: str) -> Aligned:
-    """Read `models`' predictions on `eval_set` and keep the samples every one of them predicted."""
-    return align_models({m: _model_arrays(exp, m, eval_set) for m in models})
-
-
-def with_ensemble(aligned: Aligned) -> dict[str, np.ndarray]:
-    """The models' probabilities plus the mean-probability ensemble (when there are two or more models)."""
-    probs = dict(aligned.probs)
-    if len(probs) >= 2:
-        probs[ENSEMBLE] = mt.ensemble_mean(aligned.probs)
-    return probs
 
 
 # ---------------------------------------------------------------- paired-test rows -> tables and verdicts
@@ -900,7 +833,7 @@ footer{margin-top:30px;color:#6a7888;font-size:12px;border-top:1px solid #c9d3de
 
 def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None, eval_set: str = "test",
                        thresholds: Mapping[str, float | None] | None = None, n_boot: int = 1000, seed: int = 0,
-                       alpha: float = 0.05, n_gallery: int = 24) -> str:
+                       alpha: float = 0.05, n_gallery: int = 24, *, exclude: Collection[str] = ()) -> str:
     """The meeting report as one self-contained HTML string (see `build_report`)."""
     from plotly.offline import get_plotlyjs
 
@@ -918,7 +851,7 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
         raise _invalid("eval_set", f"one of {exp.eval_sets}", repr(eval_set))
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise _invalid("n_boot", "a positive int", repr(n_boot))
-    aligned = load_aligned(exp, models, eval_set)
+    aligned = load_aligned(exp, models, eval_set, exclude=exclude)
     if aligned.n == 0:
         raise _invalid("eval_set", f"an evaluation set on which every model in {models} has predictions",
                        repr(eval_set))
@@ -963,7 +896,9 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     header = (
         f"<header><h1>Meeting report: {_esc(exp.name)}</h1>"
         f'<div class="meta">Evaluation set <b>{_esc(eval_set)}</b> · {aligned.n:,} samples · models '
-        f"{_esc(', '.join(models))} · thresholds {_esc(thr_text)} · {n_boot} bootstrap resamples (seed {seed})</div>"
+        f"{_esc(', '.join(models))} · thresholds {_esc(thr_text)} · {n_boot} bootstrap resamples (seed {seed})"
+        + (f' · <span id="excluded">{aligned.excluded:,} samples excluded</span> (e.g. marked "label wrong")'
+           if aligned.excluded else "") + "</div>"
         f'<div class="meta" id="fingerprint">Artifact fingerprint <code>{fp["combined"]}</code> '
         f'(dataset <code>{_esc(fp["dataset"])}</code>, predictions sha256 <code>{fp["predictions"]}</code>) · '
         f'created <time datetime="{created}">{created}</time></div></header>')
@@ -1034,13 +969,15 @@ def html_to_pdf(html_path: Path | str, pdf_path: Path | str, chromium: str | Non
 def build_report(exp_dir: Path | str, models: Sequence[str] | None = None, eval_set: str = "test",
                  thresholds: Mapping[str, float | None] | None = None, n_boot: int = 1000,
                  out_html: Path | str | None = None, out_pdf: Path | str | None = None, seed: int = 0,
-                 alpha: float = 0.05, n_gallery: int = 24) -> Path:
+                 alpha: float = 0.05, n_gallery: int = 24, *, exclude: Collection[str] = ()) -> Path:
     """Write the meeting report (HTML, and a PDF when `out_pdf` is given); returns the HTML path.
 
     Default output: `<experiment>/reports/report-<eval_set>-<UTC time>.html`. Thresholds apply to binary
     tasks (0.5 for a model not listed; the key "Ensemble (mean)" sets the ensemble's); multiclass uses argmax.
+    `exclude` holds sample ids left out of every number (the dashboard passes the samples its pages exclude).
     """
-    text = render_report_html(exp_dir, models, eval_set, thresholds, n_boot, seed, alpha, n_gallery)
+    text = render_report_html(exp_dir, models, eval_set, thresholds, n_boot, seed, alpha, n_gallery,
+                              exclude=exclude)
     if out_html is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out_html = Path(exp_dir) / "reports" / f"report-{eval_set}-{stamp}.html"
@@ -1050,24 +987,3 @@ def build_report(exp_dir: Path | str, models: Sequence[str] | None = None, eval_
     if out_pdf is not None:
         html_to_pdf(out_html, out_pdf)
     return out_html
-
-
-# ---------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class Aligned:
-    """Predictions of several models on the same samples (the ones every model predicted)."""
-
-    sample_ids: np.ndarray  # str, shape (n,)
-    y: np.ndarray  # int class index, shape (n,)
-    groups: np.ndarray  # int group code (patient/lesion), shape (n,)
-    probs: dict[str, np.ndarray]  # model -> (n, K) probabilities
-
-    @property
-    def n(self) -> int:
-        return int(self.y.shape[0])
-
-    @property
-    def models(self) -> list[str]:
-        return list(self.probs)

@@ -7,10 +7,13 @@ No Streamlit, no TensorFlow, nothing happens on import.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pipeline.comparison import Aligned
 
 OUTCOMES = ("wrong", "right", "all")
 ERROR_TYPES = ("any", "fp", "fn")
@@ -87,6 +90,20 @@ def align_predictions(sample_ids: Sequence[str] | np.ndarray, y: Sequence[int] |
         P[i, pos[keep]] = probs[keep]
         has[i, pos[keep]] = True
     return ReviewArrays(tuple(per_model), _readonly(ids), _readonly(labels), _readonly(P), _readonly(has), index)
+
+
+def from_aligned(aligned: Aligned) -> ReviewArrays:
+    """The gallery's arrays from `comparison.load_aligned(..., join="outer")` (or an inner join: every model
+    then has every sample)."""
+    models = tuple(aligned.models)
+    if not models:
+        raise _invalid("aligned", "at least one model", "none")
+    has = aligned.has or {m: np.ones(aligned.n, dtype=bool) for m in models}
+    P = np.stack([np.asarray(aligned.probs[m], dtype=np.float64) for m in models])
+    mask = np.stack([np.asarray(has[m], dtype=bool) for m in models])
+    ids = np.asarray(aligned.sample_ids, dtype=object)
+    return ReviewArrays(models, _readonly(ids.copy()), _readonly(np.asarray(aligned.y, dtype=np.int64).copy()),
+                        _readonly(P), _readonly(mask), pd.Index(ids))
 
 
 def predictions(arrays: ReviewArrays, thresholds: Sequence[float | None], pos_index: int = 1) -> np.ndarray:

@@ -4,13 +4,14 @@ scikit-learn."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as skm
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from pipeline import metrics as M
-from pipeline.report import ENSEMBLE
+from pipeline.comparison import ENSEMBLE
 from tests.conftest import APP_PATH, no_exceptions, open_app, plotly_specs, truth
 
 COMPARE = "app_pages/compare.py"
@@ -205,3 +206,69 @@ def test_report_button_offers_the_download(fake_root, artifacts_env):
     no_exceptions(at)
     labels = [el.proto.label for el in at.get("download_button")]
     assert "Download meeting report (HTML)" in labels
+
+
+# ---------------------------------------------------------------- the report shows the numbers of its page
+
+def _report_leaderboard(text: str) -> tuple[int, dict[str, dict[str, str]]]:
+    """(samples in the header, {model: {column: cell text}}) of a meeting report's leaderboard."""
+    import re
+
+    n = int(re.search(r"Evaluation set <b>[^<]*</b> · ([\d,]+) samples", text).group(1).replace(",", ""))
+    section = text[text.index('<section id="leaderboard">'):]
+    section = section[:section.index("</section>")]
+    rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, flags=re.S) for r in re.findall(r"<tr>(.*?)</tr>", section,
+                                                                                          flags=re.S)]
+    header, body = rows[0], rows[1:]
+    return n, {r[0].strip(): dict(zip(header[1:], (c.strip() for c in r[1:]))) for r in body}
+
+
+def test_downloaded_report_uses_the_pages_exclusions_and_thresholds(tmp_path, monkeypatch):
+    """Toggle "exclude samples marked label wrong", build the report from the page, compare its numbers with the
+    page's and with scikit-learn on the kept samples at the page's thresholds (the report used to read the
+    files on disk and ignore the exclusion)."""
+    from pipeline import notes
+    from pipeline import report as rp
+    from pipeline.fake import make_fake_experiment
+
+    make_fake_experiment(tmp_path, "ex", n_samples=240, n_models=2, n_classes=2, seed=11)
+    monkeypatch.setenv("MEDCOMPARE_ARTIFACTS", str(tmp_path))
+    reports: list[str] = []
+    render = rp.render_report_html
+
+    def spy(*args, **kwargs):
+        reports.append(render(*args, **kwargs))
+        return reports[-1]
+
+    monkeypatch.setattr(rp, "render_report_html", spy)
+    models = ["MobileNetV2", "ResNet50"]
+    thr = {models[0]: 0.3, models[1]: 0.5}
+    y, P0, _ = truth(tmp_path, "ex", models[0])
+    preds = pd.read_parquet(tmp_path / "ex" / "models" / models[0] / "predictions.parquet")
+    ids = preds.loc[preds["eval_set"] == "test", "sample_id"].to_numpy(dtype=object)  # truth()'s order
+    wrong = [sid for sid, yy, p in zip(ids, y, P0[:, 1] >= thr[models[0]]) if int(p) != yy][:8]
+    for sid in wrong:
+        notes.add_note(tmp_path / "ex", sid, notes.LABEL_WRONG, author="t")
+
+    at = open_compare("ex", thr=f"{models[0]}:0.3")
+    for exclude in (False, True):
+        at.session_state["exclude_label_wrong"] = exclude
+        at.run()
+        at.button(key="compare_build_report").click().run()
+        no_exceptions(at)
+        n, board = _report_leaderboard(reports[-1])
+        keep = ~np.isin(ids, wrong) if exclude else np.ones(len(ids), bool)
+        assert n == int(keep.sum()) == len(ids) - (len(wrong) if exclude else 0)
+        at.switch_page("app_pages/overview.py").run()
+        page = at.dataframe[0].value
+        for m in models:
+            ym, Pm, _ = truth(tmp_path, "ex", m)
+            pred = Pm[keep, 1] >= thr[m]
+            for col, ref in (("Accuracy", skm.accuracy_score(ym[keep], pred)),
+                             ("Sensitivity", skm.recall_score(ym[keep], pred)),
+                             ("ROC AUC", skm.roc_auc_score(ym[keep], Pm[keep, 1]))):
+                assert float(board[m][col].split()[0]) == pytest.approx(ref, abs=5e-4), (exclude, m, col)
+                assert board[m][col].split()[0] == page.loc[m, col].split()[0], (exclude, m, col)
+            assert float(board[m]["Threshold"]) == pytest.approx(thr[m])
+        at.switch_page(COMPARE).run()
+    assert "samples excluded" in reports[-1] and "samples excluded" not in reports[0]

@@ -45,7 +45,9 @@ def test_alignment_is_the_same_in_table_order_and_shuffled_and_duplicates_are_er
     exp_dir = make_fake_experiment(tmp_path, "e", n_samples=120, n_models=1, seed=4)
     path = exp_dir / "models" / "MobileNetV2" / "predictions.parquet"
     with monkeypatch.context() as m:
-        m.setattr(da.pc, "index_in", lambda *a, **k: pytest.fail("in-order ids should not be hashed"))
+        import pyarrow.compute
+
+        m.setattr(pyarrow.compute, "index_in", lambda *a, **k: pytest.fail("in-order ids should not be hashed"))
         in_order = da.get_model_data(da.get_experiment("e", tmp_path), "MobileNetV2", "test")
     preds = pd.read_parquet(path)
     _rewrite(path, preds.sample(frac=1.0, random_state=0).reset_index(drop=True))

@@ -15,6 +15,7 @@ import pytest
 from sklearn import metrics as skm
 
 from pipeline import artifacts as art
+from pipeline import comparison as cmp
 from pipeline import metrics as M
 from pipeline import report as rp
 from pipeline.fake import make_fake_experiment
@@ -71,7 +72,7 @@ def exps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def reports(exps, tmp_path_factory) -> dict[str, Path]:
     """One HTML report per experiment (binary with non-default thresholds)."""
     out = tmp_path_factory.mktemp("reports")
-    thresholds = {"binary": {"ResNet50": 0.3, "EfficientNetB0": 0.7, rp.ENSEMBLE: 0.4}}
+    thresholds = {"binary": {"ResNet50": 0.3, "EfficientNetB0": 0.7, cmp.ENSEMBLE: 0.4}}
     return {name: rp.build_report(d, n_boot=N_BOOT, thresholds=thresholds.get(name), out_html=out / f"{name}.html")
             for name, d in exps.items()}
 
@@ -119,16 +120,16 @@ def test_figures_sections_and_counts(reports, exps):
     multi = reports["multi7"].read_text(encoding="utf-8")
     assert "One-vs-rest ROC AUC per class" in multi and "macro ROC AUC difference" in multi
     single = reports["single"].read_text(encoding="utf-8")
-    assert "A paired comparison needs at least two models" in single and rp.ENSEMBLE not in single
+    assert "A paired comparison needs at least two models" in single and cmp.ENSEMBLE not in single
 
 
 def test_thresholds_in_force_are_used(reports, exps):
     text = reports["binary"].read_text(encoding="utf-8")
     assert "ResNet50 (threshold 0.300)" in text and "EfficientNetB0 (threshold 0.700)" in text
-    assert "MobileNetV2 (threshold 0.500)" in text and f"{rp.ENSEMBLE} (threshold 0.400)" in text
+    assert "MobileNetV2 (threshold 0.500)" in text and f"{cmp.ENSEMBLE} (threshold 0.400)" in text
     # The McNemar counts in the report match a direct count at those thresholds.
     exp = art.load_experiment(exps["binary"])
-    al = rp.load_aligned(exp, ["EfficientNetB0", "ResNet50"], "test")
+    al = cmp.load_aligned(exp, ["EfficientNetB0", "ResNet50"], "test")
     ca = (al.probs["EfficientNetB0"][:, 1] >= 0.7) == (al.y == 1)
     cb = (al.probs["ResNet50"][:, 1] >= 0.3) == (al.y == 1)
     rows = M.pairwise_comparisons(al.y, al.probs, {"EfficientNetB0": 0.7, "ResNet50": 0.3}, 1, al.groups,
@@ -139,7 +140,7 @@ def test_thresholds_in_force_are_used(reports, exps):
 def test_leaderboard_values_equal_sklearn(reports, exps):
     text = reports["binary"].read_text(encoding="utf-8")
     exp = art.load_experiment(exps["binary"])
-    al = rp.load_aligned(exp, exp.models, "test")
+    al = cmp.load_aligned(exp, exp.models, "test")
     for model in exp.models:
         auc = skm.roc_auc_score(al.y, al.probs[model][:, 1])
         assert f"{auc:.3f} [" in text, model
@@ -161,7 +162,7 @@ def test_gallery_shows_mentor_notes(exps, tmp_path):
     from pipeline import notes
 
     exp = art.load_experiment(exps["single"])
-    al = rp.load_aligned(exp, exp.models, "test")
+    al = cmp.load_aligned(exp, exp.models, "test")
     pred = M.predict_labels(al.probs[exp.models[0]], 0.5, 1)
     wrong = al.sample_ids[pred != al.y]
     notes.add_note(exps["single"], str(wrong[0]), notes.LABEL_WRONG, "looks like a stain artefact", author="Dr. K")
@@ -260,7 +261,7 @@ def test_align_models_keeps_common_samples_in_order():
     ids_a, ids_b = np.array(["s1", "s2", "s3", "s4"], dtype=object), np.array(["s4", "s2", "s1"], dtype=object)
     Pa = np.arange(8, dtype=float).reshape(4, 2)
     Pb = np.arange(6, dtype=float).reshape(3, 2) + 100
-    al = rp.align_models({"a": (ids_a, np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1]), Pa),
+    al = cmp.align_models({"a": (ids_a, np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1]), Pa),
                           "b": (ids_b, np.array([1, 1, 0]), np.array([1, 0, 0]), Pb)})
     assert list(al.sample_ids) == ["s1", "s2", "s4"] and list(al.y) == [0, 1, 1]
     np.testing.assert_array_equal(al.probs["a"], Pa[[0, 1, 3]])

@@ -329,11 +329,11 @@ def test_switching_experiment_keeps_the_page_working(tmp_path, monkeypatch):
 
 
 def test_without_samples_drops_exactly_the_excluded_ids():
-    from dashboard import data_access as da
+    from pipeline import comparison as cmp
 
     ids = np.array(["a", "b", "c", "d"], dtype=object)
-    md = da.ModelData("M", "test", ids, np.array([0, 1, 1, 0]), np.full((4, 2), 0.5), np.arange(4))
-    out = da.without_samples(md, {"b", "zz"})
+    md = cmp.ModelData("M", "test", ids, np.array([0, 1, 1, 0]), np.full((4, 2), 0.5), np.arange(4))
+    out = cmp.without_samples(md, {"b", "zz"})
     assert out.sample_ids.tolist() == ["a", "c", "d"] and out.y.tolist() == [0, 1, 0]
     assert out.P.shape == (3, 2) and out.groups.tolist() == [0, 2, 3]
-    assert da.without_samples(md, set()) is md and da.without_samples(md, {"zz"}) is md
+    assert cmp.without_samples(md, set()) is md and cmp.without_samples(md, {"zz"}) is md

@@ -11,6 +11,7 @@ from dashboard import state, widgets
 from pipeline import figures
 from pipeline import report as rp
 from pipeline.artifacts import ArtifactError
+from pipeline.comparison import ENSEMBLE
 
 ALPHA = 0.05
 REPORT_KEY = "_compare_report_request"  # the parameters of the last "Build meeting report" click
@@ -44,15 +45,18 @@ def report_ui(sel: state.Selection, models: list[str], thresholds: dict[str, flo
         chromium_note = str(exc)
     want_pdf = st.toggle("Also a PDF (printed by headless chromium, slower)", key="compare_report_pdf",
                          disabled=chromium_note is not None, help=chromium_note)
-    if sel.binary and rp.ENSEMBLE not in thresholds and len(models) >= 2:
-        thresholds = {**thresholds, rp.ENSEMBLE: state.get_threshold(sel, rp.ENSEMBLE)}
+    if sel.binary and ENSEMBLE not in thresholds and len(models) >= 2:
+        thresholds = {**thresholds, ENSEMBLE: state.get_threshold(sel, ENSEMBLE)}
+    excluded = tuple(sorted(da.excluded_sample_ids(sel.exp)))  # the report leaves out what the pages leave out
     request = (sel.exp.name, tuple(models), sel.eval_set, tuple(sorted((m, t) for m, t in thresholds.items()
-                                                                      if t is not None)), n_boot, bool(want_pdf))
+                                                                      if t is not None)), n_boot, bool(want_pdf),
+               excluded)
     if st.button("Build meeting report", key="compare_build_report", icon=":material/description:"):
         st.session_state[REPORT_KEY] = request
     if st.session_state.get(REPORT_KEY) != request:
         st.caption("Press **Build meeting report** (a few seconds); it uses the models, evaluation set, thresholds "
-                   "and resamples chosen now.")
+                   "and resamples chosen now" + (f", without the {len(excluded)} sample(s) marked 'label wrong' "
+                                                 "(as every page)." if excluded else "."))
         return
     try:
         html_bytes, pdf_bytes = da.get_meeting_report(sel.exp, models, sel.eval_set, thresholds, n_boot=n_boot,
@@ -199,18 +203,18 @@ with d2:
                     key="compare_unique")
 
 # ---------------------------------------------------------------- ensemble
-st.subheader(f"{rp.ENSEMBLE} of the selected models")
+st.subheader(f"{ENSEMBLE} of the selected models")
 ci = sel.class_index
 ens_thr = None
 if sel.binary:
     # The shared threshold store is the truth (URL, Overview row, report); the slider mirrors it.
-    st.session_state["compare_ens_thr"] = state.get_threshold(sel, rp.ENSEMBLE)
+    st.session_state["compare_ens_thr"] = state.get_threshold(sel, ENSEMBLE)
     ens_thr = st.slider("Ensemble threshold", 0.0, 1.0, step=0.005, key="compare_ens_thr",
-                        on_change=lambda: state.set_threshold(sel, rp.ENSEMBLE,
+                        on_change=lambda: state.set_threshold(sel, ENSEMBLE,
                                                               float(st.session_state["compare_ens_thr"])),
                         help="Decision threshold of the ensemble's mean probability; also used by its Overview row "
                              "and the meeting report.")
-    thresholds_with_ens = {**thresholds, rp.ENSEMBLE: float(ens_thr)}
+    thresholds_with_ens = {**thresholds, ENSEMBLE: float(ens_thr)}
 else:
     thresholds_with_ens = thresholds
 roc, pr = [], []
@@ -228,9 +232,9 @@ if ens["roc"] is not None:
     if ens_thr is not None:
         at = da.ensemble_metrics_at(sel.exp, models, sel.eval_set, ci, ens_thr)
         marker_roc, marker_pr = (at["fpr"], at["sensitivity"], ens_thr), (at["sensitivity"], at["precision"], ens_thr)
-    roc.append(figures.Curve(rp.ENSEMBLE, *ens["roc"], area=ens["roc_auc"], marker=marker_roc, color="#222222",
+    roc.append(figures.Curve(ENSEMBLE, *ens["roc"], area=ens["roc_auc"], marker=marker_roc, color="#222222",
                             dash="dash"))
-    pr.append(figures.Curve(rp.ENSEMBLE, *ens["pr"], area=ens["ap"], marker=marker_pr, color="#222222", dash="dash"))
+    pr.append(figures.Curve(ENSEMBLE, *ens["pr"], area=ens["ap"], marker=marker_pr, color="#222222", dash="dash"))
 e1, e2 = st.columns(2)
 with e1:
     roc_title = f"ROC, {sel.class_name}" + ("" if sel.binary else " vs rest")

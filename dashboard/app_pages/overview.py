@@ -7,7 +7,8 @@ from dashboard import data_access as da
 from dashboard import state, widgets
 from pipeline import figures
 from pipeline.artifacts import ArtifactError
-from pipeline.report import ENSEMBLE, ensemble_config
+from pipeline.comparison import ENSEMBLE
+from pipeline.report import ensemble_config
 
 sel = state.selection()
 st.title("Overview")

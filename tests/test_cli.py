@@ -1,0 +1,31 @@
+"""The CLI (python -m pipeline): commands that need no training."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sklearn import metrics as skm
+
+from pipeline import artifacts as art
+from pipeline.__main__ import _print_summary, build_parser
+from pipeline.fake import make_fake_experiment
+
+
+def test_summary_reads_the_aligned_view_and_matches_sklearn(tmp_path, capsys):
+    exp_dir = make_fake_experiment(tmp_path, "e", n_samples=150, n_models=2, seed=5, eval_sets=("test", "uncropped"))
+    assert _print_summary(exp_dir) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    exp = art.load_experiment(exp_dir)
+    assert len(lines) == len(exp.models) * 2
+    for line in lines:
+        model, es, n, auc = re.match(r"\s*(\S+)\s+(\S+)\s+n=(\d+)\s+AUC=([\d.]+)", line).groups()
+        preds = art.read_predictions(exp, model)
+        part = preds[preds["eval_set"] == es].merge(exp.samples[["sample_id", "label"]], on="sample_id")
+        assert int(n) == len(part)
+        assert float(auc) == pytest.approx(skm.roc_auc_score(part["label"], part["prob_1"]), abs=6e-4)
+
+
+def test_every_command_has_a_parser():
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {"demo", "ingest", "run", "train", "validate", "report"} <= commands

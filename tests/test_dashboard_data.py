@@ -11,6 +11,7 @@ from sklearn import metrics as skm
 from dashboard import data_access as da
 from dashboard import state
 from pipeline import artifacts as art
+from pipeline import metrics as mt
 from pipeline.fake import make_fake_experiment
 from tests.conftest import truth
 
@@ -93,7 +94,7 @@ def test_curve_bands_one_resample_equals_explicit_resampling():
     groups = rng.integers(0, 80, n)
     y = rng.random(n) < 0.3
     score = np.round(np.clip(y * 0.3 + rng.random(n) * 0.7, 0, 1), 2)  # ties on purpose
-    bands = da.bootstrap_curve_bands(y, score, groups, n_boot=1, seed=5, grid_points=21)
+    bands = mt.bootstrap_curve_bands(y, score, groups, n_boot=1, seed=5, grid_points=21)
     # Redo the same draw explicitly: the groups drawn with replacement, samples repeated.
     codes = np.unique(groups, return_inverse=True)[1]
     order = np.argsort(-score, kind="mergesort")
@@ -115,14 +116,14 @@ def test_curve_bands_cover_the_curve_and_handle_one_class():
     y = rng.random(600) < 0.4
     score = np.clip(y * 0.35 + rng.random(600) * 0.65, 0, 1)
     groups = np.arange(600) // 3
-    bands = da.bootstrap_curve_bands(y, score, groups, n_boot=200, seed=0)
+    bands = mt.bootstrap_curve_bands(y, score, groups, n_boot=200, seed=0)
     grid, lo, hi = bands["roc"]
     fpr, tpr, _ = skm.roc_curve(y, score)
     mid = np.interp(grid, fpr, tpr)
     assert (lo <= hi).all() and np.mean((lo <= mid + 1e-9) & (mid <= hi + 1e-9)) > 0.95
-    assert da.bootstrap_curve_bands(np.ones(5, bool), np.arange(5.0), np.arange(5))["roc"] is None
+    assert mt.bootstrap_curve_bands(np.ones(5, bool), np.arange(5.0), np.arange(5))["roc"] is None
     with pytest.raises(ValueError, match="Expected equal shapes"):
-        da.bootstrap_curve_bands(y, score[:-1], groups)
+        mt.bootstrap_curve_bands(y, score[:-1], groups)
 
 
 def test_threshold_helpers_and_summary_match_sklearn(fake_root):

@@ -13,6 +13,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from pipeline import metrics as M
+from pipeline.metrics._bootstrap import _model_replicates, _prepare_model
 
 
 def _binormal(rng: np.random.Generator, n: int, d: float = 1.0, pos_rate: float = 0.5):
@@ -25,10 +26,10 @@ def _binormal(rng: np.random.Generator, n: int, d: float = 1.0, pos_rate: float 
 
 def _engine_replicates(y, P, w, metrics, threshold=None, max_bins=512):
     """Replicates of the bootstrap engine for explicit per-sample weights w (n,)."""
-    prep = M._prepare_model(np.asarray(y), np.asarray(P, float), threshold, 1 if P.shape[1] == 2 else 0,
+    prep = _prepare_model(np.asarray(y), np.asarray(P, float), threshold, 1 if P.shape[1] == 2 else 0,
                             True, max_bins)
     weights = [np.bincount(c, weights=w, minlength=k).astype(float)[:, None] for c, k in prep.partitions()]
-    return {m: float(v[0]) for m, v in M._model_replicates(prep, weights, metrics).items()}
+    return {m: float(v[0]) for m, v in _model_replicates(prep, weights, metrics).items()}
 
 
 # ---------------------------------------------------------------------------- engine exactness

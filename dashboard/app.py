@@ -29,6 +29,7 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
     "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications"),
                ("segmentation.py", "Segmentation preview", ":material/blur_on:", "segmentation")],
     "Demo day": [("live.py", "Live inference", ":material/bolt:", "live")],
+    "Data": [("audit.py", "Data audit", ":material/fact_check:", "audit")],
 }
 
 

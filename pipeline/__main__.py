@@ -137,6 +137,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from pipeline.audit import run_cli
+
+    return run_cli(args.experiment, args.config, rerun=args.rerun, examples=args.examples)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
@@ -178,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="HTML path (default: <experiment>/reports/report-<eval set>-<time>.html)")
     p.add_argument("--pdf", action="store_true", help="also print a PDF beside the HTML (headless chromium)")
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("audit", help="duplicates, cross-split leakage, label conflicts and quality flags")
+    p.add_argument("experiment", nargs="?", help="experiment folder (or use --config)")
+    p.add_argument("--config", help="audit this config's data and write <experiment>/audit")
+    p.add_argument("--rerun", action="store_true", help="audit the experiment's images again")
+    p.add_argument("--examples", type=int, default=5, help="examples shown per finding (default 5)")
+    p.set_defaults(func=_cmd_audit)
     return parser
 
 

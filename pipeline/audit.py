@@ -808,6 +808,59 @@ def format_report(result: AuditResult, samples: pd.DataFrame, examples: int = 5)
     return "\n".join(lines)
 
 
+def run_cli(experiment: str | None = None, config: str | None = None, rerun: bool = False, examples: int = 5,
+            log: Log = print) -> int:
+    """`python -m pipeline audit`: audit a config's data (written to its experiment folder) or an experiment.
+
+    With an experiment folder, its stored audit is printed (``rerun`` audits its samples.parquet again,
+    which needs the images at their recorded paths).
+    """
+    from pipeline import artifacts as art
+
+    if (experiment is None) == (config is None):
+        raise ValueError("Invalid arguments for `audit`. Expected an experiment folder or --config FILE (one of them). "
+                         f"Received: experiment={experiment!r}, config={config!r}")
+    if config is not None:
+        from dataclasses import replace
+
+        from pipeline.config import load_config
+        from pipeline.experiment import prepare_samples
+
+        cfg = load_config(config)
+        cfg = replace(cfg, audit=replace(cfg.audit, enabled=True))
+        prepare_samples(cfg, log=log)  # runs the audit, prints its report, writes <experiment>/audit
+        log(f"audit written to {audit_dir(cfg.experiment_dir)}")
+        return 0
+    exp_dir = Path(str(experiment))
+    if not (exp_dir / art.SAMPLES_FILE).is_file():
+        raise FileNotFoundError(f"Invalid value for argument `experiment`. Expected an experiment folder with "
+                                f"{art.SAMPLES_FILE}. Received: {str(exp_dir)!r}")
+    samples = art.read_parquet(exp_dir / art.SAMPLES_FILE)
+    result = None if rerun else read_audit(exp_dir)
+    if result is None:
+        meta = art.read_meta(exp_dir)
+        settings = settings_from(_ns(meta.get("config", {}).get("audit", {})))
+        result = audit_samples(samples, settings, log=log)
+        evaluated = samples.loc[samples["eval_set"].notna(), "sample_id"] if "eval_set" in samples else []
+        write_audit(exp_dir, result, pair_thumbnails(samples, result.pairs, have=evaluated))
+        log(f"audit written to {audit_dir(exp_dir)}")
+    else:  # leakage against the split on disk (the stored summary may predate it)
+        result.summary.update({k: v for k, v in summarize(samples, result, _settings_of(result),
+                                                          result.summary.get("search", {})).items()})
+    log(format_report(result, samples, examples))
+    return 0
+
+
+def _ns(values: dict[str, Any]) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{k: v for k, v in (values or {}).items() if k in ("threshold", "hash_size", "thumb_size")})
+
+
+def _settings_of(result: AuditResult) -> AuditSettings:
+    return settings_from(_ns(result.summary.get("settings", {})))
+
+
 def settings_from(cfg: Any) -> AuditSettings:
     """AuditSettings from a config's [audit] section (anything with threshold/hash_size/thumb_size attributes)."""
     return AuditSettings(threshold=float(getattr(cfg, "threshold", DEFAULT_THRESHOLD)),

@@ -172,3 +172,64 @@ def test_audit_config_section_parses_and_names_bad_values():
         parse_config({**base, "audit": {"drop_quality": ["shiny"]}})
     with pytest.raises(ValueError, match="audit"):
         parse_config({**base, "audit": {"treshold": 0.9}})
+
+
+# ---------------------------------------------------------------- CLI and dashboard page
+
+def _experiment_with_audit(root: Path) -> Path:
+    """A fake experiment (test + a few train samples) with a hand-made audit: 2 leaky test images, 1 conflict."""
+    from pipeline.audit import AuditResult, summarize
+    from pipeline.fake import make_fake_experiment
+
+    exp = make_fake_experiment(root, "audited", n_samples=40, n_models=2, seed=11)
+    samples = pd.read_parquet(exp / "samples.parquet")
+    train = samples.head(3).assign(sample_id=lambda d: "train-" + d["sample_id"], split="train", eval_set=None)
+    samples = pd.concat([samples, train], ignore_index=True)
+    samples.to_parquet(exp / "samples.parquet", index=False)
+    ids = samples["sample_id"].tolist()
+    test_ids = [i for i in ids if not i.startswith("train-")]
+    pairs = pd.DataFrame({"a": ["train-" + test_ids[0], "train-" + test_ids[1], test_ids[5]],
+                          "b": [test_ids[0], test_ids[1], test_ids[6]], "similarity": [1.0, 0.97, 0.96],
+                          "exact": [True, False, False]})
+    cluster = {pairs.a[0]: 0, pairs.b[0]: 0, pairs.a[1]: 1, pairs.b[1]: 1, pairs.a[2]: 2, pairs.b[2]: 2}
+    quality = pd.DataFrame({"sample_id": ids, "decoded": True, "cluster": [cluster.get(i, -1) for i in ids]})
+    quality["cluster_size"] = np.where(quality["cluster"] >= 0, 2, 1)
+    for flag in ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "odd_size", "mixed_colour"):
+        quality[f"flag_{flag}"] = False
+    quality.loc[3, "flag_blurry"] = True
+    labels = dict(zip(samples["sample_id"], samples["label"]))
+    samples.loc[samples["sample_id"] == test_ids[6], "label"] = 1 - labels[test_ids[5]]  # a conflict
+    samples.to_parquet(exp / "samples.parquet", index=False)
+    result = AuditResult(pairs, quality, {})
+    result.summary = summarize(samples, result, AuditSettings(), {})
+    write_audit(exp, result)
+    return exp
+
+
+def test_cli_prints_the_stored_audit(tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    exp = _experiment_with_audit(tmp_path)
+    assert main(["audit", str(exp)]) == 0
+    out = capsys.readouterr().out
+    assert "test: 2 of 40 images have a duplicate in train/val" in out
+    assert "clusters with conflicting labels: 1" in out
+    assert main(["audit", str(tmp_path / "missing")]) == 2
+
+
+def test_audit_page_shows_counts_pairs_conflicts_and_flags(tmp_path, artifacts_env):
+    from tests.conftest import no_exceptions, open_app
+
+    _experiment_with_audit(tmp_path)
+    artifacts_env(tmp_path)
+    at = open_app("audited")
+    at.switch_page("app_pages/audit.py").run()
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Duplicate pairs"] == "3"
+    assert metrics["test: duplicate in training"] == "2 of 40"
+    assert metrics["Clusters with conflicting labels"] == "1"
+    assert len(at.get("imgs")) >= 1 or len(at.image) >= 2
+    at.radio(key="audit_pairs_kind").set_value("conflicting labels").run()
+    no_exceptions(at)
+    assert at.selectbox(key="audit_flag").value == "blurry"

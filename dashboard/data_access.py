@@ -21,10 +21,10 @@ from pipeline import artifacts as art
 from pipeline import comparison as cmp
 from pipeline import metrics as mt
 from pipeline.comparison import ModelData
+from pipeline.metrics import MAX_CURVE_POINTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS_ENV = "MEDCOMPARE_ARTIFACTS"
-MAX_CURVE_POINTS = 2000
 LEADERBOARD_METRICS: tuple[str, ...] = tuple(mt.LEADERBOARD_METRICS)
 Stamp = tuple
 _AUC_METRICS = ("roc_auc", "pr_auc")
@@ -126,21 +126,9 @@ def get_thumbnails(exp: art.Experiment, sample_ids: list[str]) -> list[bytes | N
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _dataset_summary(exp_dir: str, stamp: Stamp, _exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
-    s = _exp.samples
-    names = _exp.class_names
-    label_name = pd.Categorical.from_codes(s["label"].to_numpy(), categories=names)
-    split_col = s["split"].fillna("?").astype(str)
-    counts = pd.crosstab(split_col, label_name).reindex(columns=names, fill_value=0)
-    by_eval = s.groupby("eval_set", dropna=False)
-    per_set = pd.DataFrame({
-        "samples": by_eval.size(),
-        "groups (patients/lesions)": by_eval["group"].nunique(),
-        "splits": by_eval["split"].agg(lambda v: ", ".join(sorted(map(str, v.dropna().unique())))),
-    })
-    counts.index.name = "split"
-    counts["total"] = counts.sum(axis=1)
-    counts["groups"] = s.groupby(split_col)["group"].nunique().reindex(counts.index).fillna(0).astype(int)
-    return counts, per_set
+    from pipeline import report as rp
+
+    return rp.dataset_summary(_exp)
 
 
 def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -423,9 +411,9 @@ def leaderboard_frame(results: dict[str, dict[str, tuple[float, float, float]]],
 
     The meeting report's table, so the page and the report can never disagree.
     """
-    from pipeline.report import leaderboard_frame as frame
+    from pipeline import report as rp
 
-    return frame(results, configs)
+    return rp.leaderboard_frame(results, configs)
 
 
 # ---------------------------------------------------------------- mentor review: notes, aligned predictions, Grad-CAM

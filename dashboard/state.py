@@ -13,6 +13,7 @@ from typing import Mapping
 import streamlit as st
 
 from pipeline.artifacts import Experiment
+from pipeline.metrics import DEFAULT_THRESHOLD
 
 # Session-state keys of the sidebar widgets and of non-widget state.
 EXP_KEY = "exp"
@@ -23,7 +24,6 @@ THRESHOLDS_KEY = "thresholds"  # {experiment: {threshold_key: float}}
 SELECTION_KEY = "_selection"
 URL_RESTORED_KEY = "_url_restored"
 URL_PAGE_KEY = "_url_page"
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)

@@ -234,13 +234,14 @@ def test_downloaded_report_uses_the_pages_exclusions_and_thresholds(tmp_path, mo
     make_fake_experiment(tmp_path, "ex", n_samples=240, n_models=2, n_classes=2, seed=11)
     monkeypatch.setenv("MEDCOMPARE_ARTIFACTS", str(tmp_path))
     reports: list[str] = []
-    render = rp.render_report_html
+    build = rp.build_report
 
     def spy(*args, **kwargs):
-        reports.append(render(*args, **kwargs))
-        return reports[-1]
+        out = build(*args, **kwargs)
+        reports.append(out.read_text(encoding="utf-8"))
+        return out
 
-    monkeypatch.setattr(rp, "render_report_html", spy)
+    monkeypatch.setattr(rp, "build_report", spy)  # the page's download runs data_access -> rp.build_report
     models = ["MobileNetV2", "ResNet50"]
     thr = {models[0]: 0.3, models[1]: 0.5}
     y, P0, _ = truth(tmp_path, "ex", models[0])

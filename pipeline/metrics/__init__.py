@@ -48,6 +48,7 @@ from pipeline.metrics._paired import (
     unique_correct,
 )
 from pipeline.metrics._ranking import (
+    MAX_CURVE_POINTS,
     Sweep,
     average_precision,
     counts_at,
@@ -64,11 +65,13 @@ from pipeline.metrics._ranking import (
     youden_threshold,
 )
 from pipeline.metrics._summary import classification_summary
-from pipeline.metrics._validation import BINARY_METRICS, LEADERBOARD_METRICS, MULTICLASS_METRICS
+from pipeline.metrics._validation import BINARY_METRICS, DEFAULT_THRESHOLD, LEADERBOARD_METRICS, MULTICLASS_METRICS
 
 __all__ = [
     "BINARY_METRICS",
+    "DEFAULT_THRESHOLD",
     "LEADERBOARD_METRICS",
+    "MAX_CURVE_POINTS",
     "MULTICLASS_METRICS",
     "average_precision",
     "bootstrap_all",

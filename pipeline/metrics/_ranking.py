@@ -22,6 +22,9 @@ from pipeline.metrics._validation import (
     _safe_div,
 )
 
+# Points kept when a curve is drawn (pages and report alike): finer than a screen shows, light to send.
+MAX_CURVE_POINTS = 2000
+
 # --------------------------------------------------------------------------------------------
 # Sorted sweep: one sort, then any threshold is answered in O(log n).
 # --------------------------------------------------------------------------------------------
@@ -249,7 +252,7 @@ def downsample_curve(
 # --------------------------------------------------------------------------------------------
 
 
-def curve_summary(sweep: Sweep, max_points: int = 2000) -> dict[str, Any]:
+def curve_summary(sweep: Sweep, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
     """Downsampled ROC (fpr, tpr, thr) and PR (recall, precision, thr) of a sweep, with AUC, AP and prevalence."""
     out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
                            "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan")}

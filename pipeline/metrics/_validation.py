@@ -19,6 +19,8 @@ LEADERBOARD_METRICS = (
     "roc_auc",
     "pr_auc",
 )
+# The binary decision threshold when none is chosen: positive when P[positive] >= 0.5 (`predict_labels`).
+DEFAULT_THRESHOLD = 0.5
 BINARY_METRICS = LEADERBOARD_METRICS + ("npv", "fpr", "youden_j")
 MULTICLASS_METRICS = LEADERBOARD_METRICS
 _RANK_METRICS = frozenset({"roc_auc", "pr_auc"})

@@ -1,28 +1,12 @@
-"""Paired comparison of models and the meeting report (one self-contained HTML file, optionally a PDF).
+"""The meeting report as ONE self-contained HTML file: every number from `pipeline.metrics` on the aligned
+view (`pipeline.comparison.load_aligned`, exclusions applied), every figure from `pipeline.figures`,
+plotly.js inlined once, thumbnails as base64 PNG, no network reference, so it opens offline."""
 
-Two halves share this module:
-- pure comparison helpers used by the dashboard's *Paired comparison* page as well (the aligned view itself is
-  `pipeline.comparison.load_aligned`): `orient_pair` / `pair_tables` / `verdicts` on the rows of
-  `metrics.pairwise_comparisons`, `pair_matrix`, `curve_points`;
-- `build_report`, which reads an experiment folder, computes every number with `pipeline.metrics`, draws
-  every figure with `pipeline.figures` (Plotly, no Streamlit) and writes ONE HTML file with plotly.js inlined
-  once, thumbnails as base64 PNG and no network reference, so it opens offline. `html_to_pdf` prints it
-  with headless Debian chromium.
-
-No Streamlit, no TensorFlow; nothing runs on import.
-"""
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
-import itertools
 import json
-import math
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,335 +19,25 @@ from pipeline import artifacts as art
 from pipeline import figures
 from pipeline import metrics as mt
 from pipeline.comparison import ENSEMBLE, Aligned, load_aligned, with_ensemble
+from pipeline.errors import invalid_argument
+from pipeline.report._pdf import html_to_pdf
+from pipeline.report._tables import (
+    _ci_text,
+    _resolve_thresholds,
+    artifact_fingerprint,
+    curve_points,
+    dataset_summary,
+    delong_class_grid,
+    ensemble_config,
+    leaderboard_frame,
+    pair_matrix,
+    pairs_table,
+)
+from pipeline.report._verdicts import clustering_note, format_p, multiclass_verdict, verdicts
 
-__all__ = [
-    "REPORT_SECTIONS",
-    "artifact_fingerprint",
-    "build_report",
-    "chromium_path",
-    "clustering_note",
-    "curve_points",
-    "dataset_summary",
-    "delong_class_grid",
-    "ensemble_config",
-    "find_chromium",
-    "format_p",
-    "html_to_pdf",
-    "leaderboard_frame",
-    "multiclass_verdict",
-    "orient_pair",
-    "pair_matrix",
-    "pair_tables",
-    "pairs_table",
-    "render_report_html",
-    "verdicts",
-]
-
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ENV = "MEDCOMPARE_CHROMIUM"
-MAX_CURVE_POINTS = 1500
 # Section ids of the report, in order (tests check that each is present).
 REPORT_SECTIONS = ("summary", "leaderboard", "curves", "confusion", "calibration", "paired-tests",
                    "disagreement", "dataset", "configs", "gallery")
-_METRIC_NAMES = {
-    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity",
-    "specificity": "Specificity", "precision": "Precision", "f1": "F1", "roc_auc": "ROC AUC", "pr_auc": "PR AUC",
-}
-
-
-def _invalid(name: str, expected: str, received: object) -> ValueError:
-    """Keras-style error naming the argument, what was expected and what was received."""
-    return ValueError(f"Invalid value for argument `{name}`. Expected {expected}. Received: {received}")
-
-
-# ---------------------------------------------------------------- aligned predictions
-
-
-# ---------------------------------------------------------------- paired-test rows -> tables and verdicts
-
-_FLIP_SWAP = (("model_a", "model_b"), ("auc_a", "auc_b"), ("mcnemar_b", "mcnemar_c"))
-
-
-def _flip_interval(d: dict[str, Any], diff: str, low: str, high: str) -> None:
-    """Negate a difference and its interval in place (a - b becomes b - a)."""
-    if diff in d:
-        d[diff] = -d[diff]
-    if low in d and high in d:
-        d[low], d[high] = -d[high], -d[low]
-
-
-def orient_pair(rows: Sequence[Mapping[str, Any]], a: str, b: str) -> dict[str, Any]:
-    """The `pairwise_comparisons` row of (a, b) with differences as a - b, whichever order it was computed in."""
-    for row in rows:
-        if (row["model_a"], row["model_b"]) == (a, b):
-            out = dict(row)
-            if "delong_by_class" in out:
-                out["delong_by_class"] = [dict(d) for d in out["delong_by_class"]]
-            return out
-        if (row["model_a"], row["model_b"]) == (b, a):
-            out = dict(row)
-            for x, y in _FLIP_SWAP:
-                if x in out and y in out:
-                    out[x], out[y] = out[y], out[x]
-            _flip_interval(out, "auc_diff", "auc_ci_low", "auc_ci_high")
-            if "delong_z" in out:
-                out["delong_z"] = -out["delong_z"]
-            for key in list(out):
-                if key.endswith("_diff") and key != "auc_diff":
-                    m = key[: -len("_diff")]
-                    _flip_interval(out, key, f"{m}_ci_low", f"{m}_ci_high")
-            if "delong_by_class" in out:
-                flipped = []
-                for d in out["delong_by_class"]:
-                    d = dict(d)
-                    d["auc_a"], d["auc_b"] = d["auc_b"], d["auc_a"]
-                    d["z"] = -d["z"]
-                    _flip_interval(d, "diff", "ci_low", "ci_high")
-                    flipped.append(d)
-                out["delong_by_class"] = flipped
-            return out
-    raise _invalid("a, b", "two models compared in `rows`", f"{a!r}, {b!r}")
-
-
-def format_p(p: float) -> str:
-    """A p-value for reading: '< 0.001', else three decimals; '—' when undefined."""
-    if p is None or not np.isfinite(p):
-        return "—"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _p_phrase(p: float) -> str:
-    """'p < 0.001' or 'p = 0.042'."""
-    text = format_p(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
-def _significance(p_holm: float, alpha: float, n_pairs: int) -> str:
-    """'significant at 0.05 after Holm correction' or 'not significant ...'."""
-    if not np.isfinite(p_holm):
-        return "not testable"
-    word = "significant" if p_holm < alpha else "not significant"
-    return f"{word} at {alpha:g}" + (f" after Holm correction over {n_pairs} pairs" if n_pairs > 1 else "")
-
-
-def _delong_entry(row: Mapping[str, Any], class_index: int | None) -> dict[str, float]:
-    """DeLong numbers of a row: the binary ones, or those of one class (multiclass)."""
-    if "delong_by_class" not in row:
-        return {"auc_a": row["auc_a"], "auc_b": row["auc_b"], "diff": row["auc_diff"], "ci_low": row["auc_ci_low"],
-                "ci_high": row["auc_ci_high"], "z": row["delong_z"], "p_value": row["delong_p"],
-                "p_holm": row.get("delong_p_holm", row["delong_p"])}
-    by_class = row["delong_by_class"]
-    k = 0 if class_index is None else int(class_index)
-    d = next((e for e in by_class if int(e["class"]) == k), None)
-    if d is None:
-        raise _invalid("class_index", f"one of {[e['class'] for e in by_class]}", class_index)
-    return {**d, "p_holm": d.get("p_holm", d["p_value"])}
-
-
-def verdicts(row: Mapping[str, Any], metric: str = "roc_auc", n_pairs: int = 1, alpha: float = 0.05,
-             class_names: Sequence[str] | None = None, class_index: int | None = None) -> list[str]:
-    """Plain-language lines for one oriented pair: AUC by DeLong, `metric` by paired bootstrap, accuracy by McNemar."""
-    a, b = row["model_a"], row["model_b"]
-    lines = []
-    d = _delong_entry(row, class_index)
-    auc_label = "AUC"
-    if "delong_by_class" in row and class_names is not None:
-        auc_label = f"one-vs-rest AUC of {class_names[int(class_index or 0)]}"
-    if np.isfinite(d["diff"]):
-        better = ""
-        if np.isfinite(d["p_holm"]) and d["p_holm"] < alpha:
-            better = f" ({a if d['diff'] > 0 else b} is better)"
-        lines.append(
-            f"{a} vs {b}: {auc_label} difference {d['diff']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
-            f"DeLong {_p_phrase(d['p_value'])}"
-            + (f" (Holm-adjusted {format_p(d['p_holm'])})" if n_pairs > 1 else "")
-            + f" — {_significance(d['p_holm'], alpha, n_pairs)}{better}.")
-    else:
-        lines.append(f"{a} vs {b}: DeLong's test is undefined here ({auc_label} needs at least 2 samples of each "
-                     "class).")
-    if metric != "roc_auc" and f"{metric}_diff" in row:
-        diff, lo, hi = row[f"{metric}_diff"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-        p, ph = row[f"{metric}_p"], row.get(f"{metric}_p_holm", row[f"{metric}_p"])
-        name = _METRIC_NAMES.get(metric, metric)
-        lines.append(
-            f"{name} difference {diff:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap of whole "
-            f"patients/lesions), {_p_phrase(p)}" + (f" (Holm-adjusted {format_p(ph)})" if n_pairs > 1 else "")
-            + f" — {_significance(ph, alpha, n_pairs)}.")
-    ph = row.get("mcnemar_p_holm", row["mcnemar_p"])
-    lines.append(
-        ("Accuracy of the argmax predictions" if "delong_by_class" in row else "Accuracy at the thresholds in force")
-        + f": only {a} right on {row['mcnemar_b']} samples, only {b} right on "
-        f"{row['mcnemar_c']}; McNemar {_p_phrase(row['mcnemar_p'])}"
-        + (f" (Holm-adjusted {format_p(ph)})" if n_pairs > 1 else "") + f" — {_significance(ph, alpha, n_pairs)}.")
-    return lines
-
-
-def clustering_note(n: int, n_groups: int) -> str | None:
-    """A caution when images cluster in few patients/lesions (DeLong and McNemar assume independent samples)."""
-    if n <= 0 or n_groups >= 0.8 * n:
-        return None
-    return (f"These {n:,} images come from {n_groups:,} patients/lesions. DeLong and McNemar treat images as "
-            "independent, so with clustered images their p-values are optimistic; the paired bootstrap resamples "
-            "whole patients/lesions and is the safer guide.")
-
-
-def multiclass_verdict(row: Mapping[str, Any], class_names: Sequence[str], n_pairs: int = 1,
-                       alpha: float = 0.05) -> str:
-    """One line for a multiclass pair: macro AUC difference (paired bootstrap) and the classes where DeLong differs."""
-    a, b = row["model_a"], row["model_b"]
-    parts = [f"{a} vs {b}:"]
-    if "roc_auc_diff" in row:
-        ph = row.get("roc_auc_p_holm", row["roc_auc_p"])
-        parts.append(f"macro ROC AUC difference {row['roc_auc_diff']:+.3f} (95% CI {row['roc_auc_ci_low']:+.3f} to "
-                     f"{row['roc_auc_ci_high']:+.3f}, paired bootstrap), {_p_phrase(row['roc_auc_p'])} — "
-                     f"{_significance(ph, alpha, n_pairs)};")
-    sig = [(class_names[int(d["class"])], d["diff"]) for d in row["delong_by_class"]
-           if np.isfinite(d.get("p_holm", d["p_value"])) and d.get("p_holm", d["p_value"]) < alpha]
-    tested = sum(np.isfinite(d["p_value"]) for d in row["delong_by_class"])
-    if sig:
-        detail = ", ".join(f"{c} ({a if dd > 0 else b} better)" for c, dd in sig)
-        parts.append(f"DeLong one-vs-rest AUC differs for {len(sig)} of {tested} classes: {detail}.")
-    else:
-        parts.append(f"DeLong finds no one-vs-rest AUC difference in any of the {tested} classes.")
-    return " ".join(parts)
-
-
-def delong_class_grid(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]
-                      ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(pair labels "A − B", AUC differences, Holm-adjusted p) with one row per pair and one column per class."""
-    labels = [f"{r['model_a']} − {r['model_b']}" for r in rows]
-    K = len(class_names)
-    diff = np.full((len(rows), K), np.nan)
-    p = np.full((len(rows), K), np.nan)
-    for i, r in enumerate(rows):
-        for d in r["delong_by_class"]:
-            k = int(d["class"])
-            diff[i, k], p[i, k] = d["diff"], d.get("p_holm", d["p_value"])
-    return labels, diff, p
-
-
-def pair_tables(row: Mapping[str, Any], metrics: Sequence[str], class_names: Sequence[str], n: int,
-                alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(tests table, DeLong-per-class table or None) of one oriented pair on `n` samples; p-values as floats.
-
-    The McNemar row carries the paired accuracy difference (b - c) / n with its Wald interval
-    (se = sqrt(b + c - (b - c)^2 / n) / n), the interval that goes with McNemar's test.
-    """
-    from scipy import stats
-
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    rows = []
-    if "delong_by_class" not in row:
-        d = _delong_entry(row, None)
-        rows.append({"test": f"DeLong: ROC AUC {d['auc_a']:.3f} vs {d['auc_b']:.3f}", "difference (A - B)": d["diff"],
-                     "CI low": d["ci_low"], "CI high": d["ci_high"], "p-value": d["p_value"], "p (Holm)": d["p_holm"]})
-    b, c = int(row["mcnemar_b"]), int(row["mcnemar_c"])
-    acc = (b - c) / n if n else float("nan")
-    se = math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n if n else float("nan")
-    rows.append({"test": f"McNemar ({row['mcnemar_method']}), accuracy: only A right {b}, only B right {c}",
-                 "difference (A - B)": acc, "CI low": acc - z * se, "CI high": acc + z * se,
-                 "p-value": row["mcnemar_p"], "p (Holm)": row.get("mcnemar_p_holm", row["mcnemar_p"])})
-    for m in metrics:
-        if f"{m}_diff" not in row:
-            continue
-        rows.append({"test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}",
-                     "difference (A - B)": row[f"{m}_diff"], "CI low": row[f"{m}_ci_low"],
-                     "CI high": row[f"{m}_ci_high"], "p-value": row[f"{m}_p"],
-                     "p (Holm)": row.get(f"{m}_p_holm", row[f"{m}_p"])})
-    tests = pd.DataFrame(rows).set_index("test")
-    per_class = None
-    if "delong_by_class" in row:
-        per_class = pd.DataFrame([{
-            "class": class_names[int(d["class"])], "AUC A": d["auc_a"], "AUC B": d["auc_b"],
-            "difference (A - B)": d["diff"], "CI low": d["ci_low"], "CI high": d["ci_high"],
-            "p-value": d["p_value"], "p (Holm)": d.get("p_holm", d["p_value"])} for d in row["delong_by_class"]]
-        ).set_index("class")
-    return tests, per_class
-
-
-def pairs_table(rows: Sequence[Mapping[str, Any]], metric: str = "roc_auc", class_names: Sequence[str] | None = None,
-                class_index: int | None = None) -> pd.DataFrame:
-    """One line per pair: AUC difference with DeLong p, `metric` difference with bootstrap p, McNemar, disagreement."""
-    out = []
-    for row in rows:
-        d = _delong_entry(row, class_index)
-        line = {"A": row["model_a"], "B": row["model_b"], "AUC diff (A - B)": d["diff"],
-                "AUC 95% CI": _ci_text(d["ci_low"], d["ci_high"]), "DeLong p": d["p_value"],
-                "DeLong p (Holm)": d["p_holm"]}
-        if metric != "roc_auc" and f"{metric}_diff" in row:
-            name = _METRIC_NAMES.get(metric, metric)
-            line.update({f"{name} diff": row[f"{metric}_diff"],
-                         f"{name} 95% CI": _ci_text(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]),
-                         f"{name} p (Holm)": row.get(f"{metric}_p_holm", np.nan)})
-        line.update({"McNemar p": row["mcnemar_p"], "McNemar p (Holm)": row.get("mcnemar_p_holm", np.nan),
-                     "disagree": row["disagreement"]})
-        out.append(line)
-    return pd.DataFrame(out)
-
-
-def _ci_text(lo: float, hi: float) -> str:
-    return f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) and np.isfinite(hi) else "—"
-
-
-def pair_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str], test: str = "delong",
-                metric: str = "roc_auc", class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(difference, Holm-adjusted p) matrices over `names`; cell (i, j) is row model i minus column model j.
-
-    `test` is "delong" (AUC), "bootstrap" (paired bootstrap of `metric`) or "mcnemar" (difference in the
-    number of samples only one of the two gets right). The diagonal is NaN.
-    """
-    if test not in ("delong", "bootstrap", "mcnemar"):
-        raise _invalid("test", "'delong', 'bootstrap' or 'mcnemar'", repr(test))
-    k = len(names)
-    diff = np.full((k, k), np.nan)
-    p = np.full((k, k), np.nan)
-    for i, j in itertools.permutations(range(k), 2):
-        row = orient_pair(rows, names[i], names[j])
-        if test == "delong":
-            d = _delong_entry(row, class_index)
-            diff[i, j], p[i, j] = d["diff"], d["p_holm"]
-        elif test == "bootstrap":
-            diff[i, j], p[i, j] = row[f"{metric}_diff"], row[f"{metric}_p_holm"]
-        else:
-            diff[i, j], p[i, j] = row["mcnemar_b"] - row["mcnemar_c"], row["mcnemar_p_holm"]
-    return diff, p
-
-
-# ---------------------------------------------------------------- curves (numbers only; figures.py draws them)
-
-
-def curve_points(y_bool: np.ndarray, score: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
-    """Downsampled ROC (fpr, tpr, thr) and PR (recall, precision, thr) of one score, with AUC and AP."""
-    sweep = mt.make_sweep(y_bool, score)
-    return {**mt.curve_summary(sweep, max_points), "sweep": sweep}
-
-
-# ---------------------------------------------------------------- fingerprint
-
-
-def _sha256_file(path: Path, h: Any) -> None:
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-
-
-def artifact_fingerprint(exp_dir: Path | str, models: Sequence[str]) -> dict[str, str]:
-    """Dataset fingerprint (experiment.json), a SHA-256 of the models' prediction files, and both combined."""
-    exp_dir = Path(exp_dir)
-    meta = art.read_meta(exp_dir)
-    dataset = str((meta.get("dataset") or {}).get("fingerprint") or "none")
-    h = hashlib.sha256()
-    for model in sorted(models):
-        h.update(model.encode() + b"\0")
-        path = art.model_dir(exp_dir, model) / art.PREDICTIONS_FILE
-        if not path.is_file():
-            raise art.ArtifactError(path, "file is missing")
-        _sha256_file(path, h)
-    predictions = h.hexdigest()[:16]
-    combined = hashlib.sha256(f"{dataset}|{predictions}".encode()).hexdigest()[:12]
-    return {"dataset": dataset, "predictions": predictions, "combined": combined}
-
 
 # ---------------------------------------------------------------- the report
 
@@ -411,51 +85,6 @@ def _grid(items: Sequence[str], full: bool = False) -> str:
     """Figures two per row (or one per row when `full`)."""
     cls = "grid full" if full else "grid"
     return f'<div class="{cls}">' + "".join(f'<div class="cell">{i}</div>' for i in items) + "</div>"
-
-
-def leaderboard_frame(results: Mapping[str, Mapping[str, tuple[float, float, float]]],
-                      configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per model: metric point/lo/hi, then size and speed from config.json (as the dashboard's)."""
-    rows = []
-    for model, res in results.items():
-        row: dict[str, Any] = {"model": model}
-        for m in mt.LEADERBOARD_METRICS:
-            point, lo, hi = res.get(m, (np.nan, np.nan, np.nan))
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(point), float(lo), float(hi)
-        cfg = configs.get(model, {})
-        for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
-            val = cfg.get(key)
-            row[key] = float(val) if isinstance(val, (int, float)) and art.is_finite_number(val) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
-
-
-def ensemble_config(configs: Mapping[str, Mapping[str, Any]], models: Sequence[str]) -> dict[str, float]:
-    """The ensemble's cost: the sum of its members' size, speed and training time (NaN if one is unknown)."""
-    out = {}
-    for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
-        vals = [configs.get(m, {}).get(key) for m in models]
-        nums = [float(v) for v in vals if isinstance(v, (int, float)) and art.is_finite_number(v)]
-        out[key] = float(sum(nums)) if vals and len(nums) == len(vals) else float("nan")
-    return out
-
-
-def _resolve_thresholds(binary: bool, names: Sequence[str],
-                        thresholds: Mapping[str, float | None] | None) -> dict[str, float | None]:
-    """Binary: each model's threshold (0.5 when not given); multiclass: None (argmax)."""
-    thresholds = dict(thresholds or {})
-    out: dict[str, float | None] = {}
-    for n in names:
-        if not binary:
-            out[n] = None
-            continue
-        t = thresholds.get(n)
-        t = DEFAULT_THRESHOLD if t is None else float(t)
-        if not (math.isfinite(t) and 0.0 <= t <= 1.0):
-            raise _invalid("thresholds", f"a threshold in [0, 1] for model {n!r}", t)
-        out[n] = t
-    return out
-
 
 def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
                          thr: Mapping[str, float | None], n_boot: int, seed: int) -> tuple[str, pd.DataFrame]:
@@ -647,24 +276,6 @@ def _disagreement_section(exp: art.Experiment, aligned: Aligned, preds: Mapping[
              f"gets right. All models right on {all_right:,} of {aligned.n:,} samples; all wrong on {all_wrong:,}.")
     return _section("disagreement", "Disagreement", _grid(figs), intro)
 
-
-def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(class counts + groups per split, samples/groups per evaluation set) of an experiment."""
-    s = exp.samples
-    names = exp.class_names
-    label_name = pd.Categorical.from_codes(s["label"].to_numpy(), categories=names)
-    split_col = s["split"].fillna("?").astype(str)
-    counts = pd.crosstab(split_col, label_name).reindex(columns=names, fill_value=0)
-    counts.index.name = "split"
-    counts.columns.name = None
-    counts["total"] = counts.sum(axis=1)
-    counts["groups"] = s.groupby(split_col)["group"].nunique().reindex(counts.index).fillna(0).astype(int)
-    by_eval = s.groupby("eval_set", dropna=False)
-    per_set = pd.DataFrame({"samples": by_eval.size(), "groups (patients/lesions)": by_eval["group"].nunique()})
-    per_set.index.name = "evaluation set"
-    return counts, per_set
-
-
 def _dataset_section(exp: art.Experiment, aligned: Aligned, eval_set: str) -> str:
     counts, per_set = dataset_summary(exp)
     meta = exp.meta
@@ -840,20 +451,20 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     started = time.perf_counter()
     exp = art.load_experiment(exp_dir)
     if not exp.models:
-        raise _invalid("exp_dir", "an experiment with at least one finished model", f"{exp.path} (no models)")
+        raise invalid_argument("exp_dir", "an experiment with at least one finished model", f"{exp.path} (no models)")
     if models is None:
         models = list(exp.models)
     models = list(dict.fromkeys(models))
     unknown = [m for m in models if m not in exp.models]
     if not models or unknown:
-        raise _invalid("models", f"names among {exp.models}", unknown or "an empty list")
+        raise invalid_argument("models", f"names among {exp.models}", unknown or "an empty list")
     if eval_set not in exp.eval_sets:
-        raise _invalid("eval_set", f"one of {exp.eval_sets}", repr(eval_set))
+        raise invalid_argument("eval_set", f"one of {exp.eval_sets}", repr(eval_set))
     if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise _invalid("n_boot", "a positive int", repr(n_boot))
+        raise invalid_argument("n_boot", "a positive int", repr(n_boot))
     aligned = load_aligned(exp, models, eval_set, exclude=exclude)
     if aligned.n == 0:
-        raise _invalid("eval_set", f"an evaluation set on which every model in {models} has predictions",
+        raise invalid_argument("eval_set", f"an evaluation set on which every model in {models} has predictions",
                        repr(eval_set))
     binary = len(exp.class_names) == 2
     probs = with_ensemble(aligned)
@@ -916,55 +527,6 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
             f"<title>Meeting report: {_esc(exp.name)} ({fp['combined']})</title><style>{_CSS}</style>"
             f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>')
     return head + header + summary + "".join(sections) + footer + "</body></html>"
-
-
-def chromium_path() -> str:
-    """The chromium used for PDF export: $MEDCOMPARE_CHROMIUM, else /usr/bin/chromium, else `chromium` on PATH."""
-    env = os.environ.get(CHROMIUM_ENV, "").strip()
-    if env:
-        return env
-    if Path(DEFAULT_CHROMIUM).exists():
-        return DEFAULT_CHROMIUM
-    return shutil.which("chromium") or shutil.which("chromium-browser") or DEFAULT_CHROMIUM
-
-
-def find_chromium(chromium: str | None = None) -> str:
-    """An executable chromium, or FileNotFoundError saying how to install one."""
-    path = chromium or chromium_path()
-    if not (Path(path).is_file() and os.access(path, os.X_OK)):
-        raise FileNotFoundError(
-            f"Invalid value for argument `chromium`. Expected an executable headless chromium to print the report "
-            f"to PDF (Debian: apt-get install chromium; or set {CHROMIUM_ENV}). Received: {path} (not found). "
-            "The HTML report does not need it.")
-    return path
-
-
-def html_to_pdf(html_path: Path | str, pdf_path: Path | str, chromium: str | None = None, timeout: float = 180) -> Path:
-    """Print an HTML file to PDF with headless chromium (offline flags; a throwaway profile)."""
-    exe = find_chromium(chromium)
-    html_path = Path(html_path).resolve()
-    pdf_path = Path(pdf_path).resolve()
-    if not html_path.is_file():
-        raise FileNotFoundError(f"Invalid value for argument `html_path`. Expected an existing HTML file. "
-                                f"Received: {html_path}")
-    pdf_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="medcompare-chromium-") as profile:
-        tmp_pdf = Path(profile) / "out.pdf"
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               "--run-all-compositor-stages-before-draw", "--virtual-time-budget=15000", "--window-size=1040,1400",
-               f"--print-to-pdf={tmp_pdf}", html_path.as_uri()]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"chromium did not finish printing {html_path} within {timeout:.0f}s") from None
-        if proc.returncode != 0 or not tmp_pdf.is_file() or tmp_pdf.stat().st_size == 0:
-            tail = (proc.stderr or proc.stdout or "").strip()[-800:]
-            raise RuntimeError(f"chromium failed to print {html_path} to PDF (exit {proc.returncode}): {tail}")
-        art.atomic_write_bytes(pdf_path, tmp_pdf.read_bytes())
-    return pdf_path
-
 
 def build_report(exp_dir: Path | str, models: Sequence[str] | None = None, eval_set: str = "test",
                  thresholds: Mapping[str, float | None] | None = None, n_boot: int = 1000,

@@ -231,22 +231,28 @@ def bench_breastmnist(args: argparse.Namespace) -> dict:
                "n_test": int(test.sum()), "pairs": res.summary["n_pairs"], "brute_force_pairs": brute,
                "conflicting_clusters": res.summary["conflicting_clusters"],
                "seconds": round(time.perf_counter() - t0, 2)}
+        row.update({k: v for k, v in out.items() if k.startswith("raw28")})
         out["rows"].append(row)
         print(row, flush=True)
         if args.grid and threshold == args.thresholds[0]:
             save_pair_grid(res.pairs, table, Path(args.grid), n=args.grid_n, seed=0)
-            print(f"pair grid: {args.grid}")
+            low = Path(args.grid).with_name(Path(args.grid).stem + "-lowest.png")
+            save_pair_grid(res.pairs, table, low, n=args.grid_n, lowest=True)
+            print(f"pair grids: {args.grid} (random), {low} (lowest r)")
     return out
 
 
-def save_pair_grid(pairs: pd.DataFrame, table: pd.DataFrame, out: Path, n: int = 40, seed: int = 0) -> None:
-    """A PNG of `n` random pairs side by side (a | b) with their r and splits, for checking by eye."""
+def save_pair_grid(pairs: pd.DataFrame, table: pd.DataFrame, out: Path, n: int = 40, seed: int = 0,
+                   lowest: bool = False) -> None:
+    """A PNG of `n` random (or the `lowest`-r) pairs side by side (a | b) with r and splits, to check by eye."""
     from pipeline.preprocess import load_image
 
     path_of = dict(zip(table["sample_id"], table["path"]))
     split_of = dict(zip(table["sample_id"], table["split"]))
     rng = np.random.default_rng(seed)
     pick = pairs.iloc[rng.permutation(len(pairs))[:n]] if len(pairs) else pairs
+    if lowest:
+        pick = pairs.sort_values("similarity").head(n)
     tiles = []
     side = 84
     for row in pick.itertuples():
@@ -346,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="/tmp/audit-bench")
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=bench_scale)
-    p.add_argument("--json")
+    for name in ("planted", "breastmnist", "scale"):
+        sub.choices[name].add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     out = args.func(args)
     if getattr(args, "json", None):

@@ -65,7 +65,7 @@ class AuditSettings:
     hash_size: int = DEFAULT_HASH_SIZE
     thumb_size: int = DEFAULT_THUMB_SIZE
     radius: int = DEFAULT_RADIUS
-    max_hamming: int | None = None  # None: 32% of the hash bits (20 of 64)
+    max_hamming: int | None = None  # None: a quarter of the hash bits (16 of 64)
 
     def __post_init__(self) -> None:
         if not isinstance(self.threshold, (int, float)) or not 0 < float(self.threshold) <= 1:
@@ -83,7 +83,7 @@ class AuditSettings:
     @property
     def hamming_limit(self) -> int:
         bits = self.hash_size ** 2
-        return int(self.max_hamming) if self.max_hamming is not None else int(round(0.32 * bits))
+        return int(self.max_hamming) if self.max_hamming is not None else int(round(0.25 * bits))
 
 
 @dataclass
@@ -227,11 +227,15 @@ def compute_features(paths: Sequence[str], settings: AuditSettings = AuditSettin
 
         chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
         parts: list[Features] = []
-        # spawn, not fork: the caller may hold TensorFlow or Streamlit threads
+        from pipeline.experiment import _main_hidden_from_workers
+
+        # spawn, not fork: the caller may hold TensorFlow or Streamlit threads; a script run without a
+        # __main__ guard must not be re-run by the workers
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-            for k, part in enumerate(pool.map(_features_chunk, chunks, [settings.thumb_size] * len(chunks),
-                                              [settings.hash_size] * len(chunks))):
-                parts.append(part)
+            with _main_hidden_from_workers():
+                futures = [pool.submit(_features_chunk, c, settings.thumb_size, settings.hash_size) for c in chunks]
+            for k, fut in enumerate(futures):
+                parts.append(fut.result())
                 if log and (k + 1) % 50 == 0:
                     log(f"audit: decoded {min((k + 1) * chunk, len(paths))}/{len(paths)} images")
         out = Features.concat(parts)
@@ -259,25 +263,27 @@ def _neighbour_masks(radius: int) -> list[int]:
     return masks
 
 
-def candidate_pairs(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming: int | None = None,
-                    max_batch: int = 2_000_000) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Index pairs (a < b) whose hashes share a 16-bit band up to `radius` bits and differ in <= max_hamming bits.
+def iter_candidates(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming: int | None = None,
+                    max_batch: int = 1 << 18, stats: dict[str, int] | None = None
+                    ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Batches of index pairs (a < b) whose hashes share a 16-bit band up to `radius` bits and differ in at
+    most `max_hamming` bits overall (a pair may come once per matching band).
 
     Multi-index hashing: per band, images are sorted by band value; pairs come from equal buckets and from
-    buckets `radius` bits apart. Cost is the sum of bucket-pair sizes (batched to `max_batch` pairs, so
-    memory stays bounded), not n squared.
+    buckets `radius` bits apart. Cost is the sum of bucket-pair sizes, not n squared, and each batch holds at
+    most `max_batch` bucket pairs, so memory stays bounded whatever the data.
     """
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
-    n = len(codes)
-    stats = {"bucket_pairs": 0, "candidates": 0}
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), stats
+    stats = {} if stats is None else stats
+    stats.setdefault("bucket_pairs", 0)
+    stats.setdefault("candidates", 0)
+    if len(codes) < 2:
+        return
     if codes.shape[1] % 2:
         raise ValueError(f"Invalid value for argument `codes`. Expected an even number of bytes per hash. "
                          f"Received: {codes.shape[1]}")
     limit = codes.shape[1] * 8 if max_hamming is None else int(max_hamming)
     keys = _band_keys(codes)
-    found: list[np.ndarray] = []
     for band in range(keys.shape[1]):
         order = np.argsort(keys[:, band], kind="stable")
         values, starts, counts = np.unique(keys[order, band], return_index=True, return_counts=True)
@@ -294,13 +300,20 @@ def candidate_pairs(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming
                 ia, ib = order[a], order[b]
                 keep = _hamming(codes, ia, ib) <= limit
                 ia, ib = ia[keep], ib[keep]
-                lo, hi = np.minimum(ia, ib), np.maximum(ia, ib)
-                found.append(lo.astype(np.int64) * n + hi)
-    if not found:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), stats
-    key = np.unique(np.concatenate(found))
-    stats["candidates"] = int(len(key))
-    return key // n, key % n, stats
+                stats["candidates"] += len(ia)
+                if len(ia):
+                    yield np.minimum(ia, ib).astype(np.int64), np.maximum(ia, ib).astype(np.int64)
+
+
+def candidate_pairs(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming: int | None = None,
+                    max_batch: int = 1 << 18) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """All distinct candidate pairs of :func:`iter_candidates` at once (small sets, tests), with statistics."""
+    stats: dict[str, int] = {}
+    n = len(codes)
+    keys = [a * n + b for a, b in iter_candidates(codes, radius, max_hamming, max_batch, stats)]
+    key = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    stats["distinct"] = int(len(key))
+    return key // max(n, 1), key % max(n, 1), stats
 
 
 def _expand_units(sa: np.ndarray, na: np.ndarray, sb: np.ndarray, nb: np.ndarray,
@@ -353,20 +366,27 @@ def simhash(thumbs: np.ndarray, bits: int = 64, seed: int = 0) -> np.ndarray:
     return np.packbits(x @ planes > 0, axis=1)
 
 
-def pearson_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, batch: int = 500_000) -> np.ndarray:
+def _thumb_moments(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-thumbnail mean and centred norm (float32), for :func:`pearson_pairs`."""
+    x = thumbs.astype(np.float64)
+    mean = x.mean(axis=1)
+    norm = np.sqrt(np.maximum((x ** 2).sum(axis=1) - x.shape[1] * mean ** 2, 0))
+    return mean.astype(np.float32), norm.astype(np.float32)
+
+
+def pearson_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, batch: int = 1 << 16,
+                  moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Pearson r between thumbnail rows a[k] and b[k] (NaN when either image is flat)."""
+    mean, norm = moments if moments is not None else _thumb_moments(thumbs)
     out = np.empty(len(a), np.float32)
-    src = thumbs
-    mean = src.mean(axis=1, dtype=np.float64).astype(np.float32)
-    norm = np.sqrt(np.maximum((src.astype(np.float64) ** 2).sum(axis=1) - src.shape[1] * mean.astype(np.float64) ** 2,
-                              0)).astype(np.float32)
     for i in range(0, len(a), batch):
         ia, ib = a[i:i + batch], b[i:i + batch]
-        xa = src[ia].astype(np.float32) - mean[ia, None]
-        xb = src[ib].astype(np.float32) - mean[ib, None]
-        denom = norm[ia] * norm[ib]
+        xa = thumbs[ia].astype(np.float32)
+        xa -= mean[ia, None]
+        xb = thumbs[ib].astype(np.float32)
+        xb -= mean[ib, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[i:i + batch] = np.einsum("ij,ij->i", xa, xb) / denom
+            out[i:i + batch] = np.einsum("ij,ij->i", xa, xb) / (norm[ia] * norm[ib])
     out[~np.isfinite(out)] = np.nan
     return np.clip(out, -1, 1)
 
@@ -387,28 +407,38 @@ def find_duplicates(features: Features,
     thumbs = features.thumb[reps]
     flat = thumbs.max(axis=1) == thumbs.min(axis=1)
     reps = reps[~flat]
-    ia, ib, stats = candidate_pairs(features.phash[reps], settings.radius, settings.hamming_limit)
-    # second index: sign bits of random projections of the centred thumbnails (SimHash); it finds the
-    # low-contrast pairs that phash splits (BreastMNIST: phash alone reached 82% of brute force at r >= 0.95)
-    ja, jb, stats2 = candidate_pairs(simhash(features.thumb[reps], bits=settings.hash_size ** 2),
-                                     settings.radius, settings.hamming_limit)
-    key = np.unique(np.concatenate([ia * len(reps) + ib, ja * len(reps) + jb]))
+    # Two indexes, each verified batch by batch (memory stays bounded however many candidates come):
+    # imagehash's phash, and SimHash of the centred thumbnails, which finds the low-contrast pairs that phash
+    # splits (BreastMNIST: phash alone reached 82% of the brute-force pairs at r >= 0.95).
+    stats: dict[str, Any] = {}
+    codes = {"phash": features.phash[reps], "simhash": simhash(features.thumb[reps], bits=settings.hash_size ** 2)}
+    thumbs = features.thumb[reps]
+    mean, norm = _thumb_moments(thumbs)
+    found: list[np.ndarray] = []
+    sims: list[np.ndarray] = []
+    for name, code in codes.items():
+        part: dict[str, int] = {}
+        for ia, ib in iter_candidates(code, settings.radius, settings.hamming_limit, stats=part):
+            r = pearson_pairs(thumbs, ia, ib, moments=(mean, norm))
+            keep = r >= settings.threshold
+            found.append(ia[keep] * len(reps) + ib[keep])
+            sims.append(r[keep])
+        stats[f"{name}_bucket_pairs"], stats[f"{name}_candidates"] = part["bucket_pairs"], part["candidates"]
+    key = np.concatenate(found) if found else np.zeros(0, np.int64)
+    sim = np.concatenate(sims) if sims else np.zeros(0, np.float32)
+    key, first_at = np.unique(key, return_index=True)
+    sim = sim[first_at]
     ia, ib = key // max(len(reps), 1), key % max(len(reps), 1)
-    stats = {"bucket_pairs": stats["bucket_pairs"] + stats2["bucket_pairs"], "candidates": int(len(key)),
-             "phash_candidates": stats["candidates"], "simhash_candidates": stats2["candidates"]}
-    t_cand = time.perf_counter() - t0
-    r = pearson_pairs(features.thumb[reps], ia, ib)
-    keep = r >= settings.threshold
-    near = pd.DataFrame({"a": reps[ia[keep]], "b": reps[ib[keep]], "similarity": r[keep].astype(np.float64),
-                         "exact": False})
+    near = pd.DataFrame({"a": reps[ia], "b": reps[ib], "similarity": sim.astype(np.float64), "exact": False})
+    t_search = time.perf_counter() - t0
     pairs = pd.concat([exact, near], ignore_index=True)
     lo, hi = np.minimum(pairs["a"], pairs["b"]), np.maximum(pairs["a"], pairs["b"])
     pairs["a"], pairs["b"] = lo.astype(np.int64), hi.astype(np.int64)
     pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
     info = {"images": int(len(features)), "decoded": int(len(ok)), "exact_copies": int(is_copy.sum()),
-            "flat_images": int(flat.sum()), "bucket_pairs": stats["bucket_pairs"],
-            "candidates": stats["candidates"], "verified": int(keep.sum()),
-            "candidate_seconds": round(t_cand, 3), "verify_seconds": round(time.perf_counter() - t0 - t_cand, 3)}
+            "flat_images": int(flat.sum()), **stats,
+            "candidates": int(stats.get("phash_candidates", 0) + stats.get("simhash_candidates", 0)),
+            "verified": int(len(near)), "search_verify_seconds": round(t_search, 3)}
     return pairs, info
 
 

@@ -664,29 +664,63 @@ def split_groups(samples: pd.DataFrame, pairs: pd.DataFrame, group_column: str =
 # ============================================================================ the audit at ingest
 
 class IngestAudit:
-    """The audit as `experiment.prepare_samples` runs it: features decoded once, used twice.
+    """The audit as `experiment.prepare_samples` runs it: features decoded once, used twice, kept on disk.
 
     `start` audits the data set before its split (duplicate pairs become split groups; flagged images are
     dropped only when the config lists their flags); `finish` adds the extra evaluation sets, audits the
-    whole sample table and writes ``<experiment>/audit/``.
+    whole sample table and writes ``<experiment>/audit/``. When that folder already holds an audit of the
+    same files (fingerprint) with the same settings, both reuse it instead of decoding every image again,
+    so resuming a run costs no audit time.
     """
 
     def __init__(self, settings: AuditSettings, drop_quality: Sequence[str] = (), jobs: int | None = None,
-                 log: Log = print) -> None:
+                 log: Log = print, exp_dir: Path | str | None = None) -> None:
         self.settings, self.drop_quality, self.jobs, self.log = settings, tuple(drop_quality), jobs, log
+        self.exp_dir = Path(exp_dir) if exp_dir is not None else None
         self.pairs = pd.DataFrame(columns=["a", "b", "similarity", "exact"])
         self._features: Features | None = None
         self._ids: dict[str, int] = {}
+        self._stored: AuditResult | None = None
         self.dropped = 0
 
     @classmethod
     def from_config(cls, cfg: Any, log: Log = print) -> IngestAudit:
-        """From an ExperimentConfig's [audit] section."""
-        return cls(settings_from(cfg.audit), getattr(cfg.audit, "drop_quality", ()), log=log)
+        """From an ExperimentConfig's [audit] section (its experiment folder holds the stored audit)."""
+        return cls(settings_from(cfg.audit), getattr(cfg.audit, "drop_quality", ()), log=log,
+                   exp_dir=cfg.experiment_dir)
+
+    def _stored_for(self, key: str, fingerprint: str) -> AuditResult | None:
+        """The stored audit when it was made with these settings over files with this fingerprint."""
+        from pipeline.artifacts import ArtifactError
+
+        if self.exp_dir is None:
+            return None
+        try:
+            stored = read_audit(self.exp_dir)
+        except ArtifactError:
+            return None
+        if stored is None or stored.summary.get(key) != fingerprint:
+            return None
+        same = (_settings_of(stored) == self.settings
+                and stored.summary.get("settings", {}).get("max_hamming") == self.settings.hamming_limit
+                and tuple(stored.summary.get("drop_quality", ())) == self.drop_quality)
+        return stored if same else None
 
     def start(self, samples: pd.DataFrame) -> pd.DataFrame:
         """Audit the data set's own samples; returns them less any dropped for quality."""
+        from pipeline.datasets import dataset_fingerprint
+
         t0 = time.perf_counter()
+        self._main_fingerprint = dataset_fingerprint(samples)
+        self._stored = self._stored_for("main_fingerprint", self._main_fingerprint)
+        if self._stored is not None:
+            ids = set(samples["sample_id"].astype(str))
+            stored = self._stored
+            self.pairs = stored.pairs[stored.pairs["a"].isin(ids) & stored.pairs["b"].isin(ids)].reset_index(drop=True)
+            quality = stored.quality[stored.quality["sample_id"].isin(ids)]
+            kept, self.dropped = drop_flagged(samples, quality, self.drop_quality)
+            self.log(f"audit: data set unchanged, reusing its audit ({len(self.pairs)} duplicate pairs)")
+            return kept
         self._features = compute_features(samples["path"].astype(str).tolist(), self.settings, self.jobs, log=self.log)
         self._ids = {sid: i for i, sid in enumerate(samples["sample_id"].astype(str))}
         first = audit_features(samples.reset_index(drop=True), self._features, self.settings)
@@ -699,21 +733,33 @@ class IngestAudit:
 
     def finish(self, table: pd.DataFrame, exp_dir: Path | str | None) -> dict[str, Any]:
         """Audit the full sample table (data set + eval sets), write it under `exp_dir`; compact summary."""
-        ids = table["sample_id"].astype(str).to_numpy()
-        known = np.array([sid in self._ids for sid in ids], bool)
-        parts_idx = np.array([self._ids.get(sid, -1) for sid in ids], np.int64)
-        extra = compute_features(table.loc[~known, "path"].astype(str).tolist(), self.settings, self.jobs) \
-            if (~known).any() else None
-        assert self._features is not None, "call start() first"
-        parts = [self._features.take(parts_idx[known])] + ([extra] if extra is not None else [])
-        positions = np.concatenate([np.flatnonzero(known), np.flatnonzero(~known)])
-        feats = Features.concat(parts).take(np.argsort(positions, kind="stable"))
-        result = audit_features(table.reset_index(drop=True), feats, self.settings)
-        result.summary["dropped_for_quality"] = self.dropped
+        from pipeline.datasets import dataset_fingerprint
+
+        fingerprint = dataset_fingerprint(table)
+        stored = self._stored if self._stored is not None and \
+            self._stored.summary.get("fingerprint") == fingerprint else None
+        if stored is not None:  # same files: only the leakage is recounted, against this table's split
+            result = AuditResult(stored.pairs, stored.quality, {})
+            result.summary = summarize(table, result, self.settings, stored.summary.get("search", {}))
+        else:
+            ids = table["sample_id"].astype(str).to_numpy()
+            known = np.array([sid in self._ids for sid in ids], bool)
+            parts_idx = np.array([self._ids.get(sid, -1) for sid in ids], np.int64)
+            extra = compute_features(table.loc[~known, "path"].astype(str).tolist(), self.settings, self.jobs,
+                                     log=self.log) if (~known).any() else None
+            parts = ([self._features.take(parts_idx[known])] if self._features is not None else []) + \
+                ([extra] if extra is not None else [])
+            positions = np.concatenate([np.flatnonzero(known), np.flatnonzero(~known)])
+            feats = Features.concat(parts).take(np.argsort(positions, kind="stable"))
+            result = audit_features(table.reset_index(drop=True), feats, self.settings)
+        result.summary.update({"dropped_for_quality": self.dropped, "drop_quality": list(self.drop_quality),
+                               "fingerprint": fingerprint,
+                               "main_fingerprint": getattr(self, "_main_fingerprint", None)})
         if exp_dir is not None:
             # the experiment's thumbnails.parquet holds the evaluated samples; the audit adds the paired others
             evaluated = table.loc[table["eval_set"].notna(), "sample_id"] if "eval_set" in table else []
-            write_audit(exp_dir, result, pair_thumbnails(table, result.pairs, have=evaluated))
+            thumbs = None if stored is not None else pair_thumbnails(table, result.pairs, have=evaluated)
+            write_audit(exp_dir, result, thumbs)
         self.log(format_report(result, table, examples=3))
         keep = ("n_pairs", "n_exact_pairs", "n_clusters", "cross_split_pairs", "leakage", "conflicting_clusters",
                 "quality_flags", "dropped_for_quality", "settings")

@@ -233,3 +233,23 @@ def test_audit_page_shows_counts_pairs_conflicts_and_flags(tmp_path, artifacts_e
     at.radio(key="audit_pairs_kind").set_value("conflicting labels").run()
     no_exceptions(at)
     assert at.selectbox(key="audit_flag").value == "blurry"
+
+
+def test_prepare_samples_writes_the_audit_and_reuses_it_on_resume(tmp_path):
+    from pipeline.experiment import prepare_samples
+
+    npz = tmp_path / "tiny.npz"
+    _npz_with_leak(npz)
+    cfg = parse_config({"experiment": {"name": "tiny", "output": str(tmp_path / "art")},
+                        "dataset": {"layout": "npz", "root": str(npz)}})
+    logs: list[str] = []
+    table, _, info = prepare_samples(cfg, log=logs.append)
+    assert info["audit"]["leakage"]["test"] == {"n": 6, "with_duplicate_in_train_val": 2}
+    assert (cfg.experiment_dir / "audit" / "summary.json").exists()
+    assert not any("reusing" in line for line in logs)
+    logs.clear()
+    table2, _, info2 = prepare_samples(cfg, log=logs.append)
+    assert any("reusing its audit" in line for line in logs)
+    assert info2["audit"] == info["audit"] and table2["split"].tolist() == table["split"].tolist()
+    art.write_samples(cfg.experiment_dir, table2)
+    assert leaky_sample_ids(cfg.experiment_dir) == {"test_images[0]", "test_images[1]"}

@@ -358,20 +358,33 @@ def simhash(thumbs: np.ndarray, bits: int = 64, seed: int = 0) -> np.ndarray:
     """
     if len(thumbs) == 0:
         return np.zeros((0, bits // 8), np.uint8)
-    x = thumbs.astype(np.float32)
-    x -= x.mean(axis=1, keepdims=True)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
-    x -= x.mean(axis=0, keepdims=True)
-    planes = np.random.default_rng(seed).standard_normal((x.shape[1], bits)).astype(np.float32)
-    return np.packbits(x @ planes > 0, axis=1)
+
+    def unit(block: np.ndarray) -> np.ndarray:
+        x = block.astype(np.float32)
+        x -= x.mean(axis=1, keepdims=True)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+        return x
+
+    chunk = 1 << 15  # chunks keep memory at a few MB per 32k images instead of 1 KB per image
+    centre = sum(unit(thumbs[i:i + chunk]).sum(axis=0, dtype=np.float64) for i in range(0, len(thumbs), chunk))
+    centre = (centre / len(thumbs)).astype(np.float32)
+    planes = np.random.default_rng(seed).standard_normal((thumbs.shape[1], bits)).astype(np.float32)
+    out = np.empty((len(thumbs), bits // 8), np.uint8)
+    for i in range(0, len(thumbs), chunk):
+        out[i:i + chunk] = np.packbits((unit(thumbs[i:i + chunk]) - centre) @ planes > 0, axis=1)
+    return out
 
 
-def _thumb_moments(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-thumbnail mean and centred norm (float32), for :func:`pearson_pairs`."""
-    x = thumbs.astype(np.float64)
-    mean = x.mean(axis=1)
-    norm = np.sqrt(np.maximum((x ** 2).sum(axis=1) - x.shape[1] * mean ** 2, 0))
-    return mean.astype(np.float32), norm.astype(np.float32)
+def _thumb_moments(thumbs: np.ndarray, chunk: int = 1 << 15) -> tuple[np.ndarray, np.ndarray]:
+    """Per-thumbnail mean and centred norm (float32), for :func:`pearson_pairs`; chunked (bounded memory)."""
+    mean = np.empty(len(thumbs), np.float32)
+    norm = np.empty(len(thumbs), np.float32)
+    for i in range(0, len(thumbs), chunk):
+        x = thumbs[i:i + chunk].astype(np.float64)
+        m = x.mean(axis=1)
+        mean[i:i + chunk] = m
+        norm[i:i + chunk] = np.sqrt(np.maximum((x ** 2).sum(axis=1) - x.shape[1] * m ** 2, 0))
+    return mean, norm
 
 
 def pearson_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, batch: int = 1 << 16,

@@ -13,6 +13,7 @@ from dashboard import data_access as da
 from dashboard import state, widgets
 
 PAGES_DIR = Path(__file__).parent / "app_pages"
+ROOT_URL = "start"  # the pathname the hidden root page reserves (Streamlit serves the default page at "/")
 
 # Navigation sections -> (page file in app_pages/, title, icon, url path). Add new pages here.
 PAGES: dict[str, list[tuple[str, str, str, str]]] = {
@@ -34,17 +35,26 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
 
 
 def build_pages() -> dict[str, list[st.Page]]:
-    """st.Page objects for every registered page file that exists."""
+    """st.Page objects for every registered page file that exists, each at its registered url.
+
+    Streamlit serves its default page at the root URL only, so a registered page that is the default cannot be
+    linked to (`/overview` answered "Page not found"). Hence the default is a hidden page at the root that
+    `main` sends on to the first registered page, under that page's own url.
+    """
     out: dict[str, list[st.Page]] = {}
-    first = True
     for section, entries in PAGES.items():
         for file, title, icon, url in entries:
             path = PAGES_DIR / file
             if path.is_file():
-                out.setdefault(section, []).append(
-                    st.Page(path, title=title, icon=icon, url_path=url, default=first))
-                first = False
+                if not out:
+                    out[section] = [st.Page(_root, title=title, icon=icon, url_path=ROOT_URL, default=True,
+                                            visibility="hidden")]
+                out.setdefault(section, []).append(st.Page(path, title=title, icon=icon, url_path=url))
     return out
+
+
+def _root() -> None:
+    """The root URL's page; never drawn (`main` switches to the first registered page first)."""
 
 
 def main() -> None:
@@ -54,11 +64,15 @@ def main() -> None:
     state.restore_from_url()
     pages = build_pages()
     current = st.navigation(pages, position="sidebar")
-    # The default page's url_path is "" (the root URL), so pages are named by their registered url here.
+    listed = [p for ps in pages.values() for p in ps if p.url_path]  # the registered pages (not the root's)
     url_of = {title: url for entries in PAGES.values() for _, title, _, url in entries}
     wanted = state.requested_page()
+    if not current.url_path:  # the root URL: the page a shared link names (?page=), else the first page
+        match = [p for p in listed if p.url_path == wanted] or listed[:1]
+        if match:
+            st.switch_page(match[0], query_params=st.query_params.to_dict())
     if wanted and wanted != url_of.get(current.title):
-        match = [p for ps in pages.values() for p in ps if url_of.get(p.title) == wanted]
+        match = [p for p in listed if p.url_path == wanted]
         if match:
             st.switch_page(match[0])
     sel = widgets.sidebar_ui(da.artifacts_root())
@@ -68,4 +82,5 @@ def main() -> None:
         current.run()
 
 
-main()
+if __name__ == "__main__":  # streamlit runs this file as __main__; tests import PAGES without running the app
+    main()

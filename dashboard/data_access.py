@@ -27,7 +27,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS_ENV = "MEDCOMPARE_ARTIFACTS"
 LEADERBOARD_METRICS: tuple[str, ...] = tuple(mt.LEADERBOARD_METRICS)
 Stamp = tuple
-_AUC_METRICS = ("roc_auc", "pr_auc")
 
 
 # ---------------------------------------------------------------- paths and stamps
@@ -237,14 +236,9 @@ def _bootstrap(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_
                threshold: float | None, pos_index: int, n_boot: int, seed: int,
                _exp: art.Experiment) -> dict[str, tuple[float, float, float]]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    kwargs = dict(n_boot=n_boot, seed=seed, threshold=threshold, pos_index=pos_index)
-    try:
-        return mt.bootstrap_all(md.y, md.P, md.groups, metrics=LEADERBOARD_METRICS, **kwargs)
-    except ValueError:
-        # AUCs are undefined on a set with one class only; keep the threshold metrics, mark AUCs missing.
-        rest = [m for m in LEADERBOARD_METRICS if m not in _AUC_METRICS]
-        out = mt.bootstrap_all(md.y, md.P, md.groups, metrics=rest, **kwargs)
-        return {**out, **{m: (np.nan, np.nan, np.nan) for m in _AUC_METRICS}}
+    # AUCs are undefined on a set with one class only: NaN, and the threshold metrics are kept.
+    return mt.bootstrap_all(md.y, md.P, md.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
+                            threshold=threshold, pos_index=pos_index, undefined_auc="nan")
 
 
 def get_bootstrap(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
@@ -259,14 +253,8 @@ def _bootstrap_aligned(mds: list[ModelData], thresholds: dict[str, float | None]
     """Models scored on the same samples share one set of group resamples (metrics.bootstrap_models)."""
     first = mds[0]
     probs = {md.model: md.P for md in mds}
-    kwargs = dict(n_boot=n_boot, seed=seed, thresholds=thresholds, pos_index=pos_index)
-    try:
-        return mt.bootstrap_models(first.y, probs, first.groups, metrics=LEADERBOARD_METRICS, **kwargs)
-    except ValueError:
-        # AUCs are undefined on a set with one class only; keep the threshold metrics, mark AUCs missing.
-        rest = [m for m in LEADERBOARD_METRICS if m not in _AUC_METRICS]
-        out = mt.bootstrap_models(first.y, probs, first.groups, metrics=rest, **kwargs)
-        return {m: {**r, **{a: (np.nan, np.nan, np.nan) for a in _AUC_METRICS}} for m, r in out.items()}
+    return mt.bootstrap_models(first.y, probs, first.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
+                               thresholds=thresholds, pos_index=pos_index, undefined_auc="nan")
 
 
 @st.cache_data(show_spinner="Bootstrapping confidence intervals…", max_entries=64)
@@ -391,12 +379,8 @@ def cell_indices(y: np.ndarray, pred: np.ndarray, true_index: int, pred_index: i
 def _summary(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
              threshold: float | None, pos_index: int, _exp: art.Experiment) -> dict[str, float]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
-    try:
-        return mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index)
-    except ValueError:
-        # One class only: AUCs are undefined, the threshold metrics still mean something.
-        point = _bootstrap(exp_dir, exp_stamp, model, m_stamp, eval_set, threshold, pos_index, 1, 0, _exp)
-        return {m: v[0] for m, v in point.items()}
+    # One class only: AUCs are NaN, the threshold metrics still mean something.
+    return mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index, undefined_auc="nan")
 
 
 def get_summary(exp: art.Experiment, model: str, eval_set: str, threshold: float | None) -> dict[str, float]:
@@ -502,14 +486,9 @@ def _summary_excluding(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stam
     out: dict[str, float] = {"n": float(md.n)}
     if md.n == 0:
         return {**out, **{m: float("nan") for m in LEADERBOARD_METRICS}}
-    try:
-        return {**out, **mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index)}
-    except ValueError:  # one class left: AUCs undefined, threshold metrics still meaningful
-        rest = [m for m in LEADERBOARD_METRICS if m not in ("roc_auc", "pr_auc")]
-        point = mt.bootstrap_all(md.y, md.P, None, metrics=rest, n_boot=1, seed=0, threshold=threshold,
-                                 pos_index=pos_index)
-        return {**out, **{m: float(v[0]) for m, v in point.items()}, "roc_auc": float("nan"),
-                "pr_auc": float("nan")}
+    # One class left: AUCs NaN, threshold metrics still meaningful.
+    return {**out, **mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index,
+                                               undefined_auc="nan")}
 
 
 def get_summary_excluding(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
@@ -721,13 +700,8 @@ def _ensemble_bootstrap(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...],
                         _exp: art.Experiment) -> dict[str, tuple[float, float, float]]:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
-    kwargs = dict(n_boot=n_boot, seed=seed, threshold=threshold, pos_index=pos_index)
-    try:
-        return mt.bootstrap_all(al.y, P, al.groups, metrics=LEADERBOARD_METRICS, **kwargs)
-    except ValueError:  # one class only: AUCs undefined, threshold metrics kept
-        rest = [m for m in LEADERBOARD_METRICS if m not in _AUC_METRICS]
-        out = mt.bootstrap_all(al.y, P, al.groups, metrics=rest, **kwargs)
-        return {**out, **{m: (np.nan, np.nan, np.nan) for m in _AUC_METRICS}}
+    return mt.bootstrap_all(al.y, P, al.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
+                            threshold=threshold, pos_index=pos_index, undefined_auc="nan")
 
 
 def get_ensemble_bootstrap(exp: art.Experiment, models: list[str], eval_set: str, threshold: float | None,

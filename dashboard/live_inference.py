@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline import artifacts as art
+from pipeline import metrics as mt
+from pipeline.errors import invalid_argument
 from pipeline.preprocess import DEFAULT_MAX_PIXELS, DecodedImage, ImageDecodeError, decode_image, resize_square
 
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm", "dicom")
@@ -245,11 +247,8 @@ def decide(probs: np.ndarray, class_names: Sequence[str], threshold: float | Non
     """The predicted class: binary at `threshold` on the positive class, otherwise (or when None) the argmax."""
     p = np.asarray(probs, dtype=np.float64)
     if p.shape != (len(class_names),):
-        raise ValueError(f"Invalid value for argument `probs`. Expected shape ({len(class_names)},). "
-                         f"Received: {p.shape}")
-    if threshold is not None and len(class_names) == 2:
-        return int(pos_index) if p[pos_index] >= float(threshold) else 1 - int(pos_index)
-    return int(np.argmax(p))
+        raise invalid_argument("probs", f"shape ({len(class_names)},)", p.shape)
+    return int(mt.decide(p, threshold, int(pos_index)))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from typing import Mapping
 import streamlit as st
 
 from pipeline.artifacts import Experiment
+from pipeline.errors import invalid_argument
 from pipeline.metrics import DEFAULT_THRESHOLD
 
 # Session-state keys of the sidebar widgets and of non-widget state.
@@ -82,7 +83,7 @@ def get_threshold(sel: Selection, model: str, class_index: int | None = None) ->
 def set_threshold(sel: Selection, model: str, value: float, class_index: int | None = None) -> None:
     """Set a model's threshold (shared by every page of this session)."""
     if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"Invalid value for argument `value`. Expected a threshold in [0, 1]. Received: {value!r}")
+        raise invalid_argument("value", "a threshold in [0, 1]", repr(value))
     ci = sel.class_index if class_index is None else int(class_index)
     _store(sel.exp.name)[threshold_key(model, None if sel.binary else ci)] = float(value)
 

@@ -187,3 +187,58 @@ def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.
                 st.image(img, caption=caption, width="stretch", output_format="PNG")
             else:
                 st.caption(f"(no thumbnail)\n{caption}")
+
+
+# ---------------------------------------------------------------- leaderboard that fits a laptop screen
+
+# Width the leaderboard may take without scrolling sideways: a 1366 px laptop screen minus the sidebar and the
+# page margins of the wide layout. Text widths are estimated (the grid sizes columns to their content).
+LAPTOP_TABLE_PX = 900
+# Calibrated in chromium: the 15-column leaderboard of the fake binary experiment is 1,725 px wide, which
+# these constants estimate at ~1,750 px (slightly over, so the default never scrolls).
+_CHAR_PX = 6.3
+_CELL_PAD_PX = 16
+# Column priority when not every column fits: what a review meeting reads first (imbalanced medical data:
+# balanced accuracy, sensitivity, specificity and AUC before plain accuracy), then cost.
+LEADERBOARD_PRIORITY = ("ROC AUC", "Balanced acc.", "Sensitivity", "Specificity", "F1", "PR AUC", "Precision",
+                        "Accuracy", "Params (M)", "ms / image", "Size (MB)", "Train (min)")
+ALWAYS_SHOWN = ("Rank", "Threshold")
+
+
+def column_px(df: Any, column: str | None) -> float:
+    """Estimated rendered width of one column of `df` (None: the index), header included."""
+    values = df.index if column is None else df[column]
+    header = (df.index.name or "") if column is None else column
+    longest = max([len(str(header))] + [len(f"{v:.3f}" if isinstance(v, float) else str(v)) for v in values])
+    return longest * _CHAR_PX + _CELL_PAD_PX
+
+
+def fit_columns(display: Any, budget_px: float = LAPTOP_TABLE_PX) -> list[str]:
+    """The columns to show by default: Rank and Threshold, then `LEADERBOARD_PRIORITY` while they fit `budget_px`
+    (the model column included), in the table's own order. At least one metric is always shown."""
+    always = [c for c in ALWAYS_SHOWN if c in display.columns]
+    used = column_px(display, None) + sum(column_px(display, c) for c in always)
+    chosen: list[str] = []
+    for c in [c for c in LEADERBOARD_PRIORITY if c in display.columns] + \
+             [c for c in display.columns if c not in LEADERBOARD_PRIORITY and c not in always]:
+        w = column_px(display, c)
+        if used + w <= budget_px or not chosen:
+            chosen.append(c)
+            used += w
+    keep = set(always) | set(chosen)
+    return [c for c in display.columns if c in keep]
+
+
+def leaderboard_columns_ui(display: Any, key: str = "overview_columns") -> list[str]:
+    """A column picker for a wide table; by default the columns that fit a laptop screen (no sideways scroll).
+    Returns the columns to show, in the table's order."""
+    options = [c for c in display.columns if c not in ALWAYS_SHOWN]
+    default = [c for c in fit_columns(display) if c not in ALWAYS_SHOWN]
+    chosen = st.session_state.get(key)
+    if not chosen or not set(chosen) <= set(options):  # first visit, another experiment, or emptied
+        st.session_state[key] = default
+    picked = st.multiselect("Columns", options, key=key,
+                            help="The leaderboard shows the columns that fit a laptop screen; add any other here "
+                                 "(the table then scrolls sideways).")
+    shown = set(picked) | set(ALWAYS_SHOWN)
+    return [c for c in display.columns if c in shown]

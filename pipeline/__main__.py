@@ -105,6 +105,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
     """["ResNet50=0.3", ...] -> {"ResNet50": 0.3}; raises ValueError naming the bad item."""
+    from pipeline.errors import invalid_argument
+
     out: dict[str, float] = {}
     for item in items or []:
         name, sep, value = item.rpartition("=")
@@ -113,8 +115,7 @@ def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
         except ValueError:
             name = ""
         if not sep or not name:
-            raise ValueError(f"Invalid value for argument `--threshold`. Expected MODEL=VALUE (e.g. ResNet50=0.3). "
-                             f"Received: {item!r}")
+            raise invalid_argument("--threshold", "MODEL=VALUE (e.g. ResNet50=0.3)", repr(item))
     return out
 
 

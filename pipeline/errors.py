@@ -5,10 +5,22 @@ call without reading the code: "Invalid value for argument `n_boot`. Expected a 
 """
 from __future__ import annotations
 
+from typing import TypeVar, overload
+
 __all__ = ["invalid_argument"]
 
+E = TypeVar("E", bound=Exception)
 
-def invalid_argument(name: str, expected: str, received: object) -> ValueError:
-    """A ValueError naming argument `name`, what was `expected` and what was `received` (shown with str();
-    pass `repr(x)` to quote a string)."""
-    return ValueError(f"Invalid value for argument `{name}`. Expected {expected}. Received: {received}")
+
+@overload
+def invalid_argument(name: str, expected: str, received: object) -> ValueError: ...
+
+
+@overload
+def invalid_argument(name: str, expected: str, received: object, *, error: type[E]) -> E: ...
+
+
+def invalid_argument(name: str, expected: str, received: object, *, error: type[Exception] = ValueError) -> Exception:
+    """The exception to raise (ValueError unless `error` says otherwise) naming argument `name`, what was
+    `expected` and what was `received` (shown with str(); pass `repr(x)` to quote a string)."""
+    return error(f"Invalid value for argument `{name}`. Expected {expected}. Received: {received}")

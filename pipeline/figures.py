@@ -13,6 +13,8 @@ import pandas as pd
 import plotly.colors as pcolors
 import plotly.graph_objects as go
 
+from pipeline.errors import invalid_argument
+
 PALETTE = pcolors.qualitative.Plotly + pcolors.qualitative.D3
 CM_COLORSCALE = "Blues"
 _MARGIN = dict(l=10, r=10, t=40, b=10)
@@ -64,7 +66,7 @@ def curve_figure(curves: Sequence[Curve], kind: str = "roc", title: str = "",
                  baseline: float | None = None, height: int = 460) -> go.Figure:
     """Overlay ROC (`kind="roc"`) or precision-recall (`kind="pr"`) curves; area in the legend, threshold on hover."""
     if kind not in _CURVE_AXES:
-        raise ValueError(f"Invalid value for argument `kind`. Expected one of {list(_CURVE_AXES)}. Received: {kind!r}")
+        raise invalid_argument("kind", f"one of {list(_CURVE_AXES)}", repr(kind))
     x_title, y_title, x_name, y_name, area_name = _CURVE_AXES[kind]
     data: list[dict] = []
     for i, c in enumerate(curves):
@@ -120,8 +122,7 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     cm = np.asarray(cm)
     k = len(class_names)
     if cm.shape != (k, k):
-        raise ValueError(f"Invalid value for argument `cm`. Expected shape ({k}, {k}) to match class_names. "
-                         f"Received: {cm.shape}")
+        raise invalid_argument("cm", f"shape ({k}, {k}) to match class_names", cm.shape)
     counts = cm.astype(np.int64)
     row_sums = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, row_sums, out=np.zeros(counts.shape, dtype=float), where=row_sums > 0)
@@ -283,13 +284,19 @@ def _best_mask(values: pd.Series, lower_is_better: bool) -> pd.Series:
     return (values - best).abs() <= 1e-12
 
 
-def leaderboard_table(frame: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(display table, boolean 'best in column' mask) from `data_access.leaderboard_frame` output.
+def leaderboard_table(frame: pd.DataFrame, metrics: Sequence[str], *,
+                      thresholds: Mapping[str, float | None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(display table, boolean 'best in column' mask) from `report.leaderboard_frame` output, in its row order:
+    the one leaderboard layout of the Overview page and the meeting report.
 
-    Metric cells read "0.912 [0.890, 0.931]" (point and 95% CI); in [0, 1] such strings sort like numbers.
-    The best value per column gets a star; lower is better for size, speed and training time.
+    Columns: Rank (1 = first row), Threshold (when `thresholds` is given: binary tasks), then each metric as
+    "0.912 [0.890, 0.931]" (point and 95% CI; in [0, 1] such strings sort like numbers), then size, speed and
+    training time. The best value per column gets a star; lower is better for size, speed and training time.
     """
     display = pd.DataFrame(index=frame.index)
+    display["Rank"] = range(1, len(frame) + 1)
+    if thresholds is not None:
+        display["Threshold"] = [thresholds.get(m) for m in frame.index]
     best = pd.DataFrame(index=frame.index)
     for m in metrics:
         if m not in frame.columns:
@@ -359,8 +366,7 @@ def p_value_grid_figure(row_labels: Sequence[str], col_labels: Sequence[str], di
     diff = np.asarray(diff, dtype=float)
     p = np.asarray(p_values, dtype=float)
     if diff.shape != (r, c) or p.shape != (r, c):
-        raise ValueError(f"Invalid value for arguments `diff`, `p_values`. Expected shape ({r}, {c}) to match the "
-                         f"labels. Received: {diff.shape}, {p.shape}")
+        raise invalid_argument("diff, p_values", f"shape ({r}, {c}) to match the labels", f"{diff.shape}, {p.shape}")
     z = np.clip(-np.log10(np.maximum(np.nan_to_num(p, nan=1.0), 1e-12)), 0, 4)
     z[~np.isfinite(p)] = np.nan
     text = [["" if not np.isfinite(p[i, j]) else
@@ -387,8 +393,7 @@ def pairwise_matrix_figure(names: Sequence[str], diff: np.ndarray, p_values: np.
     """Every pair of models as a square p-value heatmap; cell (i, j) reads "row model minus column model"."""
     k = len(names)
     if np.shape(diff) != (k, k):
-        raise ValueError(f"Invalid value for argument `diff`. Expected shape ({k}, {k}) to match names. "
-                         f"Received: {np.shape(diff)}")
+        raise invalid_argument("diff", f"shape ({k}, {k}) to match names", np.shape(diff))
     return p_value_grid_figure(names, names, diff, p_values, title=title, diff_label=diff_label, alpha=alpha,
                                x_title="minus (column)", y_title="model (row)",
                                height=height or max(300, 70 * k + 150))
@@ -400,8 +405,7 @@ def disagreement_figure(names: Sequence[str], matrix: np.ndarray, title: str = "
     k = len(names)
     m = np.asarray(matrix, dtype=float).copy()
     if m.shape != (k, k):
-        raise ValueError(f"Invalid value for argument `matrix`. Expected shape ({k}, {k}) to match names. "
-                         f"Received: {m.shape}")
+        raise invalid_argument("matrix", f"shape ({k}, {k}) to match names", m.shape)
     np.fill_diagonal(m, np.nan)
     text = [["" if i == j or not np.isfinite(m[i, j]) else f"{m[i, j]:.1%}" for j in range(k)] for i in range(k)]
     fig = go.Figure(go.Heatmap(
@@ -452,8 +456,7 @@ def class_probability_figure(class_names: Sequence[str], probs: np.ndarray, deci
     p = np.asarray(probs, dtype=np.float64)
     names = [str(c) for c in class_names]
     if p.shape != (len(names),):
-        raise ValueError(f"Invalid value for argument `probs`. Expected shape ({len(names)},) matching "
-                         f"`class_names`. Received: {p.shape}")
+        raise invalid_argument("probs", f"shape ({len(names)},) matching `class_names`", p.shape)
     colours = [color if i == decided else "#c7c7c7" for i in range(len(names))]
     fig = go.Figure(go.Bar(
         x=p, y=names, orientation="h", marker=dict(color=colours),

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import invalid_argument
+from pipeline.metrics import decide
+
 if TYPE_CHECKING:
     from pipeline.comparison import Aligned
 
@@ -23,7 +26,8 @@ TAG_ANY, TAG_TAGGED, TAG_UNTAGGED = "(any)", "(tagged)", "(untagged)"
 
 
 def _invalid(name: str, expected: str, received: object) -> ValueError:
-    return ValueError(f"Invalid value for argument `{name}`. Expected {expected}. Received: {received!r}")
+    """`errors.invalid_argument` with the received value quoted (repr), as this module's messages always were."""
+    return invalid_argument(name, expected, repr(received))
 
 
 @dataclass(frozen=True)
@@ -116,10 +120,7 @@ def predictions(arrays: ReviewArrays, thresholds: Sequence[float | None], pos_in
         raise _invalid("thresholds", f"one per model ({len(arrays.models)})", f"{len(thresholds)} values")
     pred = np.empty(arrays.has.shape, dtype=np.int64)
     for i, thr in enumerate(thresholds):
-        if thr is not None and arrays.n_classes == 2:
-            pred[i] = np.where(arrays.P[i, :, pos_index] >= float(thr), pos_index, 1 - pos_index)
-        else:
-            pred[i] = np.argmax(arrays.P[i], axis=1)  # rows without a prediction are NaN: masked below
+        pred[i] = decide(arrays.P[i], thr, pos_index)  # rows without a prediction are NaN: masked below
     pred[~arrays.has] = -1
     return pred
 

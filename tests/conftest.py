@@ -59,15 +59,21 @@ def artifacts_env(monkeypatch: pytest.MonkeyPatch):
 
 # ---------------------------------------------------------------- AppTest helpers
 
-PAGE_FILES = {
-    "overview": "app_pages/overview.py",
-    "curves": "app_pages/curves.py",
-    "confusion": "app_pages/confusion.py",
-    "thresholds": "app_pages/thresholds.py",
-    "calibration": "app_pages/calibration.py",
-    "training": "app_pages/training.py",
-    "eval_sets": "app_pages/eval_sets.py",
-}
+def _registry() -> dict[str, tuple[str, str, str, str]]:
+    """The app's own page registry (dashboard.app.PAGES): {file stem: (AppTest path, title, url path, section)}."""
+    from dashboard.app import PAGES
+
+    return {Path(file).stem: (f"app_pages/{file}", title, url, section)
+            for section, entries in PAGES.items() for file, title, _, url in entries}
+
+
+PAGES = _registry()  # every registered page, in navigation order
+PAGE_FILES = {name: path for name, (path, _, _, _) in PAGES.items()}
+PAGE_TITLES = {name: title for name, (_, title, _, _) in PAGES.items()}
+PAGE_URLS = {name: url for name, (_, _, url, _) in PAGES.items()}
+PAGE_SECTIONS = {name: section for name, (_, _, _, section) in PAGES.items()}
+# Each page's st.title: its navigation title, except where the navigation uses a short form.
+PAGE_HEADINGS = {**PAGE_TITLES, "curves": "ROC & precision-recall curves"}
 
 
 def open_app(exp: str | None = None, page: str | None = None, **query: str):

@@ -130,6 +130,15 @@ def test_leaderboard_table_marks_best_and_formats_ci():
     assert "#d7f2dd" in styled
 
 
+def test_leaderboard_table_ranks_rows_and_shows_thresholds_when_given():
+    frame = pd.DataFrame({"roc_auc": [0.9, 0.8], "roc_auc_lo": [0.85, 0.7], "roc_auc_hi": [0.95, 0.9]},
+                         index=pd.Index(["A", "B"], name="model"))
+    display, _ = figures.leaderboard_table(frame, ["roc_auc"], thresholds={"A": 0.3, "B": None})
+    assert list(display.columns) == ["Rank", "Threshold", "ROC AUC"]
+    assert display["Rank"].tolist() == [1, 2] and display.loc["A", "Threshold"] == 0.3
+    assert list(figures.leaderboard_table(frame, ["roc_auc"])[0].columns) == ["Rank", "ROC AUC"]  # multiclass
+
+
 def test_leaderboard_table_marks_nothing_with_one_model():
     frame = pd.DataFrame({"roc_auc": [0.9], "roc_auc_lo": [0.8], "roc_auc_hi": [0.95], "params": [1e6]},
                          index=pd.Index(["A"], name="model"))

@@ -406,3 +406,46 @@ def test_curve_summary_matches_sklearn_and_downsamples():
     assert len(fpr) <= 300 and fpr[0] == 0 and fpr[-1] == 1 and np.all(np.isfinite(thr))
     one_class = curve_summary(make_sweep(np.zeros(10, bool), np.arange(10.0)))
     assert one_class["roc"] is None and np.isnan(one_class["roc_auc"])
+
+
+# ---------------------------------------------------------------- one source of truth
+
+
+def test_decide_is_the_one_decision_rule():
+    P = np.array([[0.6, 0.4], [0.4, 0.6], [0.5, 0.5], [np.nan, np.nan]])
+    np.testing.assert_array_equal(M.decide(P, 0.5, 1)[:3], [0, 1, 1])  # >= threshold is positive
+    np.testing.assert_array_equal(M.decide(P, 0.45, 0)[:3], [0, 1, 0])
+    np.testing.assert_array_equal(M.decide(P[:3]), [0, 1, 0])  # no threshold: argmax
+    np.testing.assert_array_equal(M.predict_labels(P[:3], 0.5, 1), M.decide(P[:3], 0.5, 1))
+    P3 = np.array([[0.2, 0.5, 0.3]])
+    assert M.decide(P3, 0.9, 1).tolist() == [1]  # multiclass: thresholds do not apply
+    assert int(M.decide(np.array([0.3, 0.7]), 0.8, 1)) == 0  # one sample, shape (K,)
+
+
+def test_undefined_auc_policy_is_an_explicit_option():
+    y = np.zeros(40, dtype=int)
+    P = np.column_stack([np.linspace(0.9, 0.1, 40), np.linspace(0.1, 0.9, 40)])
+    with pytest.raises(ValueError, match="both classes present for roc_auc"):
+        M.classification_summary(y, P, threshold=0.5)
+    s = M.classification_summary(y, P, threshold=0.5, undefined_auc="nan")
+    assert np.isnan(s["roc_auc"]) and np.isnan(s["pr_auc"])
+    assert s["specificity"] == pytest.approx(np.mean(P[:, 1] < 0.5)) and list(s) == list(M.LEADERBOARD_METRICS)
+    ci = M.bootstrap_all(y, P, None, n_boot=50, threshold=0.5, undefined_auc="nan")
+    assert all(np.isnan(ci["roc_auc"])) and ci["specificity"][0] == pytest.approx(s["specificity"])
+    # The threshold metrics are those of a computation without the AUCs (what the retry loops used to do).
+    rest = [m for m in M.LEADERBOARD_METRICS if m not in ("roc_auc", "pr_auc")]
+    assert {m: ci[m] for m in rest} == M.bootstrap_all(y, P, None, metrics=rest, n_boot=50, threshold=0.5)
+    both = np.r_[0, 1, np.zeros(38, dtype=int)]
+    assert M.classification_summary(both, P, undefined_auc="nan") == M.classification_summary(both, P)
+    with pytest.raises(ValueError, match=r"argument `undefined_auc`\. Expected 'raise' or 'nan'"):
+        M.bootstrap_all(y, P, undefined_auc="skip")
+
+
+def test_shared_constants_and_error_helper():
+    from pipeline.errors import invalid_argument
+
+    assert M.DEFAULT_THRESHOLD == 0.5 and M.MAX_CURVE_POINTS == 2000
+    err = invalid_argument("n_boot", "a positive int", 0)
+    assert isinstance(err, ValueError) and str(err) == ("Invalid value for argument `n_boot`. Expected a positive "
+                                                        "int. Received: 0")
+    assert isinstance(invalid_argument("path", "a file", "x", error=FileNotFoundError), FileNotFoundError)

@@ -46,15 +46,18 @@ if len(results) >= 2 and st.toggle(f"{ENSEMBLE} row", value=True, key="overview_
 
 if results:
     frame = da.leaderboard_frame(results, configs).sort_values(rank_by, ascending=False)
-    display, best = figures.leaderboard_table(frame, da.LEADERBOARD_METRICS)
-    display.insert(0, "Rank", range(1, len(display) + 1))
-    if sel.binary:
-        display.insert(1, "Threshold", [state.get_threshold(sel, m) for m in display.index])
+    display, best = figures.leaderboard_table(
+        frame, da.LEADERBOARD_METRICS,
+        thresholds={m: state.get_threshold(sel, m) for m in frame.index} if sel.binary else None)
     st.subheader("Leaderboard")
-    st.dataframe(figures.style_best(display, best), width="stretch", key="leaderboard")
+    shown = widgets.leaderboard_columns_ui(display)
+    st.dataframe(figures.style_best(display, best), width="stretch", key="leaderboard", column_order=shown,
+                 column_config={"Rank": st.column_config.NumberColumn(width="small")})
+    hidden = [c for c in display.columns if c not in shown]
     st.caption(f"Point estimate [95% CI], {n_boot} resamples of whole patients/lesions. {figures.BEST_MARK.strip()} "
                "and green = best in the column (smallest for size, speed and training time). "
-               "Click a column header to sort.")
+               "Click a column header to sort."
+               + (f" Not shown, to fit the screen: {', '.join(hidden)} (add them under *Columns*)." if hidden else ""))
 
 st.subheader("Data set")
 counts, per_set = da.dataset_summary(sel.exp)

@@ -35,7 +35,7 @@ from pipeline.metrics._calibration import (
     top_label_reliability,
 )
 from pipeline.metrics._curve_bands import bootstrap_curve_bands
-from pipeline.metrics._multiclass import confusion_matrix, micro_macro_roc, one_vs_rest_curves, predict_labels
+from pipeline.metrics._multiclass import confusion_matrix, decide, micro_macro_roc, one_vs_rest_curves, predict_labels
 from pipeline.metrics._paired import (
     delong_test,
     delong_variance,
@@ -84,6 +84,7 @@ __all__ = [
     "confidence_histogram",
     "confusion_matrix",
     "counts_at",
+    "decide",
     "curve_summary",
     "delong_test",
     "delong_variance",

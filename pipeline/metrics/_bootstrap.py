@@ -24,7 +24,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -511,6 +511,28 @@ def bootstrap_replicates(
                            paired, max_bins)[1]
 
 
+UndefinedAUC = Literal["raise", "nan"]
+_NAN3 = (math.nan, math.nan, math.nan)
+
+
+def _undefined_auc_metrics(labels: np.ndarray, K: int, pos: int, mets: Sequence[str],
+                           undefined_auc: str) -> list[str]:
+    """The AUC metrics of `mets` to report as NaN instead of computing: the undefined-AUC policy, in one place.
+
+    A binary AUC is undefined when the labels hold one class only. `undefined_auc="raise"` keeps them (the
+    computation raises ValueError naming the counts); `"nan"` reports them as NaN and keeps every threshold
+    metric, which stays meaningful (a one-class evaluation set, or what is left after exclusions).
+    """
+    if undefined_auc not in ("raise", "nan"):
+        raise invalid_argument("undefined_auc", "'raise' or 'nan'", repr(undefined_auc))
+    if undefined_auc == "raise" or K != 2:
+        return []
+    n_pos = int(np.count_nonzero(labels == pos))
+    if 0 < n_pos < labels.size:
+        return []
+    return [m for m in mets if m in _RANK_METRICS]
+
+
 def _percentile_interval(reps: np.ndarray, alpha: float) -> tuple[float, float]:
     """Percentile interval ignoring NaN replicates (resamples where the metric is undefined)."""
     finite = reps[~np.isnan(reps)]
@@ -531,20 +553,29 @@ def bootstrap_models(
     pos_index: int = 1,
     alpha: float = 0.05,
     max_bins: int = _MAX_BINS,
+    *,
+    undefined_auc: UndefinedAUC = "raise",
 ) -> dict[str, dict[str, tuple[float, float, float]]]:
-    """Leaderboard CIs for several models: {model: {metric: (point, lo, hi)}}."""
+    """Leaderboard CIs for several models: {model: {metric: (point, lo, hi)}}.
+
+    `undefined_auc`: "raise" (ValueError when the labels hold one class and an AUC is asked for) or "nan"
+    (those AUCs are (nan, nan, nan); the other metrics are computed as usual).
+    """
     _check_boot_args(n_boot, alpha)
     labels, probs = _check_models(y, probs_by_model)
     K = next(iter(probs.values())).shape[1]
     pos = _check_pos_index(pos_index, K) if K == 2 else 0
     mets = _resolve_metrics(metrics, K)
-    preps, reps = _bootstrap_core(labels, probs, groups, mets, n_boot, seed, dict(thresholds or {}),
-                                  pos, False, max_bins)
-    out = {}
-    for name, prep in preps.items():
-        point = _prep_points(prep, mets)
-        out[name] = {m: (point[m], *_percentile_interval(reps[name][m], alpha)) for m in mets}
-    return out
+    undefined = _undefined_auc_metrics(labels, K, pos, mets, undefined_auc)
+    computed = [m for m in mets if m not in undefined]
+    out: dict[str, dict[str, tuple[float, float, float]]] = {name: {} for name in probs}
+    if computed:
+        preps, reps = _bootstrap_core(labels, probs, groups, computed, n_boot, seed, dict(thresholds or {}),
+                                      pos, False, max_bins)
+        for name, prep in preps.items():
+            point = _prep_points(prep, computed)
+            out[name] = {m: (point[m], *_percentile_interval(reps[name][m], alpha)) for m in computed}
+    return {name: {**res, **dict.fromkeys(undefined, _NAN3)} for name, res in out.items()}
 
 
 def bootstrap_all(
@@ -557,10 +588,13 @@ def bootstrap_all(
     threshold: float | None = None,
     pos_index: int = 1,
     alpha: float = 0.05,
+    *,
+    undefined_auc: UndefinedAUC = "raise",
 ) -> dict[str, tuple[float, float, float]]:
-    """(point, lo, hi) for each metric from one shared set of group resamples."""
+    """(point, lo, hi) for each metric from one shared set of group resamples (`undefined_auc`: see
+    `bootstrap_models`)."""
     res = bootstrap_models(y, {"model": P}, groups, metrics, n_boot, seed,
-                           {"model": threshold}, pos_index, alpha)
+                           {"model": threshold}, pos_index, alpha, undefined_auc=undefined_auc)
     return res["model"]
 
 

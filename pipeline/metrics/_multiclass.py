@@ -36,11 +36,21 @@ def confusion_matrix(y: object, pred: object, n_classes: int) -> np.ndarray:
     )
 
 
+def decide(P: np.ndarray, threshold: float | None = None, pos_index: int = 1) -> np.ndarray:
+    """THE decision rule, on probabilities of shape (..., K) without validation (callers check their inputs):
+    binary with a threshold, `pos_index` when P[..., pos_index] >= threshold, else the other class; otherwise
+    (multiclass, or no threshold) the argmax. Used by `predict_labels`, the review gallery and live inference."""
+    P = np.asarray(P)
+    if threshold is None or P.shape[-1] != 2:
+        return np.asarray(np.argmax(P, axis=-1))
+    return np.where(P[..., pos_index] >= float(threshold), pos_index, 1 - pos_index)
+
+
 def predict_labels(P: object, thresholds: float | None = None, pos_index: int = 1) -> np.ndarray:
-    """Argmax labels; for binary with a threshold, pos_index when P[:, pos_index] >= threshold."""
+    """Validated `decide`: argmax labels; for binary with a threshold, pos_index when P[:, pos_index] >= threshold."""
     probs = _as_probs("P", P)
     if thresholds is None:
-        return np.asarray(np.argmax(probs, axis=1))
+        return decide(probs)
     if probs.shape[1] != 2:
         raise invalid_argument(
             "thresholds",
@@ -49,7 +59,7 @@ def predict_labels(P: object, thresholds: float | None = None, pos_index: int = 
         )
     pos = _check_pos_index(pos_index, 2)
     t = _check_threshold("thresholds", thresholds)
-    return np.where(probs[:, pos] >= t, pos, 1 - pos)
+    return decide(probs, t, pos)
 
 
 def _check_y_P(y: object, P: object) -> tuple[np.ndarray, np.ndarray]:

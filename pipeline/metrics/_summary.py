@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from pipeline.metrics._bootstrap import _point_metrics
+import math
+
+from pipeline.metrics._bootstrap import UndefinedAUC, _point_metrics, _undefined_auc_metrics
 from pipeline.metrics._multiclass import _check_y_P
 from pipeline.metrics._validation import LEADERBOARD_METRICS, _check_pos_index
 
 
 def classification_summary(
-    y: object, P: object, threshold: float | None = None, pos_index: int = 1
+    y: object, P: object, threshold: float | None = None, pos_index: int = 1, *,
+    undefined_auc: UndefinedAUC = "raise",
 ) -> dict[str, float]:
-    """Leaderboard metrics (binary at the threshold; multiclass macro-averaged, OvR AUCs)."""
+    """Leaderboard metrics (binary at the threshold; multiclass macro-averaged, OvR AUCs).
+
+    `undefined_auc`: "raise" (ValueError when the labels hold one class) or "nan" (AUCs NaN, the threshold
+    metrics computed as usual).
+    """
     labels, probs = _check_y_P(y, P)
-    pos = _check_pos_index(pos_index, probs.shape[1]) if probs.shape[1] == 2 else 0
-    return _point_metrics(labels, probs, threshold, pos, LEADERBOARD_METRICS)
+    K = probs.shape[1]
+    pos = _check_pos_index(pos_index, K) if K == 2 else 0
+    undefined = _undefined_auc_metrics(labels, K, pos, LEADERBOARD_METRICS, undefined_auc)
+    computed = [m for m in LEADERBOARD_METRICS if m not in undefined]
+    out = _point_metrics(labels, probs, threshold, pos, computed)
+    return {m: out.get(m, math.nan) for m in LEADERBOARD_METRICS}

@@ -89,12 +89,9 @@ def _grid(items: Sequence[str], full: bool = False) -> str:
 def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
                          thr: Mapping[str, float | None], n_boot: int, seed: int) -> tuple[str, pd.DataFrame]:
     pos = exp.positive_index
-    try:
-        res = mt.bootstrap_models(aligned.y, probs, aligned.groups, list(mt.LEADERBOARD_METRICS), n_boot, seed,
-                                  thr, pos)
-    except ValueError:  # one class only: AUCs undefined
-        rest = [m for m in mt.LEADERBOARD_METRICS if m not in ("roc_auc", "pr_auc")]
-        res = mt.bootstrap_models(aligned.y, probs, aligned.groups, rest, n_boot, seed, thr, pos)
+    # One class only: AUCs NaN (shown as a dash), the threshold metrics as usual.
+    res = mt.bootstrap_models(aligned.y, probs, aligned.groups, list(mt.LEADERBOARD_METRICS), n_boot, seed,
+                              thr, pos, undefined_auc="nan")
     configs: dict[str, dict[str, Any]] = {}
     for m in aligned.models:
         try:
@@ -104,10 +101,8 @@ def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
     if ENSEMBLE in probs:
         configs[ENSEMBLE] = ensemble_config(configs, aligned.models)
     frame = leaderboard_frame(res, configs).sort_values("roc_auc", ascending=False, na_position="last")
-    display, best = figures.leaderboard_table(frame, mt.LEADERBOARD_METRICS)
-    display.insert(0, "Rank", range(1, len(display) + 1))
-    if len(exp.class_names) == 2:
-        display.insert(1, "Threshold", [thr.get(m) for m in display.index])
+    display, best = figures.leaderboard_table(frame, mt.LEADERBOARD_METRICS,
+                                              thresholds=thr if len(exp.class_names) == 2 else None)
     table = figures.style_best(display, best).to_html()
     intro = (f"Point estimate [95% CI] from {n_boot} paired resamples of whole patients/lesions (seed {seed}); "
              f"{figures.BEST_MARK.strip()} and green = best in the column. "

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline import artifacts as art
+from pipeline.errors import invalid_argument
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ENV = "MEDCOMPARE_CHROMIUM"
@@ -27,10 +28,10 @@ def find_chromium(chromium: str | None = None) -> str:
     """An executable chromium, or FileNotFoundError saying how to install one."""
     path = chromium or chromium_path()
     if not (Path(path).is_file() and os.access(path, os.X_OK)):
-        raise FileNotFoundError(
-            f"Invalid value for argument `chromium`. Expected an executable headless chromium to print the report "
-            f"to PDF (Debian: apt-get install chromium; or set {CHROMIUM_ENV}). Received: {path} (not found). "
-            "The HTML report does not need it.")
+        raise invalid_argument(
+            "chromium", "an executable headless chromium to print the report to PDF (Debian: apt-get install "
+            f"chromium; or set {CHROMIUM_ENV})", f"{path} (not found). The HTML report does not need it.",
+            error=FileNotFoundError)
     return path
 
 
@@ -40,8 +41,7 @@ def html_to_pdf(html_path: Path | str, pdf_path: Path | str, chromium: str | Non
     html_path = Path(html_path).resolve()
     pdf_path = Path(pdf_path).resolve()
     if not html_path.is_file():
-        raise FileNotFoundError(f"Invalid value for argument `html_path`. Expected an existing HTML file. "
-                                f"Received: {html_path}")
+        raise invalid_argument("html_path", "an existing HTML file", html_path, error=FileNotFoundError)
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="medcompare-chromium-") as profile:
         tmp_pdf = Path(profile) / "out.pdf"

@@ -16,13 +16,16 @@ import pytest
 
 from dashboard.widgets import GALLERY_PAGE_SIZE
 from tests.browser.serve import serve_dashboard
+from tests.conftest import PAGE_HEADINGS, PAGE_SECTIONS, PAGE_URLS
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHOTS = REPO_ROOT / "tests" / "screenshots"
-PAGES = {"": "Overview", "curves": "ROC & precision-recall curves", "confusion": "Confusion matrices",
-         "thresholds": "Threshold tuning", "calibration": "Calibration", "training": "Training",
-         "eval-sets": "Evaluation sets"}
+# The review-meeting pages from the app's own registry (the first one is served at the root URL too).
+PAGES = {("" if i == 0 else url): title for i, (url, title) in enumerate(
+    (PAGE_URLS[name], PAGE_HEADINGS[name]) for name in PAGE_URLS if PAGE_SECTIONS[name] == "Review meeting"
+    and name != "compare")}  # compare: needs two models (the "single" experiment has one)
+LAPTOP = {"width": 1366, "height": 768}
 
 REQUIRED = os.environ.get("REQUIRE_BROWSER") == "1"  # set by .ci/run: there a missing browser is a failure
 _MISSING = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the browser test"
@@ -112,6 +115,35 @@ def test_every_page_opens(server, page, exp):
         if path not in ("training",):
             page.wait_for_selector(".js-plotly-plot, [data-testid='stDataFrame']")
         shot(page, f"{exp}_{path or 'overview'}")
+
+
+def test_a_link_to_the_first_page_opens_it(server, page):
+    """`/overview` (the first page's own url) used to answer "Page not found": the default page is served at
+    the root URL only."""
+    first = next(iter(PAGE_URLS))
+    open_page(page, f"{server}/{PAGE_URLS[first]}?exp=binary")
+    assert page.locator("h1").first.inner_text().strip() == PAGE_HEADINGS[first]
+    assert page.get_by_text("Page not found").count() == 0
+    assert_no_exception(page)
+    page.wait_for_selector("[data-testid='stDataFrame']")
+
+
+def test_leaderboard_does_not_scroll_sideways_on_a_laptop(server, browser):
+    """At 1366 x 768 with the sidebar open, the leaderboard's default columns fit without a sideways scroll."""
+    ctx = browser.new_context(viewport=LAPTOP)
+    pg = ctx.new_page()
+    pg.set_default_timeout(90_000)
+    try:
+        open_page(pg, f"{server}/?exp=binary")
+        grid = pg.locator("[data-testid='stDataFrame']").first
+        grid.wait_for()
+        settle(pg, 1.0)
+        shot(pg, "laptop_overview")
+        scroller = grid.locator(".dvn-scroller").first
+        sizes = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert sizes[0] <= sizes[1] + 1, f"leaderboard content {sizes[0]} px wide in a {sizes[1]} px frame"
+    finally:
+        ctx.close()
 
 
 def test_clicking_a_confusion_cell_opens_the_gallery(server, page):

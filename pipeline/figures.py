@@ -1,12 +1,13 @@
-"""Numbers -> Plotly figures. No Streamlit calls and no metric math here: inputs are already computed.
+"""Numbers -> Plotly figures, shared by the dashboard pages and the meeting report. No Streamlit here.
 
-Every function takes arrays or DataFrames and returns a `plotly.graph_objects.Figure`, so each can be
-unit-tested without a running app.
+Every figure function takes arrays or DataFrames that are already computed and returns a
+`plotly.graph_objects.Figure`, so each can be unit-tested without a running app. The one exception is
+`Curve.from_predictions` (scikit-learn's Display style), a shortcut through `pipeline.metrics`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,44 @@ class Curve:
     color: str | None = None
     dash: str | None = None
 
+    @classmethod
+    def from_summary(cls, label: str, summary: Mapping[str, Any], kind: Literal["roc", "pr"] = "roc", *,
+                     threshold: float | None = None, at: Mapping[str, float] | None = None,
+                     bands: Mapping[str, Any] | None = None, color: str | None = None,
+                     dash: str | None = None) -> Curve | None:
+        """The `kind` curve of a `metrics.curve_summary` result, None when it is undefined (one class only).
+
+        `at` (`metrics.metrics_at` at `threshold`) places the operating point; `bands` (from
+        `metrics.bootstrap_curve_bands` plus "roc_auc_ci"/"ap_ci") adds the 95% band and the area's interval.
+        """
+        if kind not in _CURVE_AXES:
+            raise invalid_argument("kind", f"one of {list(_CURVE_AXES)}", repr(kind))
+        points = summary.get(kind)
+        if points is None:
+            return None
+        x, y, thr = points
+        marker = None
+        if threshold is not None and at is not None:
+            marker = ((at["fpr"], at["sensitivity"], float(threshold)) if kind == "roc"
+                      else (at["sensitivity"], at["precision"], float(threshold)))
+        area_key, ci_key = ("roc_auc", "roc_auc_ci") if kind == "roc" else ("ap", "ap_ci")
+        return cls(label, x, y, thr, area=summary.get(area_key), marker=marker, color=color, dash=dash,
+                   band=None if bands is None else bands.get(kind),
+                   area_ci=None if bands is None else bands.get(ci_key))
+
+    @classmethod
+    def from_predictions(cls, label: str, y_true: np.ndarray, score: np.ndarray,
+                         kind: Literal["roc", "pr"] = "roc", *, threshold: float | None = None,
+                         max_points: int | None = None, color: str | None = None,
+                         dash: str | None = None) -> Curve | None:
+        """The `kind` curve of binary labels and a score (downsampled), with the operating point at `threshold`."""
+        from pipeline import metrics as mt
+
+        sweep = mt.make_sweep(y_true, score)
+        summary = mt.curve_summary(sweep, mt.MAX_CURVE_POINTS if max_points is None else max_points)
+        at = None if threshold is None else mt.metrics_at(sweep, float(threshold))
+        return cls.from_summary(label, summary, kind, threshold=threshold, at=at, color=color, dash=dash)
+
 
 _CURVE_AXES = {
     "roc": ("False positive rate (1 - specificity)", "True positive rate (sensitivity)", "FPR", "TPR", "AUC"),
@@ -62,14 +101,15 @@ def _figure(data: list[dict], layout: dict) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def curve_figure(curves: Sequence[Curve], kind: str = "roc", title: str = "",
+def curve_figure(curves: Sequence[Curve | None], kind: str = "roc", title: str = "",
                  baseline: float | None = None, height: int = 460) -> go.Figure:
-    """Overlay ROC (`kind="roc"`) or precision-recall (`kind="pr"`) curves; area in the legend, threshold on hover."""
+    """Overlay ROC (`kind="roc"`) or precision-recall (`kind="pr"`) curves; area in the legend, threshold on hover.
+    None entries (curves undefined on one class, from `Curve.from_summary`) are left out."""
     if kind not in _CURVE_AXES:
         raise invalid_argument("kind", f"one of {list(_CURVE_AXES)}", repr(kind))
     x_title, y_title, x_name, y_name, area_name = _CURVE_AXES[kind]
     data: list[dict] = []
-    for i, c in enumerate(curves):
+    for i, c in enumerate([c for c in curves if c is not None]):
         color = c.color or PALETTE[i % len(PALETTE)]
         name = c.label
         if c.area is not None and np.isfinite(c.area):

@@ -144,3 +144,29 @@ def test_leaderboard_table_marks_nothing_with_one_model():
                          index=pd.Index(["A"], name="model"))
     display, best = figures.leaderboard_table(frame, ["roc_auc"])
     assert display.loc["A", "ROC AUC"] == "0.900 [0.800, 0.950]" and not best.values.any()
+
+
+def test_curve_from_predictions_and_from_summary_agree_with_sklearn():
+    from sklearn import metrics as skm
+
+    from pipeline import metrics as mt
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300).astype(bool)
+    score = np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1)
+    roc = figures.Curve.from_predictions("m", y, score, "roc", threshold=0.5, color="#123456")
+    pr = figures.Curve.from_predictions("m", y, score, "pr", threshold=0.5)
+    assert roc.area == pytest.approx(skm.roc_auc_score(y, score))
+    assert pr.area == pytest.approx(skm.average_precision_score(y, score))
+    pred = score >= 0.5
+    assert roc.marker == pytest.approx((np.mean(pred[~y]), np.mean(pred[y]), 0.5))
+    assert pr.marker == pytest.approx((np.mean(pred[y]), skm.precision_score(y, pred), 0.5))
+    assert roc.color == "#123456" and pr.band is None
+    summary = mt.curve_summary(mt.make_sweep(y, score))
+    bands = {"roc": (np.zeros(2), np.zeros(2), np.ones(2)), "roc_auc_ci": (0.7, 0.8), "pr": None, "ap_ci": None}
+    banded = figures.Curve.from_summary("m", summary, "roc", bands=bands)
+    assert banded.area_ci == (0.7, 0.8) and banded.band is bands["roc"] and banded.marker is None
+    one_class = mt.curve_summary(mt.make_sweep(np.zeros(5, bool), np.arange(5.0)))
+    assert figures.Curve.from_summary("m", one_class, "roc") is None
+    fig = figures.curve_figure([roc, None], "roc")  # undefined curves are left out
+    assert len([t for t in fig.data if t.name and t.name.startswith("m")]) == 1

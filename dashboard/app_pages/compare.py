@@ -224,17 +224,14 @@ for model in models:
     if cur["roc"] is None:
         continue
     prevalence = cur["prevalence"]
-    roc.append(figures.Curve(model, *cur["roc"], area=cur["roc_auc"], color=sel.colors.get(model)))
-    pr.append(figures.Curve(model, *cur["pr"], area=cur["ap"], color=sel.colors.get(model)))
+    roc.append(figures.Curve.from_summary(model, cur, "roc", color=sel.colors.get(model)))
+    pr.append(figures.Curve.from_summary(model, cur, "pr", color=sel.colors.get(model)))
 ens = da.get_ensemble_curves(sel.exp, models, sel.eval_set, ci)
 if ens["roc"] is not None:
-    marker_roc = marker_pr = None
-    if ens_thr is not None:
-        at = da.ensemble_metrics_at(sel.exp, models, sel.eval_set, ci, ens_thr)
-        marker_roc, marker_pr = (at["fpr"], at["sensitivity"], ens_thr), (at["sensitivity"], at["precision"], ens_thr)
-    roc.append(figures.Curve(ENSEMBLE, *ens["roc"], area=ens["roc_auc"], marker=marker_roc, color="#222222",
-                            dash="dash"))
-    pr.append(figures.Curve(ENSEMBLE, *ens["pr"], area=ens["ap"], marker=marker_pr, color="#222222", dash="dash"))
+    style = dict(threshold=ens_thr, color="#222222", dash="dash",
+                 at=None if ens_thr is None else da.ensemble_metrics_at(sel.exp, models, sel.eval_set, ci, ens_thr))
+    roc.append(figures.Curve.from_summary(ENSEMBLE, ens, "roc", **style))
+    pr.append(figures.Curve.from_summary(ENSEMBLE, ens, "pr", **style))
 e1, e2 = st.columns(2)
 with e1:
     roc_title = f"ROC, {sel.class_name}" + ("" if sel.binary else " vs rest")

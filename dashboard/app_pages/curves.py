@@ -43,23 +43,12 @@ if view == "one-vs-rest":
             st.warning(f"**{model}**: the evaluation set has no {'positive' if cur['pr'] is None else 'negative'} "
                        f"samples for class {sel.class_name}, so its ROC curve is undefined.")
             continue
-        band_roc = band_pr = None
-        area_ci = ap_ci = None
-        if show_band:
-            bands = da.get_curve_bands(sel.exp, model, sel.eval_set, ci)
-            band_roc, band_pr = bands["roc"], bands["pr"]
-            area_ci, ap_ci = bands["roc_auc_ci"], bands["ap_ci"]
-        marker_roc = marker_pr = None
-        if show_point:
-            thr = state.get_threshold(sel, model, ci)
-            m = da.metrics_at_threshold(sel.exp, model, sel.eval_set, ci, thr)
-            marker_roc = (m["fpr"], m["sensitivity"], thr)
-            marker_pr = (m["sensitivity"], m["precision"], thr)
-        color = sel.colors.get(model)
-        roc.append(figures.Curve(model, *cur["roc"], area=cur["roc_auc"], area_ci=area_ci, band=band_roc,
-                                marker=marker_roc, color=color))
-        pr.append(figures.Curve(model, *cur["pr"], area=cur["ap"], area_ci=ap_ci, band=band_pr,
-                               marker=marker_pr, color=color))
+        thr = state.get_threshold(sel, model, ci) if show_point else None
+        style = dict(threshold=thr, color=sel.colors.get(model),
+                     at=None if thr is None else da.metrics_at_threshold(sel.exp, model, sel.eval_set, ci, thr),
+                     bands=da.get_curve_bands(sel.exp, model, sel.eval_set, ci) if show_band else None)
+        roc.append(figures.Curve.from_summary(model, cur, "roc", **style))
+        pr.append(figures.Curve.from_summary(model, cur, "pr", **style))
     left, right = st.columns(2)
     with left:
         st.plotly_chart(figures.curve_figure(roc, "roc", title="ROC"), width="stretch", key="roc_chart")
@@ -83,8 +72,7 @@ else:
         curves = []
         for k, name in enumerate(sel.exp.class_names):
             cur = da.get_curves(sel.exp, model, sel.eval_set, k)
-            if cur["roc"] is not None:
-                curves.append(figures.Curve(name, *cur["roc"], area=cur["roc_auc"]))
+            curves.append(figures.Curve.from_summary(name, cur, "roc"))
         with cols[i % len(cols)]:
             st.plotly_chart(figures.curve_figure(curves, "roc", title=model, height=420), width="stretch",
                             key=f"per_class_{model}")

@@ -114,12 +114,6 @@ def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
     return _section("leaderboard", "Leaderboard", f'<div class="wide">{table}</div>', intro), frame
 
 
-def _curve(label: str, points: tuple[np.ndarray, np.ndarray, np.ndarray], **kwargs: Any) -> Any:
-    """A figures.Curve from (x, y, thresholds)."""
-    x, y, t = points
-    return figures.Curve(label, x, y, t, **kwargs)
-
-
 def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, np.ndarray],
                     thr: Mapping[str, float | None], colors: Mapping[str, str]) -> str:
     names = exp.class_names
@@ -133,14 +127,11 @@ def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, n
             prevalence = cur["prevalence"]
             if cur["roc"] is None:
                 continue
-            marker_roc = marker_pr = None
             t = thr.get(m)
-            if t is not None:
-                at = mt.metrics_at(cur["sweep"], t)
-                marker_roc, marker_pr = (at["fpr"], at["sensitivity"], t), (at["sensitivity"], at["precision"], t)
+            at = None if t is None else mt.metrics_at(cur["sweep"], t)
             dash = "dash" if m == ENSEMBLE else None
-            roc.append(_curve(m, cur["roc"], area=cur["roc_auc"], marker=marker_roc, color=colors.get(m), dash=dash))
-            pr.append(_curve(m, cur["pr"], area=cur["ap"], marker=marker_pr, color=colors.get(m), dash=dash))
+            roc.append(figures.Curve.from_summary(m, cur, "roc", threshold=t, at=at, color=colors.get(m), dash=dash))
+            pr.append(figures.Curve.from_summary(m, cur, "pr", threshold=t, at=at, color=colors.get(m), dash=dash))
         intro = (f"Positive class <b>{_esc(names[k])}</b>; the marker is each model's operating point at its "
                  "threshold. "
                  "Hover a curve for the threshold at that point.")
@@ -154,9 +145,8 @@ def _curves_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[str, n
             cur = curve_points(onehot.ravel(), P.ravel())  # micro-average: every (sample, class) pair
             prevalence = cur["prevalence"]
             dash = "dash" if m == ENSEMBLE else None
-            if cur["roc"] is not None:
-                roc.append(_curve(m, cur["roc"], area=cur["roc_auc"], color=colors.get(m), dash=dash))
-                pr.append(_curve(m, cur["pr"], area=cur["ap"], color=colors.get(m), dash=dash))
+            roc.append(figures.Curve.from_summary(m, cur, "roc", color=colors.get(m), dash=dash))
+            pr.append(figures.Curve.from_summary(m, cur, "pr", color=colors.get(m), dash=dash))
             ovr = mt.one_vs_rest_curves(aligned.y, P)
             aucs = np.asarray([ovr[c]["roc_auc"] for c in range(K)], dtype=np.float64)
             auc_rows.append({"model": m, **{names[c]: float(aucs[c]) for c in range(K)},

@@ -229,7 +229,11 @@ def test_audit_page_shows_counts_pairs_conflicts_and_flags(tmp_path, artifacts_e
     assert metrics["Duplicate pairs"] == "3"
     assert metrics["test: duplicate in training"] == "2 of 40"
     assert metrics["Clusters with conflicting labels"] == "1"
-    assert len(at.get("imgs")) >= 1 or len(at.image) >= 2
+    # two cross-split pairs (their test sides have thumbnails; the train sides say so) + one blurry image
+    images = at.get("image")
+    captions = [img.proto.imgs[0].caption for img in images]
+    assert len(images) == 3, captions
+    assert any(" · test · " in c for c in captions)
     at.radio(key="audit_pairs_kind").set_value("conflicting labels").run()
     no_exceptions(at)
     assert at.selectbox(key="audit_flag").value == "blurry"

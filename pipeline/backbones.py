@@ -38,6 +38,7 @@ class Backbone:
     min_size: int
     default_size: int
     cam_layer: str  # layer inside the nested backbone model whose activations Grad-CAM weighs
+    relative_cost: int = 30  # training cost relative to SmallCNN (measured on 2 CPU cores); schedules longest first
 
     def input_size(self, image_size: int) -> int:
         """Input size this backbone gets for images of `image_size` (never below its minimum)."""
@@ -45,23 +46,24 @@ class Backbone:
 
 
 def _entry(name: str, family: str, mode: str, fn: str, min_size: int, default: int, cam: str,
-           application: str | None = "same") -> Backbone:
-    return Backbone(name, family, name if application == "same" else application, mode, fn, min_size, default, cam)
+           application: str | None = "same", cost: int = 30) -> Backbone:
+    return Backbone(name, family, name if application == "same" else application, mode, fn, min_size, default, cam,
+                    cost)
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in [
-    _entry("MobileNetV2", "mobilenet", "tf", "keras.applications.mobilenet_v2.preprocess_input", 32, 224, "out_relu"),
-    _entry("InceptionV3", "inception", "tf", "keras.applications.inception_v3.preprocess_input", 75, 299, "mixed10"),
-    _entry("VGG16", "vgg", "caffe", "keras.applications.vgg16.preprocess_input", 32, 224, "block5_conv3"),
-    _entry("VGG19", "vgg", "caffe", "keras.applications.vgg19.preprocess_input", 32, 224, "block5_conv4"),
-    _entry("ResNet50", "resnet", "caffe", "keras.applications.resnet.preprocess_input", 32, 224, "conv5_block3_out"),
-    _entry("ResNet101", "resnet", "caffe", "keras.applications.resnet.preprocess_input", 32, 224, "conv5_block3_out"),
-    _entry("DenseNet121", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu"),
-    _entry("DenseNet201", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu"),
+    _entry("MobileNetV2", "mobilenet", "tf", "keras.applications.mobilenet_v2.preprocess_input", 32, 224, "out_relu", cost=5),
+    _entry("InceptionV3", "inception", "tf", "keras.applications.inception_v3.preprocess_input", 75, 299, "mixed10", cost=20),
+    _entry("VGG16", "vgg", "caffe", "keras.applications.vgg16.preprocess_input", 32, 224, "block5_conv3", cost=12),
+    _entry("VGG19", "vgg", "caffe", "keras.applications.vgg19.preprocess_input", 32, 224, "block5_conv4", cost=15),
+    _entry("ResNet50", "resnet", "caffe", "keras.applications.resnet.preprocess_input", 32, 224, "conv5_block3_out", cost=14),
+    _entry("ResNet101", "resnet", "caffe", "keras.applications.resnet.preprocess_input", 32, 224, "conv5_block3_out", cost=25),
+    _entry("DenseNet121", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu", cost=12),
+    _entry("DenseNet201", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu", cost=20),
     *[_entry(f"EfficientNetB{i}", "efficientnet", "none", "keras.applications.efficientnet.preprocess_input",
-             32, size, "top_activation")
+             32, size, "top_activation", cost=9 if i == 0 else 30)
       for i, size in enumerate((224, 240, 260, 300, 380, 456, 528, 600))],
-    _entry("SmallCNN", "custom", "unit", "x / 255", 16, 64, "cam_conv", application=None),
+    _entry("SmallCNN", "custom", "unit", "x / 255", 16, 64, "cam_conv", application=None, cost=1),
 ]}
 
 

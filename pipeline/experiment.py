@@ -330,19 +330,18 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
 
 
 def _log_model(log: Log, name: str, info: dict[str, Any]) -> None:
-    log(f"{name}: {info['epochs_run']} epochs in {info['train_seconds']:.0f}s, "
+    log(f"{name}: {info['epochs_run']} epochs in {info['train_seconds']:.0f}s "
+        f"(best epoch {info.get('best_epoch', '?')}, stopped: {info.get('stop_reason', '?')}), "
         f"{info['params'] / 1e6:.2f}M params, {info['infer_ms_per_image']:.2f} ms/image")
 
 
 # Rough CPU cost of one training epoch relative to SmallCNN at small inputs (measured on the demo build);
 # only the order matters: the longest jobs start first so parallel workers finish close together.
-_RELATIVE_COST = {"SmallCNN": 1, "MobileNetV2": 5, "EfficientNetB0": 9, "DenseNet121": 12, "DenseNet201": 20,
-                  "VGG16": 12, "VGG19": 15, "ResNet50": 14, "ResNet101": 25, "InceptionV3": 20}
-
-
 def schedule_order(names: list[str]) -> list[str]:
     """Backbones ordered longest-first (unknown ones count as expensive) for parallel training."""
-    return sorted(names, key=lambda n: -_RELATIVE_COST.get(n, 30))
+    from pipeline.backbones import BACKBONES
+
+    return sorted(names, key=lambda n: -(BACKBONES[n].relative_cost if n in BACKBONES else 30))
 
 
 def _worker_init(threads: int) -> None:

@@ -140,8 +140,7 @@ def training_dataset(images: Any, labels: np.ndarray, batch_size: int, augment: 
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if augment:
         aug = augmentation_model(augment, seed)
-        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=None if deterministic else AUTOTUNE,
-                    deterministic=True if deterministic else None)
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=None if deterministic else AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 

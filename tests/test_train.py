@@ -39,28 +39,30 @@ def test_train_step_loss_is_class_weighted_cross_entropy():
     probs = np.clip(model(x.astype(np.float32), training=True).numpy(), 1e-7, 1 - 1e-7)
     expected = np.mean(-np.log(probs[np.arange(8), y]) * np.array([cw[c] for c in y]))
     step = make_train_step(model, keras.optimizers.SGD(0.0), cw, 3)  # lr 0: BN in training mode, weights fixed
-    loss_times_n, correct = step(x.astype(np.float32), y)
+    loss_times_n, correct = step(x.astype(np.float32), y, np.float32(0.0))
     assert float(loss_times_n) / 8 == pytest.approx(expected, rel=1e-4)
     assert float(correct) == float(np.sum(probs.argmax(1) == y))
 
 
 def test_training_learns_and_restores_the_best_epoch():
-    from pipeline.train import train_backbone
+    from pipeline.train import _evaluate, class_weights, select_best_epoch, train_backbone
 
     train, val = _easy_set(192, 2), _easy_set(64, 3)
     cfg = TrainConfig(backbones=("SmallCNN",), epochs=6, batch_size=32, learning_rate=3e-3, patience=2,
                       augment=("flip",))
     result = train_backbone("SmallCNN", train, val, 2, 24, cfg)
     h = result.history
-    assert len(h) >= 2 and list(h["epoch"]) == list(range(1, len(h) + 1))
+    assert len(h) >= 3 and list(h["epoch"]) == list(range(1, len(h) + 1))
     assert h["val_accuracy"].max() >= 0.9, h
     assert h["loss"].iloc[-1] < h["loss"].iloc[0]
-    # the returned model is the best-val-loss epoch, whatever epoch training stopped at
-    from pipeline.train import _evaluate
-
-    again = _evaluate(result.model, val, 32)
-    assert again["loss"] == pytest.approx(h["val_loss"].min(), rel=1e-3)
-    assert result.info["best_epoch"] == int(h.loc[h["val_loss"].idxmin(), "epoch"])
+    # the returned model is the selected epoch (best val AUC, ties to the lower weighted val loss),
+    # whatever epoch training stopped at
+    best = result.info["best_epoch"]
+    assert best == select_best_epoch(h, "auc", from_epoch=3) and best >= 3
+    again = _evaluate(result.model, val, 32, class_weights(train[1], 2))
+    row = h.set_index("epoch").loc[best]
+    assert again["loss_weighted"] == pytest.approx(row["val_loss_weighted"], rel=1e-3)
+    assert again["auc"] == pytest.approx(row["val_auc"], abs=1e-6)
 
 
 def test_jobs_must_be_a_positive_integer(tmp_path):

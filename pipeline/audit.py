@@ -252,7 +252,8 @@ def _band_keys(codes: np.ndarray) -> np.ndarray:
 
 
 def _hamming(codes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(codes[a] ^ codes[b]).sum(axis=1, dtype=np.int32)
+    distance: np.ndarray = np.bitwise_count(codes[a] ^ codes[b]).sum(axis=1, dtype=np.int32)
+    return distance
 
 
 def _neighbour_masks(radius: int) -> list[int]:
@@ -463,7 +464,8 @@ def cluster_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
-    return labels.astype(np.int64)
+    out: np.ndarray = np.asarray(labels, dtype=np.int64)
+    return out
 
 
 # ============================================================================ quality flags

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,12 @@ import streamlit as st
 from pipeline import artifacts as art
 from pipeline import comparison as cmp
 from pipeline import metrics as mt
+from pipeline import review as rv
 from pipeline.comparison import ModelData
 from pipeline.metrics import MAX_CURVE_POINTS
+
+if TYPE_CHECKING:
+    from dashboard.live_inference import LiveModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS_ENV = "MEDCOMPARE_ARTIFACTS"
@@ -187,12 +191,12 @@ def _keys(exp: art.Experiment, model: str) -> tuple[str, Stamp, str, Stamp]:
 
 @st.cache_resource(show_spinner=False, max_entries=512)
 def _sweep(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
-           _exp: art.Experiment) -> Any:
+           _exp: art.Experiment) -> mt.Sweep:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     return mt.make_sweep(md.y == class_index, md.P[:, class_index])
 
 
-def get_sweep(exp: art.Experiment, model: str, eval_set: str, class_index: int) -> Any:
+def get_sweep(exp: art.Experiment, model: str, eval_set: str, class_index: int) -> mt.Sweep:
     """The sorted-score sweep of `model` for class `class_index` against the rest (built once, shared)."""
     return _sweep(*_keys(exp, model), eval_set, int(class_index), exp)
 
@@ -407,9 +411,7 @@ EXCLUDE_LABEL_WRONG_KEY = "exclude_label_wrong"  # session-state key of the revi
 
 @st.cache_resource(show_spinner="Aligning predictions…", max_entries=16)
 def _review_arrays(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                   eval_set: str, _exp: art.Experiment) -> Any:
-    from pipeline import review as rv
-
+                   eval_set: str, _exp: art.Experiment) -> rv.ReviewArrays:
     stamps = dict(zip(models, m_stamps))
     # The union of every model's samples, in sample-table order (the gallery shows excluded samples too).
     aligned = cmp.load_aligned(_exp, models, eval_set, join="outer",
@@ -418,7 +420,7 @@ def _review_arrays(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_st
     return rv.from_aligned(aligned)
 
 
-def get_review_arrays(exp: art.Experiment, models: list[str], eval_set: str) -> Any:
+def get_review_arrays(exp: art.Experiment, models: list[str], eval_set: str) -> rv.ReviewArrays:
     """`pipeline.review.ReviewArrays` of `models` on `eval_set` (built once, shared); raises ArtifactError."""
     models_t = tuple(models)
     return _review_arrays(str(exp.path), experiment_stamp(exp.path), models_t,
@@ -620,13 +622,13 @@ def get_sample_row(exp: art.Experiment, sample_id: str) -> pd.Series:
 # ---------------------------------------------------------------- saved models (live inference, Grad-CAM)
 
 @st.cache_resource(show_spinner="Loading and warming up the model…", max_entries=32)
-def _live_model(exp_dir: str, model: str, stamp: Stamp) -> Any:
+def _live_model(exp_dir: str, model: str, stamp: Stamp) -> LiveModel:
     from dashboard.live_inference import load_live_model as _load
 
     return _load(exp_dir, model)
 
 
-def load_live_model(exp_dir: Path | str, model_name: str) -> Any:
+def load_live_model(exp_dir: Path | str, model_name: str) -> LiveModel:
     """`dashboard.live_inference.LiveModel` of a saved model: loaded once per process (Keras safe mode), shared
     by every session, warmed up with one prediction and one Grad-CAM; re-read when model.keras changes.
     Raises ArtifactError naming the file when it is missing or cannot be loaded (other models are unaffected)."""
@@ -666,8 +668,8 @@ def _pairwise(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps:
               thresholds: tuple[float | None, ...], pos_index: int, n_boot: int, seed: int,
               _exp: art.Experiment) -> list[dict[str, Any]]:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
-    return mt.pairwise_comparisons(al.y, al.probs, dict(zip(models, thresholds)), pos_index, al.groups,
-                                   metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed)
+    return mt.pairwise_comparisons(al.y, al.probs, al.groups, thresholds=dict(zip(models, thresholds)),
+                                   pos_index=pos_index, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed)
 
 
 def get_pairwise(exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None],
@@ -688,7 +690,7 @@ def _ensemble_P(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamp
 
 @st.cache_resource(show_spinner=False, max_entries=128)
 def _ensemble_sweep(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                    eval_set: str, class_index: int, _exp: art.Experiment) -> Any:
+                    eval_set: str, class_index: int, _exp: art.Experiment) -> mt.Sweep:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     return mt.make_sweep(al.y == class_index, P[:, class_index])

@@ -1,4 +1,13 @@
-"""Command line: python -m pipeline {demo,ingest,run,train,predict,validate,report} ..."""
+"""Command line: python -m pipeline COMMAND ...
+
+Stages, each usable on its own (`run` chains ingest -> train -> predict):
+  ingest    ingest and split a data set; print the split summary (optionally write the sample table)
+  train     train (and predict) the backbones of a config that are not complete yet; `run` is the same
+  predict   predict with the saved models only, no training: a new evaluation set, or again (e.g. with TTA)
+  evaluate  print every model's metrics on each evaluation set, from the aligned view (optional exclusions)
+  report    write the meeting report (self-contained HTML, optionally PDF)
+Also: demo (build the embedded demo), validate (check artifact folders), audit (duplicates, leakage, quality).
+"""
 from __future__ import annotations
 
 import argparse
@@ -46,7 +55,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _print_summary(exp_dir)
 
 
-def _print_summary(exp_dir: Path) -> int:
+def _excluded(exp_dir: Path, exclude_label_wrong: bool) -> set[str]:
+    """Sample ids to leave out of every number: those mentors marked 'label wrong' (when asked)."""
+    if not exclude_label_wrong:
+        return set()
+    from pipeline import notes
+
+    return set(notes.samples_with_tag(exp_dir, notes.LABEL_WRONG))
+
+
+def _print_summary(exp_dir: Path, eval_sets: list[str] | None = None, exclude: set[str] | None = None) -> int:
     from pipeline import artifacts as art
     from pipeline.comparison import load_aligned, sample_index
     from pipeline.metrics import classification_summary
@@ -55,11 +73,11 @@ def _print_summary(exp_dir: Path) -> int:
     index = sample_index(exp)
     rows = []
     for model in exp.models:
-        for es in exp.eval_sets:
-            al = load_aligned(exp, [model], es, index=index)
+        for es in eval_sets or exp.eval_sets:
+            al = load_aligned(exp, [model], es, index=index, exclude=exclude or ())
             if al.n == 0:
                 continue
-            s = classification_summary(al.y, al.probs[model], pos_index=exp.positive_index)
+            s = classification_summary(al.y, al.probs[model], pos_index=exp.positive_index, undefined_auc="nan")
             rows.append(f"  {model:<16} {es:<12} n={al.n:<5} AUC={s['roc_auc']:.3f}  "
                         f"balanced acc={s['balanced_accuracy']:.3f}")
     print("\n".join(rows))
@@ -119,6 +137,48 @@ def _parse_thresholds(items: list[str] | None) -> dict[str, float]:
     return out
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipeline import artifacts as art
+    from pipeline.config import load_config, with_overrides
+    from pipeline.experiment import model_is_complete, predict_missing, prepare_samples, write_experiment_base
+
+    cfg = load_config(args.config)
+    cfg = with_overrides(cfg, backbones=args.backbones.split(",") if args.backbones else None)
+    if args.tta is not None:
+        cfg = replace(cfg, predict=replace(cfg.predict, tta=args.tta))
+    exp_dir = cfg.experiment_dir
+    samples, class_names, info = prepare_samples(cfg)  # picks up evaluation sets added to the config
+    write_experiment_base(cfg, samples, class_names, info, print)
+    samples = art.read_parquet(exp_dir / art.SAMPLES_FILE)
+    unknown = [es for es in args.again or [] if es not in set(samples["eval_set"].dropna())]
+    if unknown:
+        from pipeline.errors import invalid_argument
+
+        raise invalid_argument("--again", f"evaluation sets of {cfg.name}", unknown)
+    total = 0
+    for name in cfg.train.backbones:
+        if not model_is_complete(exp_dir, name):
+            print(f"{name}: not trained yet, skipped (python -m pipeline train --config {args.config})")
+            continue
+        if args.again:  # forget these evaluation sets' predictions, so they are predicted again
+            preds = art.read_predictions(art.load_experiment(exp_dir), name)
+            art.write_predictions(exp_dir, name, preds[~preds["eval_set"].isin(args.again)].reset_index(drop=True),
+                                  len(class_names))
+        total += predict_missing(cfg, exp_dir, name, samples, print)
+    print(f"{total} predictions written")
+    return _print_summary(exp_dir)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    exp_dir = Path(args.experiment)
+    exclude = _excluded(exp_dir, args.exclude_label_wrong)
+    if exclude:
+        print(f"{len(exclude)} sample(s) marked 'label wrong' left out")
+    return _print_summary(exp_dir, [args.eval_set] if args.eval_set else None, exclude)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from pipeline import report
 
@@ -133,7 +193,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         out_html, out_pdf = base, base.with_suffix(".pdf")
     html_path = report.build_report(exp_dir, models=models, eval_set=args.eval_set,
                                     thresholds=_parse_thresholds(args.threshold), n_boot=args.n_boot,
-                                    out_html=out_html, out_pdf=out_pdf, seed=args.seed)
+                                    out_html=out_html, out_pdf=out_pdf, seed=args.seed,
+                                    exclude=_excluded(exp_dir, args.exclude_label_wrong))
     print(f"report written in {time.perf_counter() - start:.1f}s: {html_path}" + (f" and {out_pdf}" if out_pdf else ""))
     return 0
 
@@ -171,6 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int, default=1,
                        help="models trained side by side in separate processes (CPU machines; default 1)")
         p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("predict", help="predict with the saved models only (no training): new evaluation sets, "
+                                       "or again with --again (e.g. with --tta)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--backbones", help="comma-separated list overriding [train].backbones")
+    p.add_argument("--again", action="append", metavar="EVAL_SET",
+                   help="predict this evaluation set again, replacing its predictions (repeatable)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="test-time augmentation on or off (default: the config's [predict].tta)")
+    p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("evaluate", help="print every model's metrics per evaluation set (no training, no TF)")
+    p.add_argument("experiment", help="experiment folder, e.g. artifacts/demo-histology")
+    p.add_argument("--eval-set", help="only this evaluation set")
+    p.add_argument("--exclude-label-wrong", action="store_true",
+                   help="leave out the samples mentors marked 'label wrong' (as the dashboard's toggle)")
+    p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("validate", help="check an experiment folder (or every one under a root)")
     p.add_argument("path")
     p.set_defaults(func=_cmd_validate)
@@ -184,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="HTML path (default: <experiment>/reports/report-<eval set>-<time>.html)")
     p.add_argument("--pdf", action="store_true", help="also print a PDF beside the HTML (headless chromium)")
+    p.add_argument("--exclude-label-wrong", action="store_true",
+                   help="leave out the samples mentors marked 'label wrong' (as the dashboard's toggle)")
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("audit", help="duplicates, cross-split leakage, label conflicts and quality flags")
     p.add_argument("experiment", nargs="?", help="experiment folder (or use --config)")

@@ -132,7 +132,8 @@ def test_thresholds_in_force_are_used(reports, exps):
     al = cmp.load_aligned(exp, ["EfficientNetB0", "ResNet50"], "test")
     ca = (al.probs["EfficientNetB0"][:, 1] >= 0.7) == (al.y == 1)
     cb = (al.probs["ResNet50"][:, 1] >= 0.3) == (al.y == 1)
-    rows = M.pairwise_comparisons(al.y, al.probs, {"EfficientNetB0": 0.7, "ResNet50": 0.3}, 1, al.groups,
+    rows = M.pairwise_comparisons(al.y, al.probs, al.groups, thresholds={"EfficientNetB0": 0.7, "ResNet50": 0.3},
+                                  pos_index=1,
                                   metrics=(), n_boot=1)
     assert (rows[0]["mcnemar_b"], rows[0]["mcnemar_c"]) == (int((ca & ~cb).sum()), int((~ca & cb).sum()))
 
@@ -337,7 +338,7 @@ def test_pair_tables_mcnemar_row_is_the_accuracy_difference():
     y = (rng.random(300) < 0.4).astype(int)
     P = {m: np.c_[1 - s, s] for m, s in (("a", np.clip(0.35 * y + rng.random(300) * 0.65, 0, 1)),
                                           ("b", np.clip(0.2 * y + rng.random(300) * 0.8, 0, 1)))}
-    rows = M.pairwise_comparisons(y, P, {"a": 0.4, "b": 0.5}, n_boot=N_BOOT, metrics=("accuracy",))
+    rows = M.pairwise_comparisons(y, P, thresholds={"a": 0.4, "b": 0.5}, n_boot=N_BOOT, metrics=("accuracy",))
     tests, per_class = rp.pair_tables(rp.orient_pair(rows, "a", "b"), ["accuracy"], ["neg", "pos"], len(y))
     assert per_class is None
     acc_a = skm.accuracy_score(y, P["a"][:, 1] >= 0.4)

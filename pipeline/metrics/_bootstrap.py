@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import sparse
 
 from pipeline.errors import invalid_argument
@@ -416,7 +417,7 @@ def _resolve_metrics(metrics: Sequence[str] | str | None, n_classes: int) -> lis
     return out
 
 
-def _check_models(y: object, probs_by_model: Mapping[str, object]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _check_models(y: ArrayLike, probs_by_model: Mapping[str, ArrayLike]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Validate labels and every model's probabilities against them."""
     if not isinstance(probs_by_model, Mapping) or not probs_by_model:
         raise invalid_argument("probs_by_model", "a non-empty dict {model name: P}", type(probs_by_model).__name__)
@@ -439,7 +440,7 @@ def _check_models(y: object, probs_by_model: Mapping[str, object]) -> tuple[np.n
 
 
 def _bootstrap_core(
-    labels: np.ndarray, probs: dict[str, np.ndarray], groups: object, mets: list[str], n_boot: int,
+    labels: np.ndarray, probs: dict[str, np.ndarray], groups: ArrayLike | None, mets: list[str], n_boot: int,
     seed: int | None, thresholds: Mapping[str, float | None], pos: int, paired: bool, max_bins: int,
 ) -> tuple[dict[str, _ModelPrep], dict[str, dict[str, np.ndarray]]]:
     """Prepare every model once and compute its replicates (validated inputs)."""
@@ -490,9 +491,10 @@ def _bootstrap_core(
 
 
 def bootstrap_replicates(
-    y: object,
-    probs_by_model: Mapping[str, object],
-    groups: object = None,
+    y: ArrayLike,
+    probs_by_model: Mapping[str, ArrayLike],
+    groups: ArrayLike | None = None,
+    *,
     metrics: Sequence[str] | None = None,
     n_boot: int = 1000,
     seed: int | None = 0,
@@ -543,9 +545,10 @@ def _percentile_interval(reps: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 def bootstrap_models(
-    y: object,
-    probs_by_model: Mapping[str, object],
-    groups: object = None,
+    y: ArrayLike,
+    probs_by_model: Mapping[str, ArrayLike],
+    groups: ArrayLike | None = None,
+    *,
     metrics: Sequence[str] | None = None,
     n_boot: int = 1000,
     seed: int | None = 0,
@@ -553,7 +556,6 @@ def bootstrap_models(
     pos_index: int = 1,
     alpha: float = 0.05,
     max_bins: int = _MAX_BINS,
-    *,
     undefined_auc: UndefinedAUC = "raise",
 ) -> dict[str, dict[str, tuple[float, float, float]]]:
     """Leaderboard CIs for several models: {model: {metric: (point, lo, hi)}}.
@@ -579,26 +581,27 @@ def bootstrap_models(
 
 
 def bootstrap_all(
-    y: object,
-    P: object,
-    groups: object = None,
+    y: ArrayLike,
+    P: ArrayLike,
+    groups: ArrayLike | None = None,
+    *,
     metrics: Sequence[str] | None = None,
     n_boot: int = 1000,
     seed: int | None = 0,
     threshold: float | None = None,
     pos_index: int = 1,
     alpha: float = 0.05,
-    *,
     undefined_auc: UndefinedAUC = "raise",
 ) -> dict[str, tuple[float, float, float]]:
     """(point, lo, hi) for each metric from one shared set of group resamples (`undefined_auc`: see
     `bootstrap_models`)."""
-    res = bootstrap_models(y, {"model": P}, groups, metrics, n_boot, seed,
-                           {"model": threshold}, pos_index, alpha, undefined_auc=undefined_auc)
+    res = bootstrap_models(y, {"model": P}, groups, metrics=metrics, n_boot=n_boot, seed=seed,
+                           thresholds={"model": threshold}, pos_index=pos_index, alpha=alpha,
+                           undefined_auc=undefined_auc)
     return res["model"]
 
 
-def _group_index_lists(groups: object, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _group_index_lists(groups: ArrayLike | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Samples sorted by group and the start offset of each group (CSR layout)."""
     codes = _group_codes(groups, n)
     if codes is None:
@@ -608,7 +611,7 @@ def _group_index_lists(groups: object, n: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.r_[0, np.cumsum(np.bincount(c, minlength=G))]
 
 
-def _explicit_resamples(groups: object, n: int, n_boot: int, seed: int | None) -> Iterator[np.ndarray]:
+def _explicit_resamples(groups: ArrayLike | None, n: int, n_boot: int, seed: int | None) -> Iterator[np.ndarray]:
     """Sample indices of each cluster-bootstrap resample (slow path for callables)."""
     order, offsets = _group_index_lists(groups, n)
     G = offsets.size - 1
@@ -622,10 +625,11 @@ def _explicit_resamples(groups: object, n: int, n_boot: int, seed: int | None) -
 
 
 def bootstrap_ci(
-    y: object,
-    P: object,
+    y: ArrayLike,
+    P: ArrayLike,
     metric: str | Callable[[np.ndarray, np.ndarray], float],
-    groups: object = None,
+    groups: ArrayLike | None = None,
+    *,
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int | None = 0,
@@ -641,4 +645,5 @@ def bootstrap_ci(
                          for i in _explicit_resamples(groups, labels.size, n_boot, seed)])
         return (point, *_percentile_interval(reps, alpha))
     name = _normalize_metric(metric, BINARY_METRICS if np.shape(np.asarray(P))[-1] == 2 else MULTICLASS_METRICS)
-    return bootstrap_all(y, P, groups, [name], n_boot, seed, threshold, pos_index, alpha)[name]
+    return bootstrap_all(y, P, groups, metrics=[name], n_boot=n_boot, seed=seed, threshold=threshold,
+                         pos_index=pos_index, alpha=alpha)[name]

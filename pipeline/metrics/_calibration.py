@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pipeline.errors import invalid_argument
 from pipeline.metrics._multiclass import _check_y_P
@@ -13,7 +14,7 @@ from pipeline.metrics._validation import _as_bool_labels, _as_scores, _check_sam
 # --------------------------------------------------------------------------------------------
 
 
-def _check_prob_1d(y_true: object, prob: object) -> tuple[np.ndarray, np.ndarray]:
+def _check_prob_1d(y_true: ArrayLike, prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate binary labels and probabilities in [0, 1]."""
     yb = _as_bool_labels("y_true", y_true)
     p = _as_scores("prob", prob)
@@ -48,7 +49,7 @@ def _binned_means(values: np.ndarray, outcome: np.ndarray, n_bins: int, strategy
 
 
 def reliability_curve(
-    y_true: object, prob: object, n_bins: int = 10, strategy: str = "uniform"
+    y_true: ArrayLike, prob: ArrayLike, n_bins: int = 10, strategy: str = "uniform"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean_pred, frac_pos, counts) per bin, NaN for empty bins; non-empty bins match sklearn."""
     yb, p = _check_prob_1d(y_true, prob)
@@ -61,18 +62,18 @@ def _ece(mean_v: np.ndarray, mean_o: np.ndarray, counts: np.ndarray) -> float:
     return float(np.sum(counts[nz] * np.abs(mean_o[nz] - mean_v[nz])) / counts.sum())
 
 
-def expected_calibration_error(y_true: object, prob: object, n_bins: int = 15) -> float:
+def expected_calibration_error(y_true: ArrayLike, prob: ArrayLike, n_bins: int = 15) -> float:
     """ECE of the positive-class probability over equal-width bins."""
     return _ece(*reliability_curve(y_true, prob, n_bins, "uniform"))
 
 
-def brier_score(y_true: object, prob: object) -> float:
+def brier_score(y_true: ArrayLike, prob: ArrayLike) -> float:
     """Mean squared error of the positive-class probability (= sklearn brier_score_loss)."""
     yb, p = _check_prob_1d(y_true, prob)
     return float(np.mean((p - yb) ** 2))
 
 
-def multiclass_brier_score(y: object, P: object) -> float:
+def multiclass_brier_score(y: ArrayLike, P: ArrayLike) -> float:
     """Mean over samples of the squared distance between P and the one-hot label."""
     labels, probs = _check_y_P(y, P)
     sq = (probs**2).sum(axis=1) - 2 * probs[np.arange(labels.size), labels] + 1.0
@@ -80,7 +81,7 @@ def multiclass_brier_score(y: object, P: object) -> float:
 
 
 def top_label_reliability(
-    y: object, P: object, n_bins: int = 15
+    y: ArrayLike, P: ArrayLike, n_bins: int = 15
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean confidence, accuracy, counts) per bin of the top-label confidence max(P)."""
     labels, probs = _check_y_P(y, P)
@@ -89,12 +90,12 @@ def top_label_reliability(
     return _binned_means(np.clip(conf, 0.0, 1.0), correct, n_bins, "uniform")
 
 
-def top_label_ece(y: object, P: object, n_bins: int = 15) -> float:
+def top_label_ece(y: ArrayLike, P: ArrayLike, n_bins: int = 15) -> float:
     """Confidence-based (top-label) expected calibration error."""
     return _ece(*top_label_reliability(y, P, n_bins))
 
 
-def confidence_histogram(prob: object, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def confidence_histogram(prob: ArrayLike, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(counts, edges) over [0, 1]; a 2-D P is reduced to its top-label confidence."""
     arr = np.asarray(prob, dtype=np.float64)
     if arr.ndim == 2:

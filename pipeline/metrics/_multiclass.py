@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pipeline.errors import invalid_argument
 from pipeline.metrics._ranking import _sweep_ap, _sweep_auc, make_sweep, pr_curve, roc_curve
@@ -24,7 +25,7 @@ from pipeline.metrics._validation import (
 # --------------------------------------------------------------------------------------------
 
 
-def confusion_matrix(y: object, pred: object, n_classes: int) -> np.ndarray:
+def confusion_matrix(y: ArrayLike, pred: ArrayLike, n_classes: int) -> np.ndarray:
     """(n_classes, n_classes) counts, rows true and columns predicted (sklearn's layout)."""
     if not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
         raise invalid_argument("n_classes", "a positive int", repr(n_classes))
@@ -46,7 +47,7 @@ def decide(P: np.ndarray, threshold: float | None = None, pos_index: int = 1) ->
     return np.where(P[..., pos_index] >= float(threshold), pos_index, 1 - pos_index)
 
 
-def predict_labels(P: object, thresholds: float | None = None, pos_index: int = 1) -> np.ndarray:
+def predict_labels(P: ArrayLike, thresholds: float | None = None, pos_index: int = 1) -> np.ndarray:
     """Validated `decide`: argmax labels; for binary with a threshold, pos_index when P[:, pos_index] >= threshold."""
     probs = _as_probs("P", P)
     if thresholds is None:
@@ -62,7 +63,7 @@ def predict_labels(P: object, thresholds: float | None = None, pos_index: int = 
     return decide(probs, t, pos)
 
 
-def _check_y_P(y: object, P: object) -> tuple[np.ndarray, np.ndarray]:
+def _check_y_P(y: ArrayLike, P: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate a (y, P) pair."""
     probs = _as_probs("P", P)
     labels = _as_class_labels("y", y, probs.shape[1])
@@ -72,7 +73,7 @@ def _check_y_P(y: object, P: object) -> tuple[np.ndarray, np.ndarray]:
     return labels, probs
 
 
-def one_vs_rest_curves(y: object, P: object) -> dict[int, dict[str, object]]:
+def one_vs_rest_curves(y: ArrayLike, P: ArrayLike) -> dict[int, dict[str, object]]:
     """Per class: ROC and PR curves with AUC and AP (NaN and empty curves when undefined)."""
     labels, probs = _check_y_P(y, P)
     out: dict[int, dict[str, object]] = {}
@@ -105,7 +106,7 @@ def _interp_upper(grid: np.ndarray, fpr: np.ndarray, tpr: np.ndarray) -> np.ndar
     return np.asarray(tpr[j] + frac * (tpr[nxt] - tpr[j]))
 
 
-def micro_macro_roc(y: object, P: object) -> dict[str, dict[str, object]]:
+def micro_macro_roc(y: ArrayLike, P: ArrayLike) -> dict[str, dict[str, object]]:
     """Micro (flattened one-hot) and macro (mean TPR on a common FPR grid) ROC curves.
 
     The macro AUC is the mean of per-class AUCs, as roc_auc_score(average='macro',

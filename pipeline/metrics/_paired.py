@@ -8,6 +8,7 @@ import math
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from pipeline.errors import invalid_argument
@@ -56,7 +57,7 @@ def _delong_components(yb: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, 
     return aucs, v10, v01
 
 
-def delong_variance(y_true: object, score: object) -> float:
+def delong_variance(y_true: ArrayLike, score: ArrayLike) -> float:
     """DeLong variance of the ROC AUC (structural components, fast midrank algorithm)."""
     yb = _as_bool_labels("y_true", y_true)
     s = _as_scores("score", score)
@@ -66,7 +67,7 @@ def delong_variance(y_true: object, score: object) -> float:
 
 
 def delong_test(
-    y_true: object, score_a: object, score_b: object, alpha: float = 0.05
+    y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike, alpha: float = 0.05
 ) -> dict[str, float]:
     """DeLong test of AUC_a - AUC_b on the same samples, with a (1 - alpha) Wald CI."""
     yb = _as_bool_labels("y_true", y_true)
@@ -102,7 +103,7 @@ def _delong_pair(aucs: np.ndarray, cov: np.ndarray, i: int, j: int, alpha: float
             "p_value": p, "ci_low": diff - half, "ci_high": diff + half}
 
 
-def mcnemar_test(y: object, pred_a: object, pred_b: object, exact: bool | None = None) -> dict[str, object]:
+def mcnemar_test(y: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, exact: bool | None = None) -> dict[str, object]:
     """McNemar's test on the discordant pairs; exact binomial when b + c < 25 (as statsmodels)."""
     yt = _as_1d("y", y)
     pa = _as_1d("pred_a", pred_a)
@@ -128,7 +129,7 @@ def mcnemar_test(y: object, pred_a: object, pred_b: object, exact: bool | None =
     return {"b": b, "c": c, "statistic": statistic, "p_value": p, "method": method}
 
 
-def holm_correction(p_values: object) -> np.ndarray:
+def holm_correction(p_values: ArrayLike) -> np.ndarray:
     """Holm step-down adjusted p-values (monotone, capped at 1); NaNs stay NaN and are not counted."""
     p = _as_1d("p_values", p_values).astype(np.float64)
     out = np.full(p.shape, np.nan)
@@ -158,11 +159,12 @@ def _paired_summary(diffs: np.ndarray, point: float, alpha: float) -> tuple[floa
 
 
 def paired_bootstrap_diff(
-    y: object,
-    P_a: object,
-    P_b: object,
+    y: ArrayLike,
+    P_a: ArrayLike,
+    P_b: ArrayLike,
     metric: str | Callable[[np.ndarray, np.ndarray], float] = "roc_auc",
-    groups: object = None,
+    groups: ArrayLike | None = None,
+    *,
     n_boot: int = 1000,
     seed: int | None = 0,
     threshold_a: float | None = None,
@@ -189,11 +191,12 @@ def paired_bootstrap_diff(
 
 
 def pairwise_comparisons(
-    y: object,
-    probs_by_model: Mapping[str, object],
+    y: ArrayLike,
+    probs_by_model: Mapping[str, ArrayLike],
+    groups: ArrayLike | None = None,
+    *,
     thresholds: Mapping[str, float | None] | None = None,
     pos_index: int = 1,
-    groups: object = None,
     metrics: Sequence[str] = ("roc_auc", "balanced_accuracy"),
     n_boot: int = 1000,
     seed: int | None = 0,
@@ -256,12 +259,12 @@ def pairwise_comparisons(
         rows.append(row)
     if K == 2:
         for key in ["delong_p", "mcnemar_p"] + [f"{m}_p" for m in mets]:
-            adj = holm_correction([r[key] for r in rows])
+            adj = holm_correction(np.asarray([r[key] for r in rows], dtype=np.float64))
             for r, v in zip(rows, adj):
                 r[f"{key}_holm"] = float(v)
     else:
         for key in ["mcnemar_p"] + [f"{m}_p" for m in mets]:
-            adj = holm_correction([r[key] for r in rows])
+            adj = holm_correction(np.asarray([r[key] for r in rows], dtype=np.float64))
             for r, v in zip(rows, adj):
                 r[f"{key}_holm"] = float(v)
         for i in range(K):
@@ -276,7 +279,7 @@ def pairwise_comparisons(
 # --------------------------------------------------------------------------------------------
 
 
-def _stack_preds(preds_by_model: Mapping[str, object]) -> tuple[list[str], np.ndarray]:
+def _stack_preds(preds_by_model: Mapping[str, ArrayLike]) -> tuple[list[str], np.ndarray]:
     """Names and an (m, n) array of predicted labels, lengths checked."""
     if not isinstance(preds_by_model, Mapping) or not preds_by_model:
         raise invalid_argument("preds_by_model", "a non-empty dict {model name: labels}", type(preds_by_model).__name__)
@@ -287,7 +290,7 @@ def _stack_preds(preds_by_model: Mapping[str, object]) -> tuple[list[str], np.nd
     return names, np.vstack(arrays)
 
 
-def disagreement_matrix(preds_by_model: Mapping[str, object]) -> tuple[list[str], np.ndarray]:
+def disagreement_matrix(preds_by_model: Mapping[str, ArrayLike]) -> tuple[list[str], np.ndarray]:
     """(names, M) with M[i, j] the fraction of samples where models i and j predict differently."""
     names, stacked = _stack_preds(preds_by_model)
     m = len(names)
@@ -297,7 +300,7 @@ def disagreement_matrix(preds_by_model: Mapping[str, object]) -> tuple[list[str]
     return names, out
 
 
-def unique_correct(y: object, preds_by_model: Mapping[str, object]) -> dict[str, int]:
+def unique_correct(y: ArrayLike, preds_by_model: Mapping[str, ArrayLike]) -> dict[str, int]:
     """Per model, the number of samples that only this model classifies correctly."""
     names, stacked = _stack_preds(preds_by_model)
     yt = _as_1d("y", y)
@@ -307,7 +310,7 @@ def unique_correct(y: object, preds_by_model: Mapping[str, object]) -> dict[str,
     return {n: int(c) for n, c in zip(names, only.sum(axis=1))}
 
 
-def ensemble_mean(probs_by_model: Mapping[str, object]) -> np.ndarray:
+def ensemble_mean(probs_by_model: Mapping[str, ArrayLike]) -> np.ndarray:
     """Mean probability over models (the ensemble row of the leaderboard)."""
     if not isinstance(probs_by_model, Mapping) or not probs_by_model:
         raise invalid_argument("probs_by_model", "a non-empty dict {model name: P}", type(probs_by_model).__name__)

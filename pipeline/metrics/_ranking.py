@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pipeline.errors import invalid_argument
 from pipeline.metrics._validation import (
@@ -47,7 +48,7 @@ class Sweep:
         return self.n_pos + self.n_neg
 
 
-def make_sweep(y_true: object, score: object, sample_weight: object = None) -> Sweep:
+def make_sweep(y_true: ArrayLike, score: ArrayLike, sample_weight: ArrayLike | None = None) -> Sweep:
     """Sort once and accumulate TP/FP at each distinct score (the threshold-tuning core)."""
     y = _as_bool_labels("y_true", y_true)
     s = _as_scores("score", score)
@@ -109,7 +110,7 @@ def counts_at(sweep: Sweep, threshold: float | np.ndarray) -> tuple:
     return (sweep.n_neg - fps, fps, sweep.n_pos - tps, tps)
 
 
-def _binary_count_metrics(tn: object, fp: object, fn: object, tp: object) -> dict[str, np.ndarray]:
+def _binary_count_metrics(tn: ArrayLike, fp: ArrayLike, fn: ArrayLike, tp: ArrayLike) -> dict[str, np.ndarray]:
     """Threshold metrics from confusion counts (arrays broadcast; zero division gives 0)."""
     tn, fp, fn, tp = (np.asarray(a, dtype=np.float64) for a in (tn, fp, fn, tp))
     pos, neg = tp + fn, tn + fp
@@ -215,18 +216,18 @@ def sweep_average_precision(sweep: Sweep) -> float:
     return _sweep_ap(sweep)
 
 
-def roc_auc(y_true: object, score: object, sample_weight: object = None) -> float:
+def roc_auc(y_true: ArrayLike, score: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """ROC AUC equal to sklearn.metrics.roc_auc_score (ties count one half)."""
     return _sweep_auc(make_sweep(y_true, score, sample_weight))
 
 
-def average_precision(y_true: object, score: object, sample_weight: object = None) -> float:
+def average_precision(y_true: ArrayLike, score: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Average precision equal to sklearn.metrics.average_precision_score."""
     return _sweep_ap(make_sweep(y_true, score, sample_weight))
 
 
 def downsample_curve(
-    x: object, y: object, thr: object, max_points: int = 2000
+    x: ArrayLike, y: ArrayLike, thr: ArrayLike, max_points: int = MAX_CURVE_POINTS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep at most ~max_points points evenly spaced along the curve's length, ends included."""
     xa, ya, ta = (_as_1d(n, a) for n, a in (("x", x), ("y", y), ("thr", thr)))

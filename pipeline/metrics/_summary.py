@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 
+from numpy.typing import ArrayLike
+
 from pipeline.metrics._bootstrap import UndefinedAUC, _point_metrics, _undefined_auc_metrics
 from pipeline.metrics._multiclass import _check_y_P
 from pipeline.metrics._validation import LEADERBOARD_METRICS, _check_pos_index
 
 
 def classification_summary(
-    y: object, P: object, threshold: float | None = None, pos_index: int = 1, *,
+    y: ArrayLike, P: ArrayLike, *, threshold: float | None = None, pos_index: int = 1,
     undefined_auc: UndefinedAUC = "raise",
 ) -> dict[str, float]:
     """Leaderboard metrics (binary at the threshold; multiclass macro-averaged, OvR AUCs).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pipeline.errors import invalid_argument
 
@@ -41,7 +42,7 @@ _METRIC_ALIASES = {
 
 
 
-def _as_1d(name: str, a: object) -> np.ndarray:
+def _as_1d(name: str, a: ArrayLike) -> np.ndarray:
     """Return `a` as a 1-D array, or raise naming `name`."""
     arr = np.asarray(a)
     if arr.ndim != 1:
@@ -49,7 +50,7 @@ def _as_1d(name: str, a: object) -> np.ndarray:
     return arr
 
 
-def _as_bool_labels(name: str, y: object) -> np.ndarray:
+def _as_bool_labels(name: str, y: ArrayLike) -> np.ndarray:
     """Return binary labels (bool or 0/1) as a bool array."""
     arr = _as_1d(name, y)
     if arr.dtype == bool:
@@ -64,7 +65,7 @@ def _as_bool_labels(name: str, y: object) -> np.ndarray:
     return is_one
 
 
-def _as_scores(name: str, s: object) -> np.ndarray:
+def _as_scores(name: str, s: ArrayLike) -> np.ndarray:
     """Return a finite 1-D float64 score array."""
     arr = _as_1d(name, s)
     if arr.size and not np.issubdtype(arr.dtype, np.number):
@@ -75,7 +76,7 @@ def _as_scores(name: str, s: object) -> np.ndarray:
     return arr
 
 
-def _as_probs(name: str, P: object) -> np.ndarray:
+def _as_probs(name: str, P: ArrayLike) -> np.ndarray:
     """Return a finite (n, K>=2) float64 probability array."""
     arr = np.asarray(P)
     if arr.ndim != 2 or arr.shape[1] < 2:
@@ -88,7 +89,7 @@ def _as_probs(name: str, P: object) -> np.ndarray:
     return arr
 
 
-def _as_class_labels(name: str, y: object, n_classes: int) -> np.ndarray:
+def _as_class_labels(name: str, y: ArrayLike, n_classes: int) -> np.ndarray:
     """Return int class indices in [0, n_classes)."""
     arr = _as_1d(name, y)
     if arr.dtype == bool:
@@ -141,7 +142,7 @@ def _check_fraction(name: str, value: float, low_open: bool = True) -> float:
     return v
 
 
-def _group_codes(groups: object, n: int) -> tuple[np.ndarray, int] | None:
+def _group_codes(groups: ArrayLike | None, n: int) -> tuple[np.ndarray, int] | None:
     """Map group ids to codes 0..G-1; None when every sample is its own group."""
     if groups is None:
         return None
@@ -156,7 +157,7 @@ def _group_codes(groups: object, n: int) -> tuple[np.ndarray, int] | None:
     return codes, n_groups
 
 
-def _safe_div(num: object, den: object) -> np.ndarray:
+def _safe_div(num: ArrayLike, den: ArrayLike) -> np.ndarray:
     """num / den elementwise, 0.0 where den == 0 (scikit-learn's default zero_division)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)

@@ -90,8 +90,8 @@ def _leaderboard_section(exp: art.Experiment, aligned: Aligned, probs: Mapping[s
                          thr: Mapping[str, float | None], n_boot: int, seed: int) -> tuple[str, pd.DataFrame]:
     pos = exp.positive_index
     # One class only: AUCs NaN (shown as a dash), the threshold metrics as usual.
-    res = mt.bootstrap_models(aligned.y, probs, aligned.groups, list(mt.LEADERBOARD_METRICS), n_boot, seed,
-                              thr, pos, undefined_auc="nan")
+    res = mt.bootstrap_models(aligned.y, probs, aligned.groups, metrics=list(mt.LEADERBOARD_METRICS), n_boot=n_boot,
+                              seed=seed, thresholds=thr, pos_index=pos, undefined_auc="nan")
     configs: dict[str, dict[str, Any]] = {}
     for m in aligned.models:
         try:
@@ -464,7 +464,8 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     leaderboard, _ = _leaderboard_section(exp, aligned, probs, thr, n_boot, seed)
     rows: list[dict[str, Any]] = []
     if len(models) >= 2:
-        rows = mt.pairwise_comparisons(aligned.y, aligned.probs, {m: thr[m] for m in models}, pos, aligned.groups,
+        rows = mt.pairwise_comparisons(aligned.y, aligned.probs, aligned.groups, thresholds={m: thr[m] for m in models},
+                                       pos_index=pos,
                                        metrics=("roc_auc", "balanced_accuracy"), n_boot=n_boot, seed=seed, alpha=alpha)
     caution = clustering_note(aligned.n, len(np.unique(aligned.groups))) if rows else None
     paired, lines = _paired_section(exp, rows, models, alpha, n_boot, caution)

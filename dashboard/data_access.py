@@ -238,7 +238,7 @@ def get_average_curves(exp: art.Experiment, model: str, eval_set: str,
 @st.cache_data(show_spinner="Bootstrapping confidence intervals…", max_entries=256)
 def _bootstrap(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
                threshold: float | None, pos_index: int, n_boot: int, seed: int,
-               _exp: art.Experiment) -> dict[str, tuple[float, float, float]]:
+               _exp: art.Experiment) -> dict[str, mt.Estimate]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     # AUCs are undefined on a set with one class only: NaN, and the threshold metrics are kept.
     return mt.bootstrap_all(md.y, md.P, md.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
@@ -246,14 +246,14 @@ def _bootstrap(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_
 
 
 def get_bootstrap(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
-                  n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+                  n_boot: int = 1000, seed: int = 0) -> dict[str, mt.Estimate]:
     """Leaderboard metrics with 95% patient-grouped bootstrap intervals: {metric: (point, lo, hi)} (cached)."""
     thr = None if threshold is None else round(float(threshold), 6)
     return _bootstrap(*_keys(exp, model), eval_set, thr, exp.positive_index, int(n_boot), int(seed), exp)
 
 
 def _bootstrap_aligned(mds: list[ModelData], thresholds: dict[str, float | None], pos_index: int, n_boot: int,
-                       seed: int) -> dict[str, dict[str, tuple[float, float, float]]]:
+                       seed: int) -> dict[str, dict[str, mt.Estimate]]:
     """Models scored on the same samples share one set of group resamples (metrics.bootstrap_models)."""
     first = mds[0]
     probs = {md.model: md.P for md in mds}
@@ -264,7 +264,7 @@ def _bootstrap_aligned(mds: list[ModelData], thresholds: dict[str, float | None]
 @st.cache_data(show_spinner="Bootstrapping confidence intervals…", max_entries=64)
 def _leaderboard_ci(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
                     eval_set: str, thresholds: tuple[float | None, ...], pos_index: int, n_boot: int, seed: int,
-                    _exp: art.Experiment) -> dict[str, dict[str, tuple[float, float, float]]]:
+                    _exp: art.Experiment) -> dict[str, dict[str, mt.Estimate]]:
     mds = [_model_data(exp_dir, exp_stamp, m, st_, eval_set, _exp) for m, st_ in zip(models, m_stamps)]
     thr = dict(zip(models, thresholds))
     # Group models whose predictions cover the same samples in the same order (the usual case).
@@ -276,7 +276,7 @@ def _leaderboard_ci(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_s
                 break
         else:
             batches.append([md])
-    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    out: dict[str, dict[str, mt.Estimate]] = {}
     for batch in batches:
         out.update(_bootstrap_aligned(batch, {md.model: thr[md.model] for md in batch}, pos_index, n_boot, seed))
     return out
@@ -284,7 +284,7 @@ def _leaderboard_ci(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_s
 
 def get_leaderboard_ci(exp: art.Experiment, models: list[str], eval_set: str,
                        thresholds: dict[str, float | None], n_boot: int = 1000,
-                       seed: int = 0) -> dict[str, dict[str, tuple[float, float, float]]]:
+                       seed: int = 0) -> dict[str, dict[str, mt.Estimate]]:
     """{model: {metric: (point, lo, hi)}}: leaderboard metrics with 95% patient-grouped bootstrap intervals.
 
     Models scored on the same samples share the resamples (faster, and paired); cached as a whole.
@@ -393,7 +393,7 @@ def get_summary(exp: art.Experiment, model: str, eval_set: str, threshold: float
     return _summary(*_keys(exp, model), eval_set, thr, exp.positive_index, exp)
 
 
-def leaderboard_frame(results: dict[str, dict[str, tuple[float, float, float]]],
+def leaderboard_frame(results: dict[str, dict[str, mt.Estimate]],
                       configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per model: each metric's point, lower and upper bound, then size/speed from config.json.
 
@@ -699,7 +699,7 @@ def _ensemble_sweep(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_s
 @st.cache_data(show_spinner="Bootstrapping the ensemble…", max_entries=128)
 def _ensemble_bootstrap(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
                         eval_set: str, threshold: float | None, pos_index: int, n_boot: int, seed: int,
-                        _exp: art.Experiment) -> dict[str, tuple[float, float, float]]:
+                        _exp: art.Experiment) -> dict[str, mt.Estimate]:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     return mt.bootstrap_all(al.y, P, al.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
@@ -707,7 +707,7 @@ def _ensemble_bootstrap(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...],
 
 
 def get_ensemble_bootstrap(exp: art.Experiment, models: list[str], eval_set: str, threshold: float | None,
-                           n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+                           n_boot: int = 1000, seed: int = 0) -> dict[str, mt.Estimate]:
     """Leaderboard metrics with 95% grouped-bootstrap intervals of the mean-probability ensemble of `models`."""
     thr = None if threshold is None else round(float(threshold), 6)
     return _ensemble_bootstrap(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,

@@ -449,3 +449,13 @@ def test_shared_constants_and_error_helper():
     assert isinstance(err, ValueError) and str(err) == ("Invalid value for argument `n_boot`. Expected a positive "
                                                         "int. Received: 0")
     assert isinstance(invalid_argument("path", "a file", "x", error=FileNotFoundError), FileNotFoundError)
+
+
+def test_intervals_are_typed_estimates_that_still_unpack():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 80)
+    P = np.column_stack([1 - (s := np.clip(y * 0.4 + rng.random(80) * 0.6, 0, 1)), s])
+    est = M.bootstrap_all(y, P, None, metrics=["roc_auc"], n_boot=50)["roc_auc"]
+    assert isinstance(est, M.Estimate) and est.low <= est.point <= est.high
+    point, low, high = est
+    assert (point, low, high) == est and est[0] == est.point

@@ -24,7 +24,7 @@ disagreement, ensemble). Import the public names from here: ``from pipeline impo
 
 from __future__ import annotations
 
-from pipeline.metrics._bootstrap import bootstrap_all, bootstrap_ci, bootstrap_models, bootstrap_replicates
+from pipeline.metrics._bootstrap import Estimate, bootstrap_all, bootstrap_ci, bootstrap_models, bootstrap_replicates
 from pipeline.metrics._calibration import (
     brier_score,
     confidence_histogram,
@@ -70,6 +70,7 @@ from pipeline.metrics._validation import BINARY_METRICS, DEFAULT_THRESHOLD, LEAD
 __all__ = [
     "BINARY_METRICS",
     "DEFAULT_THRESHOLD",
+    "Estimate",
     "LEADERBOARD_METRICS",
     "MAX_CURVE_POINTS",
     "MULTICLASS_METRICS",

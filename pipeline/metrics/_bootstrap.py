@@ -24,7 +24,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal, Mapping, Sequence
+from typing import Callable, Iterator, Literal, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -514,7 +514,15 @@ def bootstrap_replicates(
 
 
 UndefinedAUC = Literal["raise", "nan"]
-_NAN3 = (math.nan, math.nan, math.nan)
+class Estimate(NamedTuple):
+    """A point estimate with its bootstrap interval; a tuple, so `point, low, high = e` still works."""
+
+    point: float
+    low: float
+    high: float
+
+
+_NAN3 = Estimate(math.nan, math.nan, math.nan)
 
 
 def _undefined_auc_metrics(labels: np.ndarray, K: int, pos: int, mets: Sequence[str],
@@ -557,7 +565,7 @@ def bootstrap_models(
     alpha: float = 0.05,
     max_bins: int = _MAX_BINS,
     undefined_auc: UndefinedAUC = "raise",
-) -> dict[str, dict[str, tuple[float, float, float]]]:
+) -> dict[str, dict[str, Estimate]]:
     """Leaderboard CIs for several models: {model: {metric: (point, lo, hi)}}.
 
     `undefined_auc`: "raise" (ValueError when the labels hold one class and an AUC is asked for) or "nan"
@@ -570,13 +578,13 @@ def bootstrap_models(
     mets = _resolve_metrics(metrics, K)
     undefined = _undefined_auc_metrics(labels, K, pos, mets, undefined_auc)
     computed = [m for m in mets if m not in undefined]
-    out: dict[str, dict[str, tuple[float, float, float]]] = {name: {} for name in probs}
+    out: dict[str, dict[str, Estimate]] = {name: {} for name in probs}
     if computed:
         preps, reps = _bootstrap_core(labels, probs, groups, computed, n_boot, seed, dict(thresholds or {}),
                                       pos, False, max_bins)
         for name, prep in preps.items():
             point = _prep_points(prep, computed)
-            out[name] = {m: (point[m], *_percentile_interval(reps[name][m], alpha)) for m in computed}
+            out[name] = {m: Estimate(point[m], *_percentile_interval(reps[name][m], alpha)) for m in computed}
     return {name: {**res, **dict.fromkeys(undefined, _NAN3)} for name, res in out.items()}
 
 
@@ -592,7 +600,7 @@ def bootstrap_all(
     pos_index: int = 1,
     alpha: float = 0.05,
     undefined_auc: UndefinedAUC = "raise",
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, Estimate]:
     """(point, lo, hi) for each metric from one shared set of group resamples (`undefined_auc`: see
     `bootstrap_models`)."""
     res = bootstrap_models(y, {"model": P}, groups, metrics=metrics, n_boot=n_boot, seed=seed,
@@ -635,7 +643,7 @@ def bootstrap_ci(
     seed: int | None = 0,
     threshold: float | None = None,
     pos_index: int = 1,
-) -> tuple[float, float, float]:
+) -> Estimate:
     """(point, lo, hi): percentile CI resampling groups; a callable metric(y, P) uses a slow path."""
     _check_boot_args(n_boot, alpha)
     if callable(metric):
@@ -643,7 +651,7 @@ def bootstrap_ci(
         point = float(metric(labels, probs))
         reps = np.array([float(metric(labels[i], probs[i]))
                          for i in _explicit_resamples(groups, labels.size, n_boot, seed)])
-        return (point, *_percentile_interval(reps, alpha))
+        return Estimate(point, *_percentile_interval(reps, alpha))
     name = _normalize_metric(metric, BINARY_METRICS if np.shape(np.asarray(P))[-1] == 2 else MULTICLASS_METRICS)
     return bootstrap_all(y, P, groups, metrics=[name], n_boot=n_boot, seed=seed, threshold=threshold,
                          pos_index=pos_index, alpha=alpha)[name]

@@ -470,7 +470,12 @@ def get_sample_tags(exp: art.Experiment, sample_ids: list[str]) -> list[tuple[st
 
 
 def excluded_sample_ids(exp: art.Experiment) -> set[str]:
-    """Samples to leave out of metrics: those marked 'label wrong' while the review page's toggle is on."""
+    """Samples to leave out of metrics: those marked 'label wrong' while the review page's toggle is on.
+
+    The one place that decides this session's exclusions: every metric getter keys on them (`metrics_stamp`)
+    and passes them to `pipeline.comparison.load_aligned(..., exclude=...)`, and so does the meeting report.
+    Another exclusion (e.g. test images with a near-duplicate in train) is a union with another id set here.
+    """
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     from pipeline import notes

@@ -7,13 +7,13 @@ import pytest
 from sklearn import metrics as skm
 
 from pipeline import artifacts as art
-from pipeline.__main__ import _print_summary, build_parser
+from pipeline.__main__ import build_parser, main
 from pipeline.fake import make_fake_experiment
 
 
 def test_summary_reads_the_aligned_view_and_matches_sklearn(tmp_path, capsys):
     exp_dir = make_fake_experiment(tmp_path, "e", n_samples=150, n_models=2, seed=5, eval_sets=("test", "uncropped"))
-    assert _print_summary(exp_dir) == 0
+    assert main(["evaluate", str(exp_dir)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     exp = art.load_experiment(exp_dir)
     assert len(lines) == len(exp.models) * 2
@@ -39,7 +39,6 @@ def test_every_stage_has_a_command_and_the_docstring_lists_them():
 
 def test_evaluate_leaves_out_what_mentors_marked_label_wrong(tmp_path, capsys):
     from pipeline import notes
-    from pipeline.__main__ import main
 
     exp_dir = make_fake_experiment(tmp_path, "e", n_samples=120, n_models=1, seed=6)
     exp = art.load_experiment(exp_dir)

@@ -204,3 +204,20 @@ def test_protocol_keys_parse_and_bad_values_name_the_key():
                        ({"select_on": "f1"}, r"`train.select_on`")]:
         with pytest.raises(ValueError, match=match):
             _cfg(bad)
+
+
+def test_the_step_sets_the_scheduled_rate_on_the_optimizer():
+    import keras
+
+    from pipeline.train import _optimizer, make_train_step
+
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inp)))
+    opt = _optimizer(TrainConfig(), 1e-3)
+    step = make_train_step(model, opt, None, 2)
+    x, y = np.random.default_rng(0).random((4, 8, 8, 3)).astype("float32"), np.array([0, 1, 0, 1], "int32")
+    step(x, y, np.float32(0.0123))
+    assert float(opt.learning_rate.numpy()) == pytest.approx(0.0123)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    step(x, y, np.float32(0.0))  # rate 0: neither the gradient nor the decoupled decay moves a weight
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.trainable_variables))

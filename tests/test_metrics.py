@@ -459,3 +459,16 @@ def test_intervals_are_typed_estimates_that_still_unpack():
     assert isinstance(est, M.Estimate) and est.low <= est.point <= est.high
     point, low, high = est
     assert (point, low, high) == est and est[0] == est.point
+
+
+def test_paired_difference_reads_a_pairwise_row():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 120)
+    probs = {n: np.column_stack([1 - (s := np.clip(y * w + rng.random(120) * (1 - w), 0, 1)), s])
+             for n, w in (("a", 0.5), ("b", 0.2))}
+    row = M.pairwise_comparisons(y, probs, metrics=["accuracy"], n_boot=50)[0]
+    d = M.PairedDifference.of(row, "accuracy")
+    assert (d.diff, d.ci_low, d.ci_high, d.p, d.p_holm) == (
+        row["accuracy_diff"], row["accuracy_ci_low"], row["accuracy_ci_high"], row["accuracy_p"],
+        row["accuracy_p_holm"])
+    assert M.PairedDifference.of(row, "f1") is None

@@ -37,6 +37,7 @@ from pipeline.metrics._calibration import (
 from pipeline.metrics._curve_bands import bootstrap_curve_bands
 from pipeline.metrics._multiclass import confusion_matrix, decide, micro_macro_roc, one_vs_rest_curves, predict_labels
 from pipeline.metrics._paired import (
+    PairedDifference,
     delong_test,
     delong_variance,
     disagreement_matrix,
@@ -74,6 +75,7 @@ __all__ = [
     "LEADERBOARD_METRICS",
     "MAX_CURVE_POINTS",
     "MULTICLASS_METRICS",
+    "PairedDifference",
     "average_precision",
     "bootstrap_all",
     "bootstrap_ci",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -188,6 +189,30 @@ def paired_bootstrap_diff(
     preps, reps = _bootstrap_core(labels, probs, groups, [name], n_boot, seed, th, pos, True, _MAX_BINS)
     point = _prep_points(preps["a"], [name])[name] - _prep_points(preps["b"], [name])[name]
     return _paired_summary(reps["a"][name] - reps["b"][name], point, alpha)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One metric's paired-bootstrap difference (model A - model B) in a `pairwise_comparisons` row.
+
+    The rows keep flat keys (``f"{metric}_diff"``, ``_ci_low``, ``_ci_high``, ``_p``, ``_p_holm``) so they
+    cache and tabulate as plain dicts; read them through `PairedDifference.of` rather than composing keys.
+    """
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p: float
+    p_holm: float  # Holm-adjusted over the pairs (the unadjusted p when the row has none)
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], metric: str) -> PairedDifference | None:
+        """The difference of `metric` in `row`, or None when the row has no bootstrap of it."""
+        if f"{metric}_diff" not in row:
+            return None
+        p = float(row[f"{metric}_p"])
+        return cls(float(row[f"{metric}_diff"]), float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"]), p,
+                   float(row.get(f"{metric}_p_holm", p)))
 
 
 def pairwise_comparisons(

@@ -115,12 +115,11 @@ def pair_tables(row: Mapping[str, Any], metrics: Sequence[str], class_names: Seq
                  "difference (A - B)": acc, "CI low": acc - z * se, "CI high": acc + z * se,
                  "p-value": row["mcnemar_p"], "p (Holm)": row.get("mcnemar_p_holm", row["mcnemar_p"])})
     for m in metrics:
-        if f"{m}_diff" not in row:
+        pd_m = mt.PairedDifference.of(row, m)
+        if pd_m is None:
             continue
-        rows.append({"test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}",
-                     "difference (A - B)": row[f"{m}_diff"], "CI low": row[f"{m}_ci_low"],
-                     "CI high": row[f"{m}_ci_high"], "p-value": row[f"{m}_p"],
-                     "p (Holm)": row.get(f"{m}_p_holm", row[f"{m}_p"])})
+        rows.append({"test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}", "difference (A - B)": pd_m.diff,
+                     "CI low": pd_m.ci_low, "CI high": pd_m.ci_high, "p-value": pd_m.p, "p (Holm)": pd_m.p_holm})
     tests = pd.DataFrame(rows).set_index("test")
     per_class = None
     if "delong_by_class" in row:
@@ -141,11 +140,11 @@ def pairs_table(rows: Sequence[Mapping[str, Any]], metric: str = "roc_auc", clas
         line = {"A": row["model_a"], "B": row["model_b"], "AUC diff (A - B)": d["diff"],
                 "AUC 95% CI": _ci_text(d["ci_low"], d["ci_high"]), "DeLong p": d["p_value"],
                 "DeLong p (Holm)": d["p_holm"]}
-        if metric != "roc_auc" and f"{metric}_diff" in row:
+        boot = mt.PairedDifference.of(row, metric) if metric != "roc_auc" else None
+        if boot is not None:
             name = _METRIC_NAMES.get(metric, metric)
-            line.update({f"{name} diff": row[f"{metric}_diff"],
-                         f"{name} 95% CI": _ci_text(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]),
-                         f"{name} p (Holm)": row.get(f"{metric}_p_holm", np.nan)})
+            line.update({f"{name} diff": boot.diff, f"{name} 95% CI": _ci_text(boot.ci_low, boot.ci_high),
+                         f"{name} p (Holm)": boot.p_holm})
         line.update({"McNemar p": row["mcnemar_p"], "McNemar p (Holm)": row.get("mcnemar_p_holm", np.nan),
                      "disagree": row["disagreement"]})
         out.append(line)
@@ -174,7 +173,10 @@ def pair_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str], test: s
             d = _delong_entry(row, class_index)
             diff[i, j], p[i, j] = d["diff"], d["p_holm"]
         elif test == "bootstrap":
-            diff[i, j], p[i, j] = row[f"{metric}_diff"], row[f"{metric}_p_holm"]
+            boot = mt.PairedDifference.of(row, metric)
+            if boot is None:
+                raise invalid_argument("metric", "a metric bootstrapped in `rows`", repr(metric))
+            diff[i, j], p[i, j] = boot.diff, boot.p_holm
         else:
             diff[i, j], p[i, j] = row["mcnemar_b"] - row["mcnemar_c"], row["mcnemar_p_holm"]
     return diff, p

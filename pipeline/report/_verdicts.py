@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pipeline import metrics as mt
 from pipeline.report._tables import _METRIC_NAMES, _delong_entry
 
 
@@ -51,9 +52,9 @@ def verdicts(row: Mapping[str, Any], metric: str = "roc_auc", n_pairs: int = 1, 
     else:
         lines.append(f"{a} vs {b}: DeLong's test is undefined here ({auc_label} needs at least 2 samples of each "
                      "class).")
-    if metric != "roc_auc" and f"{metric}_diff" in row:
-        diff, lo, hi = row[f"{metric}_diff"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-        p, ph = row[f"{metric}_p"], row.get(f"{metric}_p_holm", row[f"{metric}_p"])
+    boot = mt.PairedDifference.of(row, metric) if metric != "roc_auc" else None
+    if boot is not None:
+        diff, lo, hi, p, ph = boot.diff, boot.ci_low, boot.ci_high, boot.p, boot.p_holm
         name = _METRIC_NAMES.get(metric, metric)
         lines.append(
             f"{name} difference {diff:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap of whole "

@@ -11,7 +11,6 @@ from sklearn import metrics as skm
 from dashboard import data_access as da
 from dashboard import state
 from pipeline import artifacts as art
-from pipeline import metrics as mt
 from pipeline.fake import make_fake_experiment
 from tests.conftest import truth
 
@@ -86,44 +85,6 @@ def test_cell_indices_select_exactly_the_cell_most_confident_first():
     np.testing.assert_array_equal(da.cell_indices(y, pred, 0, 1, confidence=conf), [4, 0])
     np.testing.assert_array_equal(da.cell_indices(y, pred, 1, 1), [2, 5])
     assert da.cell_indices(y, pred, 1, 0).tolist() == [3]
-
-
-def test_curve_bands_one_resample_equals_explicit_resampling():
-    rng = np.random.default_rng(0)
-    n = 400
-    groups = rng.integers(0, 80, n)
-    y = rng.random(n) < 0.3
-    score = np.round(np.clip(y * 0.3 + rng.random(n) * 0.7, 0, 1), 2)  # ties on purpose
-    bands = mt.bootstrap_curve_bands(y, score, groups, n_boot=1, seed=5, grid_points=21)
-    # Redo the same draw explicitly: the groups drawn with replacement, samples repeated.
-    codes = np.unique(groups, return_inverse=True)[1]
-    order = np.argsort(-score, kind="mergesort")
-    drawn = np.random.default_rng(5).integers(0, codes.max() + 1, codes.max() + 1)
-    idx = np.concatenate([np.flatnonzero(codes == g) for g in drawn])
-    fpr, tpr, _ = skm.roc_curve(y[idx], score[idx], drop_intermediate=False)
-    grid = np.linspace(0, 1, 21)
-    np.testing.assert_allclose(bands["roc"][1], np.interp(grid, fpr, tpr), atol=1e-12)
-    prec, rec, _ = skm.precision_recall_curve(y[idx], score[idx])
-    # precision at the first operating point whose recall reaches each grid level
-    rec_a, prec_a = rec[::-1][1:], prec[::-1][1:]
-    k = np.minimum(np.searchsorted(rec_a, grid, side="left"), rec_a.size - 1)
-    np.testing.assert_allclose(bands["pr"][1], prec_a[k], atol=1e-12)
-    assert order.size == n
-
-
-def test_curve_bands_cover_the_curve_and_handle_one_class():
-    rng = np.random.default_rng(1)
-    y = rng.random(600) < 0.4
-    score = np.clip(y * 0.35 + rng.random(600) * 0.65, 0, 1)
-    groups = np.arange(600) // 3
-    bands = mt.bootstrap_curve_bands(y, score, groups, n_boot=200, seed=0)
-    grid, lo, hi = bands["roc"]
-    fpr, tpr, _ = skm.roc_curve(y, score)
-    mid = np.interp(grid, fpr, tpr)
-    assert (lo <= hi).all() and np.mean((lo <= mid + 1e-9) & (mid <= hi + 1e-9)) > 0.95
-    assert mt.bootstrap_curve_bands(np.ones(5, bool), np.arange(5.0), np.arange(5))["roc"] is None
-    with pytest.raises(ValueError, match="Expected equal shapes"):
-        mt.bootstrap_curve_bands(y, score[:-1], groups)
 
 
 def test_threshold_helpers_and_summary_match_sklearn(fake_root):

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs (run_id in config.json and predictions, fold column, oof eval set); 1 still opens
 PIPELINE_VERSION = "0.1.0"
 
 EXPERIMENT_FILE = "experiment.json"
@@ -226,7 +226,7 @@ def write_predictions(exp_dir: Path | str, model: str, preds: pd.DataFrame, n_cl
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ArtifactError(path, errors[0].message)
-    cols = ["sample_id", "eval_set", *prob_columns(n_classes)]
+    cols = ["sample_id", "eval_set", *prob_columns(n_classes)] + (["run_id"] if "run_id" in preds.columns else [])
     atomic_write_parquet(path, preds[cols])
 
 

@@ -75,7 +75,14 @@ class TrainConfig:
     augment: tuple[str, ...] = ("flip", "rotate", "zoom", "contrast")
     class_weights: str = "balanced"  # "balanced" or "none"
     seed: int = 42
+    seeds: tuple[int, ...] = ()  # repeated runs: one per seed (empty: just `seed`)
+    folds: int = 1  # grouped, stratified k-fold over train+val when >= 2 (test and extra sets stay held out)
     max_train_samples: int | None = None
+
+    @property
+    def run_seeds(self) -> tuple[int, ...]:
+        """The seeds every backbone is trained with."""
+        return tuple(self.seeds) or (self.seed,)
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,14 @@ def _check_train(tr: dict[str, Any]) -> None:
     for key, choices in _TRAIN_CHOICES.items():
         if key in tr and tr[key] not in choices:
             raise _bad(f"train.{key}", f"one of {list(choices)}", tr[key])
+    if "seeds" in tr:
+        seeds = tr["seeds"]
+        if (not isinstance(seeds, list) or not seeds or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds)
+                or len(set(seeds)) != len(seeds)):
+            raise _bad("train.seeds", "a non-empty list of distinct integers", seeds)
+        tr["seeds"] = tuple(seeds)
+    if "folds" in tr and (isinstance(tr["folds"], bool) or not isinstance(tr["folds"], int) or not 1 <= tr["folds"] <= 20):
+        raise _bad("train.folds", "an integer in [1, 20] (1: no cross-validation)", tr["folds"])
     for key in ("precise_bn", "deterministic", "xla"):
         if key in tr and not isinstance(tr[key], bool):
             raise _bad(f"train.{key}", "true or false", tr[key])
@@ -259,4 +274,6 @@ def with_overrides(cfg: ExperimentConfig, **train_overrides: Any) -> ExperimentC
     changes = {k: v for k, v in train_overrides.items() if v is not None}
     if "backbones" in changes:
         changes["backbones"] = tuple(get_backbone(b).name for b in changes["backbones"])
+    if "seeds" in changes:
+        changes["seeds"] = tuple(int(s) for s in changes["seeds"])
     return replace(cfg, train=replace(cfg.train, **changes))

@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 import types
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -22,6 +22,7 @@ import pandas as pd
 from pipeline import artifacts as art
 from pipeline.audit import IngestAudit
 from pipeline.config import EvalSetConfig, ExperimentConfig
+from pipeline.runs import FOLD_COLUMN, OOF_EVAL_SET, RunSpec, assign_folds, fold_masks, run_id, run_plan
 from pipeline.datasets import check_no_leakage, dataset_fingerprint, ingest, skipped_report, split_samples
 
 Log = Callable[[str], None]
@@ -43,6 +44,13 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
                             duplicates=audit.pairs if audit else None)
     check_no_leakage(samples)
     policy = samples.attrs.get("split_policy", "grouped-stratified")
+    if cfg.train.folds > 1:
+        from pipeline.audit import split_groups
+
+        pairs = audit.pairs if audit is not None else None
+        fold_group = split_groups(samples, pairs, "group") if pairs is not None and len(pairs) else samples["group"]
+        samples[FOLD_COLUMN] = assign_folds(samples.assign(_fold_group=fold_group.to_numpy()), cfg.train.folds,
+                                            seed=cfg.split.seed, group_column="_fold_group").to_numpy()
     samples["eval_set"] = samples["split"].where(samples["split"].isin(["val", "test"]), None)
     frames = [samples]
     eval_reports = {}
@@ -55,6 +63,8 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
     if table["sample_id"].duplicated().any():
         raise ValueError("sample ids collide between the data set and an eval set; rename the eval set")
     table["label"] = table["label"].astype(np.int64)
+    if FOLD_COLUMN in table.columns:
+        table[FOLD_COLUMN] = table[FOLD_COLUMN].fillna(-1).astype(np.int64)
     info = {
         "layout": ds.layout, "root": str(ds.root), "fingerprint": dataset_fingerprint(samples),
         "eval_fingerprint": dataset_fingerprint(table),
@@ -114,7 +124,8 @@ def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_na
         try:
             old = art.read_meta(exp_dir)
             same = (old.get("dataset", {}).get("fingerprint") == info["fingerprint"]
-                    and old.get("split", {}).get("seed") == cfg.split.seed and old.get("class_names") == class_names)
+                    and old.get("split", {}).get("seed") == cfg.split.seed and old.get("class_names") == class_names
+                    and old.get("split", {}).get("folds", 1) == cfg.train.folds)
             same_evals = same and old.get("dataset", {}).get("eval_fingerprint") == info["eval_fingerprint"]
         except art.ArtifactError:
             same = same_evals = False
@@ -139,6 +150,7 @@ def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_na
         "class_names": class_names, "positive_class": positive if len(class_names) == 2 else None,
         "image_size": cfg.dataset.image_size, "dataset": info,
         "split": {"seed": cfg.split.seed, "policy": info["split_policy"], "fractions": list(cfg.split.fractions),
+                  "folds": cfg.train.folds,
                   "counts": {str(s): {class_names[int(k)]: int(v) for k, v in row.items()} for s, row in counts.iterrows()},
                   "groups": {str(s): int(n) for s, n in samples.groupby("split")["group"].nunique().items()}},
         "eval_sets": [e for e in pd.unique(samples["eval_set"].dropna())],
@@ -190,26 +202,38 @@ def save_model_atomic(model: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame,
+def planned_runs(cfg: ExperimentConfig) -> list[RunSpec]:
+    """Every run the config asks for: each backbone x seed (x fold)."""
+    return run_plan(cfg.train.backbones, cfg.train.run_seeds, cfg.train.folds)
+
+
+def run_backbone(cfg: ExperimentConfig, exp_dir: Path, spec: RunSpec | str, samples: pd.DataFrame,
                  images: np.ndarray, ok: np.ndarray, n_classes: int, log: Log = print) -> dict[str, Any]:
-    """Train one backbone, predict every evaluated sample, write its artifacts (config.json last)."""
+    """Train one run of a backbone, predict every evaluated sample, write its artifacts (config.json last).
+
+    A k-fold run also predicts its held-out fold, written with eval_set `oof`; its `val` rows are left out
+    (the official val split is part of its training pool).
+    """
     from pipeline.train import train_backbone
 
+    if isinstance(spec, str):
+        spec = RunSpec(spec, cfg.train.seed, None, run_id(cfg.train.seed, None), spec)
+    name = spec.model
     mdir = art.model_dir(exp_dir, name)
     (mdir / art.MODEL_CONFIG_FILE).unlink(missing_ok=True)  # mark incomplete while we work
     mdir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(mdir)
-    split = samples["split"].to_numpy()
     labels = samples["label"].to_numpy()
-    tr = (split == "train") & ok
-    va = (split == "val") & ok
+    tr, va = fold_masks(samples, spec)
+    tr, va = tr & ok, va & ok
     if cfg.train.max_train_samples and tr.sum() > cfg.train.max_train_samples:
         keep = np.flatnonzero(tr)[: cfg.train.max_train_samples]
         tr = np.zeros_like(tr)
         tr[keep] = True
-    result = train_backbone(name, (images[tr], labels[tr]), (images[va], labels[va]), n_classes,
-                            cfg.dataset.image_size, cfg.train, verbose=0)
-    evaluated = samples[samples["eval_set"].notna()].reset_index(drop=True)
+    train_cfg = replace(cfg.train, seed=spec.seed)
+    result = train_backbone(spec.backbone, (images[tr], labels[tr]), (images[va], labels[va]), n_classes,
+                            cfg.dataset.image_size, train_cfg, verbose=0)
+    evaluated = evaluated_samples(samples, spec.fold)
     crops = evaluated["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
     pred = _predict_by_crop(result.model, evaluated["path"].to_numpy(), crops, cfg)
     if not pred.ok.all():
@@ -218,6 +242,7 @@ def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.Da
     preds = pd.DataFrame(pred.probs[keep].astype(np.float64), columns=art.prob_columns(n_classes))
     preds.insert(0, "eval_set", evaluated.loc[keep, "eval_set"].to_numpy())
     preds.insert(0, "sample_id", evaluated.loc[keep, "sample_id"].to_numpy())
+    preds["run_id"] = spec.run_id
     model_path = mdir / art.MODEL_FILE
     save_model_atomic(result.model, model_path)
     art.atomic_write_csv(mdir / art.HISTORY_FILE, result.history)
@@ -226,7 +251,8 @@ def run_backbone(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.Da
             "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
             "predict_images_per_s": round(pred.images_per_s, 2), "tta": list(getattr(cfg.predict, "tta", []) or [])
             if not isinstance(cfg.predict.tta, bool) else cfg.predict.tta,
-            "n_predicted": int(keep.sum()), "crop": cfg.dataset.crop}
+            "n_predicted": int(keep.sum()), "crop": cfg.dataset.crop,
+            "run_id": spec.run_id, "fold": spec.fold, "folds": cfg.train.folds if spec.fold is not None else None}
     art.write_model_config(exp_dir, name, info)
     return info
 
@@ -254,11 +280,23 @@ def _predict_by_crop(model: Any, paths: np.ndarray, crops: np.ndarray, cfg: Expe
     return PredictResult(probs, ok, seconds)
 
 
+def evaluated_samples(samples: pd.DataFrame, fold: int | None = None) -> pd.DataFrame:
+    """The rows a run predicts: every evaluated sample; for a k-fold run, its held-out fold as `oof` instead
+    of the official val split (which is part of its training pool)."""
+    evaluated = samples[samples["eval_set"].notna()].reset_index(drop=True)
+    if fold is None:
+        return evaluated
+    held = samples[samples[FOLD_COLUMN].to_numpy() == fold].assign(eval_set=OOF_EVAL_SET)
+    return pd.concat([evaluated[evaluated["eval_set"] != "val"], held], ignore_index=True)
+
+
 def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame,
                     log: Log = print) -> int:
     """Predict evaluated samples a complete model has no prediction for (e.g. a new eval set); returns how many."""
-    evaluated = samples[samples["eval_set"].notna()].reset_index(drop=True)
     mdir = art.model_dir(exp_dir, name)
+    run = art.read_model_config(exp_dir, name)
+    fold = run.get("fold") if isinstance(run.get("fold"), int) else None
+    evaluated = evaluated_samples(samples, fold)
     old = art.read_parquet(mdir / art.PREDICTIONS_FILE)
     missing = evaluated[~art.id_mask(evaluated["sample_id"], old["sample_id"])].reset_index(drop=True)
     if missing.empty:
@@ -275,6 +313,8 @@ def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd
     new = pd.DataFrame(pred.probs[pred.ok].astype(np.float64), columns=art.prob_columns(n_classes))
     new.insert(0, "eval_set", missing.loc[pred.ok, "eval_set"].to_numpy())
     new.insert(0, "sample_id", missing.loc[pred.ok, "sample_id"].to_numpy())
+    if "run_id" in old.columns:
+        new["run_id"] = run.get("run_id")
     keep_old = old[art.id_mask(old["sample_id"], evaluated["sample_id"])]
     art.write_predictions(exp_dir, name, pd.concat([keep_old, new], ignore_index=True), n_classes)
     log(f"{name}: predicted {len(new)} new evaluated samples "
@@ -299,8 +339,9 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
         + ", ".join(f"{k}={v}" for k, v in samples["split"].value_counts().items()))
     write_experiment_base(cfg, samples, class_names, info, log)
     samples = art.read_parquet(exp_dir / art.SAMPLES_FILE)  # the table on disk is the truth on resume
-    todo = [b for b in cfg.train.backbones if not model_is_complete(exp_dir, b)]
-    done = [b for b in cfg.train.backbones if b not in todo]
+    runs = planned_runs(cfg)
+    todo = [r for r in runs if not model_is_complete(exp_dir, r.model)]
+    done = [r.model for r in runs if r not in todo]
     if done:
         log(f"already complete, not retrained: {', '.join(done)}")
     for name in done:
@@ -309,6 +350,9 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
         return exp_dir
     t0 = time.perf_counter()
     # Only train/val images are held in memory; evaluated images stream from disk at prediction time.
+    if cfg.train.folds > 1 and FOLD_COLUMN not in samples.columns:
+        raise ValueError(f"{exp_dir / art.SAMPLES_FILE} has no `{FOLD_COLUMN}` column but `train.folds` is "
+                         f"{cfg.train.folds}; rerun with --force to rebuild the sample table with folds")
     fit_rows = np.flatnonzero(samples["split"].isin(["train", "val"]).to_numpy())
     size = cfg.dataset.image_size
     images = np.zeros((len(samples), size, size, 3), np.uint8)
@@ -319,9 +363,9 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
     jobs = max(1, min(int(jobs), len(todo)))
     bar = tqdm(total=len(todo), desc=f"{cfg.name}", unit="model", disable=not progress)
     if jobs == 1:
-        for name in todo:
-            bar.set_postfix_str(name)
-            _log_model(log, name, run_backbone(cfg, exp_dir, name, samples, images, ok, len(class_names), log))
+        for spec in todo:
+            bar.set_postfix_str(spec.model)
+            _log_model(log, spec.model, run_backbone(cfg, exp_dir, spec, samples, images, ok, len(class_names), log))
             bar.update(1)
     else:
         _run_parallel(cfg, exp_dir, todo, samples, images, ok, len(class_names), jobs, bar, log)
@@ -353,7 +397,7 @@ def _worker_init(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _run_backbone_job(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame, images_file: str,
+def _run_backbone_job(cfg: ExperimentConfig, exp_dir: Path, name: RunSpec, samples: pd.DataFrame, images_file: str,
                       ok: np.ndarray, n_classes: int) -> dict[str, Any]:
     """One worker's job: train and predict `name` reading the decoded images memory-mapped."""
     images = np.load(images_file, mmap_mode="r", allow_pickle=False)
@@ -379,7 +423,7 @@ def _main_hidden_from_workers() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
-def _run_parallel(cfg: ExperimentConfig, exp_dir: Path, todo: list[str], samples: pd.DataFrame, images: np.ndarray,
+def _run_parallel(cfg: ExperimentConfig, exp_dir: Path, todo: list[RunSpec], samples: pd.DataFrame, images: np.ndarray,
                   ok: np.ndarray, n_classes: int, jobs: int, bar: Any, log: Log) -> None:
     """Train `todo` in `jobs` spawned processes, each TensorFlow limited to its share of the CPU cores.
 
@@ -396,8 +440,10 @@ def _run_parallel(cfg: ExperimentConfig, exp_dir: Path, todo: list[str], samples
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads,)) as pool:
             with _main_hidden_from_workers():  # the workers start on submit
-                futures = {pool.submit(_run_backbone_job, cfg, exp_dir, name, samples, str(images_file), ok,
-                                       n_classes): name for name in schedule_order(todo)}
+                by_backbone = {b: [r for r in todo if r.backbone == b] for b in schedule_order(
+                    list(dict.fromkeys(r.backbone for r in todo)))}
+                futures = {pool.submit(_run_backbone_job, cfg, exp_dir, spec, samples, str(images_file), ok,
+                                       n_classes): spec.model for runs_ in by_backbone.values() for spec in runs_}
             for fut in as_completed(futures):
                 name = futures[fut]
                 if fut.exception() is not None:

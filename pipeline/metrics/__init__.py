@@ -65,10 +65,26 @@ from pipeline.metrics._ranking import (
     threshold_for_sensitivity,
     youden_threshold,
 )
+from pipeline.metrics._runs import (
+    RunSpread,
+    RunsTTest,
+    corrected_resampled_ttest,
+    per_run_matrix,
+    rank_first_frequency,
+    run_spread,
+    wins,
+)
 from pipeline.metrics._summary import classification_summary
 from pipeline.metrics._validation import BINARY_METRICS, DEFAULT_THRESHOLD, LEADERBOARD_METRICS, MULTICLASS_METRICS
 
 __all__ = [
+    "RunSpread",
+    "RunsTTest",
+    "corrected_resampled_ttest",
+    "per_run_matrix",
+    "rank_first_frequency",
+    "run_spread",
+    "wins",
     "BINARY_METRICS",
     "DEFAULT_THRESHOLD",
     "Estimate",

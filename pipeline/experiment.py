@@ -347,6 +347,7 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
     for name in done:
         predict_missing(cfg, exp_dir, name, samples, log)
     if not todo:
+        update_label_issues(exp_dir, log)
         return exp_dir
     t0 = time.perf_counter()
     # Only train/val images are held in memory; evaluated images stream from disk at prediction time.
@@ -370,6 +371,25 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
     else:
         _run_parallel(cfg, exp_dir, todo, samples, images, ok, len(class_names), jobs, bar, log)
     bar.close()
+    update_label_issues(exp_dir, log)
+    return exp_dir
+
+
+def update_label_issues(exp_dir: Path, log: Log = print) -> Path | None:
+    """With k-fold runs, rank suspected label errors from the out-of-fold predictions (label_issues.parquet)."""
+    from pipeline.label_issues import find_label_issues, out_of_fold, write_label_issues
+
+    exp = art.load_experiment(exp_dir)
+    if FOLD_COLUMN not in exp.samples.columns:
+        return None
+    try:
+        queue = find_label_issues(out_of_fold(exp), class_names=exp.class_names)
+    except ValueError as exc:
+        log(f"label issues not ranked: {exc}")
+        return None
+    write_label_issues(exp_dir, queue)
+    log(f"label issues: {int(queue['is_issue'].sum())} of {len(queue)} training-pool samples suspected "
+        "(cleanlab on out-of-fold predictions)")
     return exp_dir
 
 

@@ -110,6 +110,11 @@ augment = []
         assert (preds["run_id"] == runs.loc[m, "run_id"]).all()
         assert "val" not in set(preds["eval_set"])  # the official val split is in a fold run's training pool
         assert int((preds["eval_set"] == "test").sum()) == int((exp.samples["eval_set"] == "test").sum())
+    from pipeline.label_issues import read_label_issues
+
+    queue = read_label_issues(exp_dir)  # cleanlab's queue over the out-of-fold predictions
+    assert queue is not None and sorted(queue["sample_id"]) == sorted(pool["sample_id"])
+    assert set(queue["n_models"]) == {1}
     logs: list[str] = []
     run_experiment(cfg, log=logs.append, progress=False)  # resumes: nothing to retrain
     assert any("already complete" in line for line in logs)

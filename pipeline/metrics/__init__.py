@@ -18,13 +18,14 @@ Conventions
 Layout (like scikit-learn's ``metrics``): ``_validation`` (argument checks, metric names), ``_ranking``
 (sweeps, curves, AUCs, thresholds), ``_multiclass`` (decision rule, confusion matrices, one-vs-rest
 curves), ``_summary`` (point metrics of a model), ``_bootstrap`` (grouped bootstrap engine, see its
-docstring), ``_curve_bands`` (bootstrap bands of curves), ``_calibration``, ``_paired`` (paired tests,
-disagreement, ensemble). Import the public names from here: ``from pipeline import metrics as mt``.
+docstring), ``_explicit`` (the same resamples for callable metrics), ``_curve_bands`` (bootstrap bands of
+curves), ``_calibration``, ``_paired`` (paired tests, disagreement, ensemble). Import the public names from
+here: ``from pipeline import metrics as mt``.
 """
 
 from __future__ import annotations
 
-from pipeline.metrics._bootstrap import Estimate, bootstrap_all, bootstrap_ci, bootstrap_models, bootstrap_replicates
+from pipeline.metrics._bootstrap import Estimate, bootstrap_all, bootstrap_models, bootstrap_replicates
 from pipeline.metrics._calibration import (
     brier_score,
     confidence_histogram,
@@ -35,6 +36,7 @@ from pipeline.metrics._calibration import (
     top_label_reliability,
 )
 from pipeline.metrics._curve_bands import bootstrap_curve_bands
+from pipeline.metrics._explicit import bootstrap_ci
 from pipeline.metrics._multiclass import confusion_matrix, decide, micro_macro_roc, one_vs_rest_curves, predict_labels
 from pipeline.metrics._paired import (
     PairedDifference,

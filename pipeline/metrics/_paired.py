@@ -18,11 +18,11 @@ from pipeline.metrics._bootstrap import (
     _bootstrap_core,
     _check_boot_args,
     _check_models,
-    _explicit_resamples,
     _percentile_interval,
     _prep_points,
     _resolve_metrics,
 )
+from pipeline.metrics._explicit import _explicit_resamples
 from pipeline.metrics._multiclass import _normalize_metric, predict_labels
 from pipeline.metrics._validation import (
     BINARY_METRICS,

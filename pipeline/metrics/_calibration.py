@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from pipeline.errors import invalid_argument
 from pipeline.metrics._multiclass import _check_y_P
@@ -95,7 +97,7 @@ def top_label_ece(y: ArrayLike, P: ArrayLike, n_bins: int = 15) -> float:
     return _ece(*top_label_reliability(y, P, n_bins))
 
 
-def confidence_histogram(prob: ArrayLike, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def confidence_histogram(prob: ArrayLike, bins: int = 10) -> tuple[NDArray[np.integer[Any]], NDArray[np.float64]]:
     """(counts, edges) over [0, 1]; a 2-D P is reduced to its top-label confidence."""
     arr = np.asarray(prob, dtype=np.float64)
     if arr.ndim == 2:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from pipeline.errors import invalid_argument
 from pipeline.metrics._ranking import _sweep_ap, _sweep_auc, make_sweep, pr_curve, roc_curve
@@ -25,7 +25,7 @@ from pipeline.metrics._validation import (
 # --------------------------------------------------------------------------------------------
 
 
-def confusion_matrix(y: ArrayLike, pred: ArrayLike, n_classes: int) -> np.ndarray:
+def confusion_matrix(y: ArrayLike, pred: ArrayLike, n_classes: int) -> NDArray[np.integer[Any]]:
     """(n_classes, n_classes) counts, rows true and columns predicted (sklearn's layout)."""
     if not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
         raise invalid_argument("n_classes", "a positive int", repr(n_classes))
@@ -37,7 +37,7 @@ def confusion_matrix(y: ArrayLike, pred: ArrayLike, n_classes: int) -> np.ndarra
     )
 
 
-def decide(P: np.ndarray, threshold: float | None = None, pos_index: int = 1) -> np.ndarray:
+def decide(P: ArrayLike, threshold: float | None = None, pos_index: int = 1) -> NDArray[np.integer[Any]]:
     """THE decision rule, on probabilities of shape (..., K) without validation (callers check their inputs):
     binary with a threshold, `pos_index` when P[..., pos_index] >= threshold, else the other class; otherwise
     (multiclass, or no threshold) the argmax. Used by `predict_labels`, the review gallery and live inference."""
@@ -47,7 +47,7 @@ def decide(P: np.ndarray, threshold: float | None = None, pos_index: int = 1) ->
     return np.where(P[..., pos_index] >= float(threshold), pos_index, 1 - pos_index)
 
 
-def predict_labels(P: ArrayLike, thresholds: float | None = None, pos_index: int = 1) -> np.ndarray:
+def predict_labels(P: ArrayLike, thresholds: float | None = None, pos_index: int = 1) -> NDArray[np.integer[Any]]:
     """Validated `decide`: argmax labels; for binary with a threshold, pos_index when P[:, pos_index] >= threshold."""
     probs = _as_probs("P", P)
     if thresholds is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from pipeline.errors import invalid_argument
@@ -130,7 +130,7 @@ def mcnemar_test(y: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, exact: bool
     return {"b": b, "c": c, "statistic": statistic, "p_value": p, "method": method}
 
 
-def holm_correction(p_values: ArrayLike) -> np.ndarray:
+def holm_correction(p_values: ArrayLike) -> NDArray[np.float64]:
     """Holm step-down adjusted p-values (monotone, capped at 1); NaNs stay NaN and are not counted."""
     p = _as_1d("p_values", p_values).astype(np.float64)
     out = np.full(p.shape, np.nan)
@@ -315,7 +315,7 @@ def _stack_preds(preds_by_model: Mapping[str, ArrayLike]) -> tuple[list[str], np
     return names, np.vstack(arrays)
 
 
-def disagreement_matrix(preds_by_model: Mapping[str, ArrayLike]) -> tuple[list[str], np.ndarray]:
+def disagreement_matrix(preds_by_model: Mapping[str, ArrayLike]) -> tuple[list[str], NDArray[np.float64]]:
     """(names, M) with M[i, j] the fraction of samples where models i and j predict differently."""
     names, stacked = _stack_preds(preds_by_model)
     m = len(names)
@@ -335,7 +335,7 @@ def unique_correct(y: ArrayLike, preds_by_model: Mapping[str, ArrayLike]) -> dic
     return {n: int(c) for n, c in zip(names, only.sum(axis=1))}
 
 
-def ensemble_mean(probs_by_model: Mapping[str, ArrayLike]) -> np.ndarray:
+def ensemble_mean(probs_by_model: Mapping[str, ArrayLike]) -> NDArray[np.float64]:
     """Mean probability over models (the ensemble row of the leaderboard)."""
     if not isinstance(probs_by_model, Mapping) or not probs_by_model:
         raise invalid_argument("probs_by_model", "a non-empty dict {model name: P}", type(probs_by_model).__name__)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from pipeline.errors import invalid_argument
 from pipeline.metrics._validation import (
@@ -172,7 +172,7 @@ def _require_both_classes(sweep: Sweep, what: str) -> None:
         )
 
 
-def roc_curve(sweep: Sweep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(sweep: Sweep) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """(fpr, tpr, thresholds) like sklearn.metrics.roc_curve(drop_intermediate=False)."""
     _require_both_classes(sweep, "a ROC curve")
     fpr = np.r_[0.0, sweep.fps / sweep.n_neg]
@@ -180,7 +180,7 @@ def roc_curve(sweep: Sweep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fpr, tpr, np.r_[np.inf, sweep.thresholds]
 
 
-def pr_curve(sweep: Sweep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pr_curve(sweep: Sweep) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """(precision, recall, thresholds) like sklearn.metrics.precision_recall_curve."""
     if sweep.n_pos <= 0:
         raise invalid_argument("y_true", "at least one positive sample for a PR curve", "no positives")

@@ -750,7 +750,7 @@ def ensemble_metrics_at(exp: art.Experiment, models: list[str], eval_set: str, c
 def _disagreement(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
                   thresholds: tuple[float | None, ...], pos_index: int, _exp: art.Experiment) -> dict[str, Any]:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
-    preds = {m: mt.predict_labels(al.probs[m], t, pos_index) for m, t in zip(models, thresholds)}
+    preds = {m: mt.predict_labels(al.probs[m], thresholds=t, pos_index=pos_index) for m, t in zip(models, thresholds)}
     names, matrix = mt.disagreement_matrix(preds)
     correct = np.vstack([preds[m] == al.y for m in models])
     return {"names": names, "matrix": matrix, "unique_correct": mt.unique_correct(al.y, preds),

@@ -248,7 +248,7 @@ def decide(probs: np.ndarray, class_names: Sequence[str], threshold: float | Non
     p = np.asarray(probs, dtype=np.float64)
     if p.shape != (len(class_names),):
         raise invalid_argument("probs", f"shape ({len(class_names)},)", p.shape)
-    return int(mt.decide(p, threshold, int(pos_index)))
+    return int(mt.decide(p, threshold=threshold, pos_index=int(pos_index)))
 
 
 def _one_line(exc: BaseException) -> str:

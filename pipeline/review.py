@@ -120,7 +120,8 @@ def predictions(arrays: ReviewArrays, thresholds: Sequence[float | None], pos_in
         raise _invalid("thresholds", f"one per model ({len(arrays.models)})", f"{len(thresholds)} values")
     pred = np.empty(arrays.has.shape, dtype=np.int64)
     for i, thr in enumerate(thresholds):
-        pred[i] = decide(arrays.P[i], thr, pos_index)  # rows without a prediction are NaN: masked below
+        # rows without a prediction are NaN: masked below
+        pred[i] = decide(arrays.P[i], threshold=thr, pos_index=pos_index)
     pred[~arrays.has] = -1
     return pred
 

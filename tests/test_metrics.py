@@ -216,10 +216,10 @@ def test_confusion_matrix_equals_sklearn(seed):
 def test_predict_labels_binary_threshold_and_argmax():
     P = np.array([[0.7, 0.3], [0.5, 0.5], [0.2, 0.8]])
     np.testing.assert_array_equal(M.predict_labels(P), [0, 0, 1])  # argmax, ties to class 0
-    np.testing.assert_array_equal(M.predict_labels(P, 0.3), [1, 1, 1])
-    np.testing.assert_array_equal(M.predict_labels(P, 0.6, pos_index=0), [0, 1, 1])
+    np.testing.assert_array_equal(M.predict_labels(P, thresholds=0.3), [1, 1, 1])
+    np.testing.assert_array_equal(M.predict_labels(P, thresholds=0.6, pos_index=0), [0, 1, 1])
     with pytest.raises(ValueError, match=r"argument `thresholds`.*None for a multiclass"):
-        M.predict_labels(np.full((2, 3), 1 / 3), 0.5)
+        M.predict_labels(np.full((2, 3), 1 / 3), thresholds=0.5)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -413,13 +413,14 @@ def test_curve_summary_matches_sklearn_and_downsamples():
 
 def test_decide_is_the_one_decision_rule():
     P = np.array([[0.6, 0.4], [0.4, 0.6], [0.5, 0.5], [np.nan, np.nan]])
-    np.testing.assert_array_equal(M.decide(P, 0.5, 1)[:3], [0, 1, 1])  # >= threshold is positive
-    np.testing.assert_array_equal(M.decide(P, 0.45, 0)[:3], [0, 1, 0])
+    np.testing.assert_array_equal(M.decide(P, threshold=0.5, pos_index=1)[:3], [0, 1, 1])  # >= threshold is positive
+    np.testing.assert_array_equal(M.decide(P, threshold=0.45, pos_index=0)[:3], [0, 1, 0])
     np.testing.assert_array_equal(M.decide(P[:3]), [0, 1, 0])  # no threshold: argmax
-    np.testing.assert_array_equal(M.predict_labels(P[:3], 0.5, 1), M.decide(P[:3], 0.5, 1))
+    np.testing.assert_array_equal(M.predict_labels(P[:3], thresholds=0.5, pos_index=1),
+                                  M.decide(P[:3], threshold=0.5, pos_index=1))
     P3 = np.array([[0.2, 0.5, 0.3]])
-    assert M.decide(P3, 0.9, 1).tolist() == [1]  # multiclass: thresholds do not apply
-    assert int(M.decide(np.array([0.3, 0.7]), 0.8, 1)) == 0  # one sample, shape (K,)
+    assert M.decide(P3, threshold=0.9, pos_index=1).tolist() == [1]  # multiclass: thresholds do not apply
+    assert int(M.decide(np.array([0.3, 0.7]), threshold=0.8, pos_index=1)) == 0  # one sample, shape (K,)
 
 
 def test_undefined_auc_policy_is_an_explicit_option():

@@ -164,7 +164,7 @@ def test_gallery_shows_mentor_notes(exps, tmp_path):
 
     exp = art.load_experiment(exps["single"])
     al = cmp.load_aligned(exp, exp.models, "test")
-    pred = M.predict_labels(al.probs[exp.models[0]], 0.5, 1)
+    pred = M.predict_labels(al.probs[exp.models[0]], thresholds=0.5, pos_index=1)
     wrong = al.sample_ids[pred != al.y]
     notes.add_note(exps["single"], str(wrong[0]), notes.LABEL_WRONG, "looks like a stain artefact", author="Dr. K")
     notes.add_note(exps["single"], str(wrong[0]), notes.COMMENT, "<script>alert(1)</script>", author="x")

@@ -416,7 +416,7 @@ def test_pairwise_comparisons_binary():
     fast = M.pairwise_comparisons(y, probs, metrics=())  # DeLong and McNemar only
     assert [r["delong_p"] for r in fast] == [r["delong_p"] for r in rows]
     assert not any(k.startswith("roc_auc_") for k in fast[0])
-    pred_vgg = M.predict_labels(probs["vgg"], 0.4)
+    pred_vgg = M.predict_labels(probs["vgg"], thresholds=0.4)
     assert rows[0]["mcnemar_b"] + rows[0]["mcnemar_c"] == np.sum((pred_vgg == y) != (probs["resnet"].argmax(1) == y))
 
 

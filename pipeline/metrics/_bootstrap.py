@@ -210,7 +210,7 @@ def _prepare_model(labels: np.ndarray, probs: np.ndarray, threshold: float | Non
                    need_rank: bool, max_bins: int) -> _ModelPrep:
     """Reduce one model's predictions to cells (one sort per ranked class)."""
     K = probs.shape[1]
-    pred = predict_labels(probs, threshold, pos_index)
+    pred = predict_labels(probs, thresholds=threshold, pos_index=pos_index)
     ranks: tuple[_RankPrep, ...] = ()
     if need_rank:
         if K == 2:

@@ -37,7 +37,7 @@ def confusion_matrix(y: ArrayLike, pred: ArrayLike, n_classes: int) -> NDArray[n
     )
 
 
-def decide(P: ArrayLike, threshold: float | None = None, pos_index: int = 1) -> NDArray[np.integer[Any]]:
+def decide(P: ArrayLike, *, threshold: float | None = None, pos_index: int = 1) -> NDArray[np.integer[Any]]:
     """THE decision rule, on probabilities of shape (..., K) without validation (callers check their inputs):
     binary with a threshold, `pos_index` when P[..., pos_index] >= threshold, else the other class; otherwise
     (multiclass, or no threshold) the argmax. Used by `predict_labels`, the review gallery and live inference."""
@@ -47,7 +47,7 @@ def decide(P: ArrayLike, threshold: float | None = None, pos_index: int = 1) -> 
     return np.where(P[..., pos_index] >= float(threshold), pos_index, 1 - pos_index)
 
 
-def predict_labels(P: ArrayLike, thresholds: float | None = None, pos_index: int = 1) -> NDArray[np.integer[Any]]:
+def predict_labels(P: ArrayLike, *, thresholds: float | None = None, pos_index: int = 1) -> NDArray[np.integer[Any]]:
     """Validated `decide`: argmax labels; for binary with a threshold, pos_index when P[:, pos_index] >= threshold."""
     probs = _as_probs("P", P)
     if thresholds is None:
@@ -60,7 +60,7 @@ def predict_labels(P: ArrayLike, thresholds: float | None = None, pos_index: int
         )
     pos = _check_pos_index(pos_index, 2)
     t = _check_threshold("thresholds", thresholds)
-    return decide(probs, t, pos)
+    return decide(probs, threshold=t, pos_index=pos)
 
 
 def _check_y_P(y: ArrayLike, P: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

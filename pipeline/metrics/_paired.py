@@ -243,7 +243,7 @@ def pairwise_comparisons(
     pos = _check_pos_index(pos_index, K) if K == 2 else 0
     thresholds = dict(thresholds or {})
     mets = _resolve_metrics(list(metrics), K) if metrics else []
-    preds = {n: predict_labels(P, thresholds.get(n), pos) for n, P in probs.items()}
+    preds = {n: predict_labels(P, thresholds=thresholds.get(n), pos_index=pos) for n, P in probs.items()}
     if mets:
         preps, reps = _bootstrap_core(labels, probs, groups, mets, n_boot, seed, thresholds, pos, True,
                                       _MAX_BINS)

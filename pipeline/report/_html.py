@@ -455,7 +455,7 @@ def render_report_html(exp_dir: Path | str, models: Sequence[str] | None = None,
     probs = with_ensemble(aligned)
     thr = _resolve_thresholds(binary, list(probs), thresholds)
     pos = exp.positive_index
-    preds = {m: mt.predict_labels(P, thr[m], pos) for m, P in probs.items()}
+    preds = {m: mt.predict_labels(P, thresholds=thr[m], pos_index=pos) for m, P in probs.items()}
     colors = figures.model_colors(exp.models)
     colors[ENSEMBLE] = "#222222"
     fp = artifact_fingerprint(exp.path, models)

@@ -39,7 +39,8 @@ PAPER = {  # MedMNIST v2 (Yang et al., Scientific Data 2023), Table: BreastMNIST
 def protocols(epochs: int) -> dict[str, dict[str, Any]]:
     """TrainConfig keyword sets of the old recipe (as before issue 11) and the new protocol."""
     old = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
-           "select_on": "loss_unweighted", "min_epochs": 1, "patience": 3, "epochs": 15,
+           "select_on": "loss_unweighted", "min_epochs": 1, "patience": 3, "epochs": 15, "input_policy": "native",
+           "precise_bn": True, "clip_norm": None, "zero_head": False,
            "augment": ("flip", "rotate", "zoom", "contrast")}
     new = {"epochs": epochs}
     return {"old": old, "new": new}

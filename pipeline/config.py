@@ -62,6 +62,8 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine", "step" (x0.1 at 50% and 75%) or "constant"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
+    clip_norm: float | None = 1.0  # global gradient-norm clipping (None: off)
+    zero_head: bool = True  # zero-initialised classifier layer: training starts at the uniform prediction
     select_on: str = "auc"  # checkpoint selection: "auc", "loss" (class-weighted) or "loss_unweighted"
     min_epochs: int | None = None  # None: a third of `epochs`, at least 3
     patience: int | None = None  # None: a fifth of `epochs`, at least 3
@@ -69,10 +71,11 @@ class TrainConfig:
     deterministic: bool = False
     mixed_precision: str = "auto"  # "auto" (on when a GPU is found), "on", "off"
     xla: bool = False
+    input_policy: str = "fair"  # "fair": small images lifted so every backbone's last map is 2x2; "native"
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
     fine_tune_fraction: float = 0.3
-    augment: tuple[str, ...] = ("flip", "rotate", "zoom", "contrast")
+    augment: tuple[str, ...] = ("flip",)  # measured: heavier default augmentation underfit (bench/RESULTS.md)
     class_weights: str = "balanced"  # "balanced" or "none"
     seed: int = 42
     seeds: tuple[int, ...] = ()  # repeated runs: one per seed (empty: just `seed`)
@@ -168,7 +171,8 @@ def _check_layout(value: Any, key: str) -> str:
 
 
 _TRAIN_CHOICES = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "step", "constant"),
-                  "select_on": ("auc", "loss", "loss_unweighted"), "mixed_precision": ("auto", "on", "off")}
+                  "select_on": ("auc", "loss", "loss_unweighted"), "mixed_precision": ("auto", "on", "off"),
+                  "input_policy": ("fair", "native")}
 
 
 def _check_train(tr: dict[str, Any]) -> None:
@@ -177,12 +181,13 @@ def _check_train(tr: dict[str, Any]) -> None:
         if key in tr and (isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1):
             raise _bad(f"train.{key}", "a positive integer", tr[key])
     for key, (low, high) in {"learning_rate": (0.0, 10.0), "weight_decay": (0.0, 1.0), "warmup_epochs": (0.0, 1e6),
-                             "label_smoothing": (0.0, 0.5), "budget_minutes": (0.0, 1e6)}.items():
+                             "label_smoothing": (0.0, 0.5), "budget_minutes": (0.0, 1e6),
+                             "clip_norm": (0.0, 1e6)}.items():
         if key in tr:
             v = tr[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high \
-                    or (key in ("learning_rate", "budget_minutes") and v == 0):
-                raise _bad(f"train.{key}", f"a number in {'(' if key in ('learning_rate', 'budget_minutes') else '['}"
+                    or (key in ("learning_rate", "budget_minutes", "clip_norm") and v == 0):
+                raise _bad(f"train.{key}", f"a number in {'(' if key in ('learning_rate', 'budget_minutes', 'clip_norm') else '['}"
                            f"{low}, {high}]", v)
             tr[key] = float(v)
     for key, choices in _TRAIN_CHOICES.items():
@@ -196,7 +201,7 @@ def _check_train(tr: dict[str, Any]) -> None:
         tr["seeds"] = tuple(seeds)
     if "folds" in tr and (isinstance(tr["folds"], bool) or not isinstance(tr["folds"], int) or not 1 <= tr["folds"] <= 20):
         raise _bad("train.folds", "an integer in [1, 20] (1: no cross-validation)", tr["folds"])
-    for key in ("precise_bn", "deterministic", "xla"):
+    for key in ("precise_bn", "deterministic", "xla", "zero_head"):
         if key in tr and not isinstance(tr[key], bool):
             raise _bad(f"train.{key}", "true or false", tr[key])
 

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 MARKER_FILE = ".complete"
+LABEL_NOISE_FILE = ".label_noise.csv"  # the demo's injected label flips: sample_id, given_label, true_label
 HISTOLOGY_CLASSES = ("0", "1")
 # HAM10000 diagnosis codes, most to least frequent; frequencies less extreme than the real set
 # (67% nv) so every class keeps enough lesions for a grouped, stratified split.
@@ -237,6 +238,13 @@ def make_histology(
             stem = f"{pid}_idx{k}_class{label}"
             _write_png(folder / f"{stem}.png", image)
             _write_png(folder / f"{stem}_mask.png", mask)
+    # The answer key of the injected noise, for scoring the label-issue queue (a hidden file: not ingested).
+    lines = ["sample_id,given_label,true_label"]
+    for idx in np.sort(flip):
+        p, k = divmod(int(idx), images_per_patient)
+        given = int(noisy[p, k])
+        lines.append(f"{patient_ids[p]}/{given}/{patient_ids[p]}_idx{k}_class{given}.png,{given},{true_labels[p, k]}")
+    (out_dir / LABEL_NOISE_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out_dir
 
 
@@ -495,7 +503,7 @@ def make_demo_sources(root: Path, seed: int = 0, size: int = 64) -> dict[str, Pa
     paths: dict[str, Path] = {}
     for name, build in builders.items():
         target = root / name
-        stamp = json.dumps({"name": name, "seed": seed, "size": size, "version": 1}, sort_keys=True)
+        stamp = json.dumps({"name": name, "seed": seed, "size": size, "version": 2}, sort_keys=True)
         marker = target / MARKER_FILE
         if marker.is_file() and marker.read_text(encoding="utf-8") == stamp:
             paths[name] = target

@@ -417,7 +417,7 @@ def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[n
     from pipeline.tfdata import training_dataset
 
     backbone = get_backbone(name)
-    size = backbone.input_size(image_size)
+    size = backbone.input_size(image_size, cfg.input_policy)
     x_train, y_train = _resize_batch(train[0], size), np.asarray(train[1])
     x_val, y_val = _resize_batch(val[0], size), np.asarray(val[1])
     if len(y_train) == 0 or len(y_val) == 0:
@@ -427,7 +427,7 @@ def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[n
     deadline = start + 60.0 * cfg.budget_minutes if cfg.budget_minutes else None
     with determinism(cfg.deterministic, cfg.seed) as det, accelerator_setup(cfg, gpus) as device:
         weights = parse_weights(cfg.weights)
-        model = build_classifier(name, size, n_classes, weights=weights)
+        model = build_classifier(name, size, n_classes, weights=weights, zero_head=cfg.zero_head)
         train_ds = training_dataset(x_train, y_train, cfg.batch_size, cfg.augment, cfg.seed,
                                     deterministic=cfg.deterministic)
         cw = class_weights(y_train, n_classes, cfg.class_weights)
@@ -473,10 +473,11 @@ def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[n
         "best_val_loss_weighted": float(best["val_loss_weighted"]),
         "fine_tuned": fine_tune, "seed": cfg.seed, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "optimizer": cfg.optimizer, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
-        "warmup_epochs": cfg.warmup_epochs, "label_smoothing": cfg.label_smoothing, "precise_bn": calib is not None,
+        "warmup_epochs": cfg.warmup_epochs, "label_smoothing": cfg.label_smoothing, "clip_norm": cfg.clip_norm, "zero_head": cfg.zero_head,
+        "precise_bn": calib is not None,
         "min_epochs": cfg.min_epochs if cfg.min_epochs is not None else auto_min_epochs(cfg.epochs),
         "patience": cfg.patience if cfg.patience is not None else auto_patience(cfg.epochs),
-        "budget_minutes": cfg.budget_minutes,
+        "budget_minutes": cfg.budget_minutes, "input_policy": cfg.input_policy,
         "augment": list(cfg.augment), "class_weights": cw and {str(k): v for k, v in cw.items()},
         "train_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
         "gpu_seconds": round(wall, 3) if device["device"] == "GPU" else 0.0,
@@ -493,12 +494,13 @@ def _optimizer(cfg: TrainConfig, lr: float) -> Any:
     """AdamW (decoupled weight decay, not on biases/BN/normalisation) or plain Adam; loss-scaled under fp16."""
     import keras
 
+    clip = {"global_clipnorm": cfg.clip_norm} if cfg.clip_norm else {}
     if cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **clip)
         # Decay only kernels: the usual practice (and what keeps BN's scale free to follow the data).
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "moving_"])
     elif cfg.optimizer == "adam":
-        opt = keras.optimizers.Adam(lr)
+        opt = keras.optimizers.Adam(lr, **clip)
     else:
         raise ValueError(f"Invalid value for argument `optimizer`. Expected 'adamw' or 'adam'. "
                          f"Received: {cfg.optimizer!r}")

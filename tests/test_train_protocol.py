@@ -221,3 +221,15 @@ def test_the_step_sets_the_scheduled_rate_on_the_optimizer():
     before = [v.numpy().copy() for v in model.trainable_variables]
     step(x, y, np.float32(0.0))  # rate 0: neither the gradient nor the decoupled decay moves a weight
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.trainable_variables))
+
+
+def test_fair_input_policy_gives_downsampling_backbones_a_2x2_last_map():
+    from pipeline.backbones import BACKBONES, get_backbone
+
+    assert get_backbone("ResNet50").input_size(32, "fair") == 64
+    assert get_backbone("ResNet50").input_size(32, "native") == 32
+    assert get_backbone("SmallCNN").input_size(32, "fair") == 32
+    assert get_backbone("InceptionV3").input_size(32, "fair") == 75
+    assert all(b.input_size(224, "fair") == 224 for b in BACKBONES.values())
+    with pytest.raises(ValueError, match=r"argument `policy`.*Received: 'big'"):
+        get_backbone("ResNet50").input_size(32, "big")

@@ -80,6 +80,7 @@ class TrainConfig:
     seed: int = 42
     seeds: tuple[int, ...] = ()  # repeated runs: one per seed (empty: just `seed`)
     folds: int = 1  # grouped, stratified k-fold over train+val when >= 2 (test and extra sets stay held out)
+    repeat: tuple[str, ...] | None = None  # backbones given every seed and fold (None: all; others: first run)
     max_train_samples: int | None = None
 
     @property
@@ -199,6 +200,10 @@ def _check_train(tr: dict[str, Any]) -> None:
                 or len(set(seeds)) != len(seeds)):
             raise _bad("train.seeds", "a non-empty list of distinct integers", seeds)
         tr["seeds"] = tuple(seeds)
+    if "repeat" in tr:
+        if not isinstance(tr["repeat"], list):
+            raise _bad("train.repeat", "a list of backbone names", tr["repeat"])
+        tr["repeat"] = tuple(get_backbone(b).name for b in tr["repeat"])
     if "folds" in tr and (isinstance(tr["folds"], bool) or not isinstance(tr["folds"], int) or not 1 <= tr["folds"] <= 20):
         raise _bad("train.folds", "an integer in [1, 20] (1: no cross-validation)", tr["folds"])
     for key in ("precise_bn", "deterministic", "xla", "zero_head"):

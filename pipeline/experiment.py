@@ -204,7 +204,7 @@ def save_model_atomic(model: Any, path: Path) -> None:
 
 def planned_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     """Every run the config asks for: each backbone x seed (x fold)."""
-    return run_plan(cfg.train.backbones, cfg.train.run_seeds, cfg.train.folds)
+    return run_plan(cfg.train.backbones, cfg.train.run_seeds, cfg.train.folds, repeat=cfg.train.repeat)
 
 
 def run_backbone(cfg: ExperimentConfig, exp_dir: Path, spec: RunSpec | str, samples: pd.DataFrame,
@@ -387,9 +387,20 @@ def update_label_issues(exp_dir: Path, log: Log = print) -> Path | None:
     except ValueError as exc:
         log(f"label issues not ranked: {exc}")
         return None
+    from pipeline.label_issues import precision_recall
+    from pipeline.synthetic import read_label_noise
+
+    flips = read_label_noise(Path(str(exp.meta.get("dataset", {}).get("root", ""))))
+    extra = ""
+    if flips:  # the demo knows its injected label flips: score the queue against them
+        queue["injected_flip"] = queue["sample_id"].isin(flips)
+        precision, recall = precision_recall(queue.loc[queue["is_issue"], "sample_id"],
+                                             queue.loc[queue["injected_flip"], "sample_id"])
+        extra = f"; against the {int(queue['injected_flip'].sum())} injected flips: precision {precision:.2f}, " \
+                f"recall {recall:.2f}"
     write_label_issues(exp_dir, queue)
     log(f"label issues: {int(queue['is_issue'].sum())} of {len(queue)} training-pool samples suspected "
-        "(cleanlab on out-of-fold predictions)")
+        f"(cleanlab on out-of-fold predictions){extra}")
     return exp_dir
 
 

@@ -41,8 +41,12 @@ def run_id(seed: int, fold: int | None) -> str:
     return f"s{int(seed)}" if fold is None else f"f{int(fold)}-s{int(seed)}"
 
 
-def run_plan(backbones: Sequence[str], seeds: Sequence[int], folds: int = 1) -> list[RunSpec]:
-    """Every run of every backbone; a backbone's first run keeps the backbone's own name."""
+def run_plan(backbones: Sequence[str], seeds: Sequence[int], folds: int = 1, *,
+             repeat: Sequence[str] | None = None) -> list[RunSpec]:
+    """Every run of every backbone; a backbone's first run keeps the backbone's own name.
+
+    `repeat` names the backbones that get every seed and fold (None: all); the others get the first run only.
+    """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
         raise ValueError(f"Invalid value for argument `folds`. Expected an integer >= 1. Received: {folds!r}")
     if not len(seeds) or len(set(seeds)) != len(seeds):
@@ -57,6 +61,10 @@ def run_plan(backbones: Sequence[str], seeds: Sequence[int], folds: int = 1) -> 
                 plan.append(RunSpec(backbone, int(seed), fold, rid, backbone if first else
                                     f"{backbone}{RUN_SEPARATOR}{rid}"))
                 first = False
+                if repeat is not None and backbone not in repeat:
+                    break
+            if repeat is not None and backbone not in repeat:
+                break
     return plan
 
 

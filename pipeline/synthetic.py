@@ -538,3 +538,12 @@ def corner_evidence_image(size: int, corner: str, seed: int = 0) -> np.ndarray:
     colour = np.array([1.0, 0.95, 0.55])  # warm white: bright in every channel
     img = img * (1 - blob[..., None]) + (texture[..., None] * colour) * blob[..., None]
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def read_label_noise(root: Path) -> set[str]:
+    """Sample ids (paths relative to `root`) whose label `make_histology` flipped; empty when not recorded."""
+    path = Path(root) / LABEL_NOISE_FILE
+    if not path.is_file():
+        return set()
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    return {line.split(",", 1)[0] for line in lines if line.strip()}

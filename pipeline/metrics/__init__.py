@@ -76,10 +76,28 @@ from pipeline.metrics._runs import (
     run_spread,
     wins,
 )
+from pipeline.metrics._subgroups import (
+    SUBGROUP_METRICS,
+    Gap,
+    SubgroupMetrics,
+    largest_gap,
+    subgroup_ece,
+    subgroup_metrics,
+    subgroup_point_metrics,
+    worst_subgroup,
+)
 from pipeline.metrics._summary import classification_summary
 from pipeline.metrics._validation import BINARY_METRICS, DEFAULT_THRESHOLD, LEADERBOARD_METRICS, MULTICLASS_METRICS
 
 __all__ = [
+    "SUBGROUP_METRICS",
+    "Gap",
+    "SubgroupMetrics",
+    "largest_gap",
+    "subgroup_ece",
+    "subgroup_metrics",
+    "subgroup_point_metrics",
+    "worst_subgroup",
     "RunSpread",
     "RunsTTest",
     "corrected_resampled_ttest",

@@ -1,0 +1,166 @@
+"""Subgroups: columns, binning, missing values, regex extraction; per-subgroup metrics against scikit-learn on
+each slice; grouped resampling; the Subgroups page."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from pipeline import metrics as mt
+from pipeline import subgroups as sg
+
+# ---------------------------------------------------------------- columns, binning, regex
+
+
+def test_bins_from_config_with_open_ends_and_missing_last():
+    out = sg.assign_subgroups("age", [5, 39.9, 40, 59, 60, 120, 130, np.nan, -1], bins=[0, 40, 60, 120])
+    assert out.names == ("< 0", "[0, 40)", "[40, 60)", "[60, 120]", "> 120", sg.MISSING)
+    assert [out.names[c] for c in out.codes] == ["[0, 40)", "[0, 40)", "[40, 60)", "[40, 60)", "[60, 120]",
+                                                  "[60, 120]", "> 120", "missing", "< 0"]
+
+
+def test_numeric_with_many_values_gets_quantile_bins_of_equal_size():
+    out = sg.assign_subgroups("age", np.arange(100.0), quantiles=4)
+    assert len(out.names) == 4 and out.counts().tolist() == [25, 25, 25, 25]
+
+
+def test_few_numeric_values_and_text_are_categories_in_natural_order():
+    out = sg.assign_subgroups("magnification", [400, 40, 100, 200, 40])
+    assert out.names == ("40", "100", "200", "400")
+    text = sg.assign_subgroups("sex", ["male", None, "female", "male"])
+    assert text.names == ("female", "male", "missing") and text.codes.tolist() == [1, 2, 0, 1]
+
+
+def test_bad_bins_name_the_argument():
+    with pytest.raises(ValueError, match="bins"):
+        sg.assign_subgroups("age", [1, 2, 3], bins=[10, 5])
+
+
+def test_regex_named_groups_from_generated_breakhis_names():
+    names = [f"SOB_B_A-14-22549AB-{mag}-{i:03d}.png" for mag in (40, 100, 200, 400) for i in range(3)] + ["odd.png"]
+    found = sg.extract_regex(names, r"-(?P<magnification>40|100|200|400)-\d+\.png$")
+    assert found["magnification"].tolist()[:-1] == [m for m in ("40", "100", "200", "400") for _ in range(3)]
+    assert pd.isna(found["magnification"].iloc[-1])
+    groups = sg.assign_subgroups("magnification", found["magnification"])
+    assert groups.names == ("40", "100", "200", "400", "missing")
+    with pytest.raises(ValueError, match="named groups"):
+        sg.extract_regex(names, r"-(40|100)-")
+    with pytest.raises(ValueError, match="valid regular expression"):
+        sg.extract_regex(names, r"(?P<x>")
+
+
+def test_candidate_columns_skip_ids_and_core_columns_and_keep_eval_set():
+    n = 200
+    samples = pd.DataFrame({
+        "sample_id": [f"s{i}" for i in range(n)], "path": [f"/d/s{i}.png" for i in range(n)],
+        "label": np.zeros(n, int), "group": [f"g{i}" for i in range(n)], "split": "test", "eval_set": "test",
+        "image_id": [f"ISIC_{i}" for i in range(n)], "age": np.arange(n) % 90, "sex": ["f", "m"] * (n // 2),
+        "modality": "MR",
+    })
+    assert sg.candidate_columns(samples) == ["eval_set", "age", "sex", "modality"]
+    assert sg.candidate_columns(samples, ["image_id"])[0] == "image_id"
+    frame = sg.subgroup_frame(samples, regex=r"s(?P<last_digit>\d)\.png$", regex_source="path")
+    assert frame["last_digit"].tolist()[:3] == ["0", "1", "2"]
+
+
+def test_subgroups_for_aligns_to_the_requested_sample_order():
+    samples = pd.DataFrame({"sample_id": ["a", "b", "c"], "label": [0, 1, 0], "sex": ["m", "f", None]})
+    out = sg.subgroups_for(samples, "sex", ["c", "a", "b"])
+    assert [out.names[c] for c in out.codes] == ["missing", "m", "f"]
+    with pytest.raises(ValueError, match="column"):
+        sg.subgroups_for(samples, "nope", ["a"])
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _data(n=2400, seed=0):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, n // 3, n)
+    sub = rng.integers(0, 4, n)
+    y = rng.integers(0, 2, n)
+    score = np.clip(0.5 + (y - 0.5) * (0.35 - 0.1 * sub) + rng.normal(0, 0.2, n), 0, 1)
+    return y, np.c_[1 - score, score], sub, groups
+
+
+def test_subgroup_metrics_equal_sklearn_on_each_slice():
+    y, P, sub, groups = _data()
+    P2 = np.c_[1 - P[:, 1] ** 2, P[:, 1] ** 2]
+    res = mt.subgroup_metrics(y, {"a": P, "b": P2}, sub, groups, names=["w", "x", "y", "z"],
+                              thresholds={"a": 0.4, "b": None}, n_boot=100, min_size=10)
+    assert res.names == ("w", "x", "y", "z")
+    for model, probs, thr in (("a", P, 0.4), ("b", P2, None)):
+        for s in range(4):
+            m = sub == s
+            pred = probs[m, 1] >= thr if thr is not None else probs[m].argmax(1) == 1
+            v = res.values[model]
+            assert v["sensitivity"][s].point == pytest.approx(skm.recall_score(y[m], pred))
+            assert v["specificity"][s].point == pytest.approx(skm.recall_score(1 - y[m], ~pred))
+            assert v["balanced_accuracy"][s].point == pytest.approx(skm.balanced_accuracy_score(y[m], pred))
+            assert v["roc_auc"][s].point == pytest.approx(skm.roc_auc_score(y[m], probs[m, 1]))
+            for metric in res.metrics:
+                e = v[metric][s]
+                assert e.low <= e.point <= e.high
+            assert res.n[s] == m.sum() and res.n_groups[s] == np.unique(groups[m]).size
+
+
+def test_too_few_and_one_class_subgroups_have_no_numbers():
+    y, P, sub, groups = _data(600)
+    sub = sub.copy()
+    sub[:5] = 4  # a tiny subgroup
+    y = y.copy()
+    y[sub == 3] = 0  # a subgroup with one class: AUC and sensitivity undefined
+    res = mt.subgroup_metrics(y, {"a": P}, sub, groups, n_boot=50, min_size=30)
+    assert res.too_few.tolist() == [False, False, False, False, True]
+    assert all(np.isnan(res.values["a"][m][4].point) for m in res.metrics)
+    assert np.isnan(res.values["a"]["roc_auc"][3].point)
+    assert res.values["a"]["specificity"][3].point == pytest.approx(skm.recall_score(1 - y[sub == 3],
+                                                                                      P[sub == 3, 1] < 0.5))
+    rows = res.rows()
+    assert len(rows) == 5 and rows[4]["too_few"] and rows[4]["n"] == 5
+
+
+def test_resamples_draw_whole_groups_in_every_subgroup():
+    # Two patients whose samples all fall in subgroup 0 and are all positive with score 1 or 0: a resample's
+    # sensitivity there is the share of drawn samples from patient "good", which moves in steps of a whole
+    # patient (both drawn, one drawn twice, ...) and never takes per-sample values.
+    n_each = 40
+    y = np.ones(2 * n_each + 60, int)
+    y[2 * n_each:] = np.tile([0, 1], 30)
+    score = np.r_[np.ones(n_each), np.zeros(n_each), np.linspace(0, 1, 60)]
+    P = np.c_[1 - score, score]
+    groups = np.r_[np.zeros(n_each), np.ones(n_each), 2 + np.arange(60)]
+    sub = np.r_[np.zeros(2 * n_each, int), np.ones(60, int)]
+    res = mt.subgroup_metrics(y, {"a": P}, sub, groups, metrics=["sensitivity"], n_boot=300, min_size=10)
+    reps = res.replicates["a"]["sensitivity"][0]
+    finite = reps[~np.isnan(reps)]
+    # Each patient brings all 40 samples: a value is k / (k + j) for small whole-patient counts k, j.
+    allowed = np.array(sorted({k / (k + j) for k in range(9) for j in range(9) if k + j}))
+    assert np.abs(finite[:, None] - allowed[None, :]).min(axis=1).max() < 1e-9
+    # Per-sample resampling would spread over many values like 37/80.
+    assert np.unique(np.round(finite, 6)).size < 15
+
+
+def test_largest_gap_and_worst_subgroup():
+    y, P, sub, groups = _data()
+    res = mt.subgroup_metrics(y, {"a": P}, sub, groups, names=["w", "x", "y", "z"], n_boot=200, min_size=10)
+    gap = mt.largest_gap(res, "a", "roc_auc")
+    auc = [skm.roc_auc_score(y[sub == s], P[sub == s, 1]) for s in range(4)]
+    assert (gap.high, gap.low) == ("w", "z")
+    assert gap.estimate.point == pytest.approx(max(auc) - min(auc))
+    assert 0 < gap.estimate.low <= gap.estimate.point <= gap.estimate.high
+    worst = mt.worst_subgroup(res, "roc_auc")["a"]
+    assert worst is not None and worst[0] == "z" and worst[1].point == pytest.approx(min(auc))
+    with pytest.raises(ValueError, match="metric"):
+        mt.largest_gap(res, "a", "nope")
+
+
+def test_point_metrics_fast_path_and_ece_equal_the_slices():
+    y, P, sub, _ = _data()
+    pts = mt.subgroup_point_metrics(y, {"a": P}, sub, thresholds={"a": 0.3})["a"]
+    ece = mt.subgroup_ece(y, P[:, 1], sub, n_bins=10)
+    for s in range(4):
+        m = sub == s
+        assert pts["sensitivity"][s] == pytest.approx(skm.recall_score(y[m], P[m, 1] >= 0.3))
+        assert ece[s] == pytest.approx(mt.expected_calibration_error(y[m], P[m, 1], n_bins=10))

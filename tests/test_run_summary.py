@@ -1,0 +1,57 @@
+"""Backbones with several runs: mean/SD over runs (scikit-learn AUC per run as the oracle), rank stability,
+pairwise wins and the t-test over runs (scipy's paired t-test for seeds), on a generated multi-run experiment."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from pipeline import artifacts as art
+from pipeline.fake import make_fake_experiment
+from pipeline.run_summary import backbone_runs, compare_runs
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return art.load_experiment(make_fake_experiment(root, n_samples=600, n_models=3, runs=3, thumbnails=False))
+
+
+def test_runs_are_grouped_by_backbone(exp):
+    groups = backbone_runs(exp)
+    assert groups == {"MobileNetV2": ["MobileNetV2", "MobileNetV2@s1", "MobileNetV2@s2"],
+                      "ResNet50": ["ResNet50", "ResNet50@s1", "ResNet50@s2"],
+                      "EfficientNetB0": ["EfficientNetB0", "EfficientNetB0@s1", "EfficientNetB0@s2"]}
+
+
+def test_spread_rank_stability_and_pairs_match_references(exp):
+    res = compare_runs(exp, "test", metric="roc_auc", n_boot=100)
+    samples = exp.samples.set_index("sample_id")
+    per_run = {}
+    for backbone, runs in backbone_runs(exp).items():
+        vals = []
+        for m in runs:
+            p = art.read_predictions(exp, m).set_index("sample_id")
+            vals.append(roc_auc_score(samples.loc[p.index, "label"] == 1, p["prob_1"]))
+        per_run[backbone] = vals
+        row = res.table.set_index("backbone").loc[backbone]
+        assert row["n_runs"] == 3 and row["values"] == pytest.approx(vals)
+        assert row["mean"] == pytest.approx(np.mean(vals)) and row["sd"] == pytest.approx(np.std(vals, ddof=1))
+        assert row["primary"] == backbone and row["primary_ci_low"] <= row["primary_value"] <= row["primary_ci_high"]
+    assert list(res.table["mean"]) == sorted(res.table["mean"], reverse=True)
+    assert res.table["rank_first"].sum() == pytest.approx(1.0)
+    assert res.table["rank_first"].iloc[0] == res.table["rank_first"].max()  # the best mean ranks first most
+    assert "paired t-test over seeds" in res.test_name
+    for pair in res.pairs.itertuples():
+        a, b = np.array(per_run[pair.a]), np.array(per_run[pair.b])
+        assert (pair.wins, pair.n) == (int((a > b).sum()), 3)
+        ref = stats.ttest_rel(a, b)
+        assert pair.t == pytest.approx(ref.statistic) and pair.p == pytest.approx(ref.pvalue)
+
+
+def test_single_run_experiments_still_compare(tmp_path):
+    one = art.load_experiment(make_fake_experiment(tmp_path, n_samples=300, n_models=2, thumbnails=False))
+    res = compare_runs(one, "test", n_boot=50)
+    assert list(res.table["n_runs"]) == [1, 1] and res.table["sd"].isna().all()
+    assert res.pairs["n"].tolist() == [1] and np.isnan(res.pairs["p"].iloc[0])

@@ -132,6 +132,57 @@ def _parse_audit(raw: dict[str, Any]) -> AuditConfig:
 
 
 @dataclass(frozen=True)
+class SubgroupsConfig:
+    """[subgroups]: which columns split the evaluation (pipeline/subgroups.py, the Subgroups page)."""
+
+    columns: tuple[str, ...] = ()  # offered first (any metadata column, DICOM field, regex group, "eval_set")
+    bins: dict[str, tuple[float, ...]] = field(default_factory=dict)  # numeric column -> increasing edges
+    quantiles: int = 4  # numeric columns without bins: this many equal-count bins
+    regex: str | None = None  # named groups from file names, e.g. "-(?P<magnification>40|100|200|400)-"
+    regex_source: str = "sample_id"  # the sample-table column the regex searches ("sample_id" or "path")
+    min_size: int = 30  # subgroups with fewer samples show "too few"
+
+
+def parse_subgroups(raw: dict[str, Any]) -> SubgroupsConfig:
+    """The [subgroups] section of a config (or the same keys stored in experiment.json), every value checked."""
+    import re  # noqa: PLC0415 - only this section needs it
+
+    sg = _section(raw, "subgroups", SubgroupsConfig, "")
+    cols = sg.get("columns", [])
+    if not isinstance(cols, (list, tuple)) or any(not isinstance(c, str) or not c for c in cols):
+        raise _bad("subgroups.columns", "a list of column names", cols)
+    sg["columns"] = tuple(cols)
+    bins = sg.get("bins", {})
+    if not isinstance(bins, dict):
+        raise _bad("subgroups.bins", "a table {column = [edges...]}", bins)
+    parsed: dict[str, tuple[float, ...]] = {}
+    for col, edges in bins.items():
+        ok = isinstance(edges, (list, tuple)) and len(edges) >= 2 and all(
+            isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges)
+        if not ok or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+            raise _bad(f"subgroups.bins.{col}", "at least two increasing numbers", edges)
+        parsed[str(col)] = tuple(float(e) for e in edges)
+    sg["bins"] = parsed
+    q = sg.get("quantiles", 4)
+    if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 20:
+        raise _bad("subgroups.quantiles", "an integer in [1, 20]", q)
+    rx = sg.get("regex")
+    if rx is not None:
+        try:
+            compiled = re.compile(rx)
+        except (re.error, TypeError):
+            raise _bad("subgroups.regex", "a valid regular expression", rx) from None
+        if not compiled.groupindex:
+            raise _bad("subgroups.regex", "a regular expression with named groups (?P<name>...)", rx)
+    if sg.get("regex_source", "sample_id") not in ("sample_id", "path"):
+        raise _bad("subgroups.regex_source", "'sample_id' or 'path'", sg["regex_source"])
+    m = sg.get("min_size", 30)
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise _bad("subgroups.min_size", "a positive integer", m)
+    return SubgroupsConfig(**sg)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: data set, extra evaluation sets, split, training and prediction."""
 
@@ -143,6 +194,7 @@ class ExperimentConfig:
     train: TrainConfig = TrainConfig()
     predict: PredictConfig = PredictConfig()
     audit: AuditConfig = AuditConfig()
+    subgroups: SubgroupsConfig = SubgroupsConfig()
 
     @property
     def experiment_dir(self) -> Path:
@@ -264,7 +316,8 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     pr = _section(raw, "predict", PredictConfig, "")
     return ExperimentConfig(name=name, dataset=dataset, output=Path(exp.get("output", "artifacts")),
                             eval_sets=tuple(evals), split=SplitConfig(**sp), train=TrainConfig(**tr),
-                            predict=PredictConfig(**pr), audit=_parse_audit(raw))
+                            predict=PredictConfig(**pr), audit=_parse_audit(raw),
+                            subgroups=parse_subgroups(raw))
 
 
 def load_config(path: Path | str) -> ExperimentConfig:

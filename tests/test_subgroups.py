@@ -164,3 +164,20 @@ def test_point_metrics_fast_path_and_ece_equal_the_slices():
         m = sub == s
         assert pts["sensitivity"][s] == pytest.approx(skm.recall_score(y[m], P[m, 1] >= 0.3))
         assert ece[s] == pytest.approx(mt.expected_calibration_error(y[m], P[m, 1], n_bins=10))
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_subgroups_config_section_parses_and_names_bad_keys():
+    from pipeline.config import parse_config, parse_subgroups
+
+    base = {"experiment": {"name": "x"}, "dataset": {"layout": "class_folders", "root": "d"}}
+    cfg = parse_config({**base, "subgroups": {"columns": ["age", "site"], "bins": {"age": [0, 40, 60, 120]},
+                                              "regex": "-(?P<magnification>40|100|200|400)-", "min_size": 20}})
+    assert cfg.subgroups.columns == ("age", "site") and cfg.subgroups.bins == {"age": (0.0, 40.0, 60.0, 120.0)}
+    assert cfg.subgroups.min_size == 20 and parse_config(base).subgroups.min_size == 30
+    for bad, key in (({"bins": {"age": [3, 1]}}, "subgroups.bins.age"), ({"regex": "-(40)-"}, "subgroups.regex"),
+                     ({"min_size": 0}, "subgroups.min_size"), ({"colums": []}, "subgroups")):
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            parse_subgroups({"subgroups": bad})

@@ -26,6 +26,7 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
         ("training.py", "Training", ":material/timeline:", "training"),
         ("eval_sets.py", "Evaluation sets", ":material/compare:", "eval-sets"),
         ("compare.py", "Paired comparison", ":material/balance:", "compare"),
+        ("subgroups.py", "Subgroups", ":material/diversity_3:", "subgroups"),
     ],
     "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications"),
                ("segmentation.py", "Segmentation preview", ":material/blur_on:", "segmentation")],

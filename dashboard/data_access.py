@@ -794,3 +794,125 @@ def get_meeting_report(exp: art.Experiment, models: list[str], eval_set: str, th
     thr = tuple(sorted((m, round(float(t), 6)) for m, t in thresholds.items() if t is not None))
     return _meeting_report(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
                            int(n_boot), notes, bool(pdf))
+
+
+# ---------------------------------------------------------------- subgroups (pipeline/subgroups.py, metrics._subgroups)
+
+def subgroups_config(exp: art.Experiment) -> Any:
+    """The experiment's [subgroups] settings (stored in experiment.json under "subgroups"), else the defaults;
+    a malformed entry falls back to the defaults rather than breaking the page."""
+    from pipeline.config import SubgroupsConfig, parse_subgroups
+
+    raw = exp.meta.get("subgroups")
+    if not isinstance(raw, dict):
+        return SubgroupsConfig()
+    try:
+        return parse_subgroups({"subgroups": raw})
+    except ValueError:
+        return SubgroupsConfig()
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _subgroup_frame(exp_dir: str, exp_stamp: Stamp, named: tuple[str, ...], regex: str | None, regex_source: str,
+                    _exp: art.Experiment) -> pd.DataFrame:
+    from pipeline import subgroups as sg
+
+    frame = sg.subgroup_frame(_exp.samples, columns=named, regex=regex, regex_source=regex_source)
+    frame.index = _exp.samples["sample_id"].to_numpy()
+    return frame
+
+
+def get_subgroup_frame(exp: art.Experiment, named: tuple[str, ...] = (), regex: str | None = None,
+                       regex_source: str = "sample_id") -> pd.DataFrame:
+    """The sample table's subgroup columns (raw values) indexed by sample id, with `regex`'s named groups; raises
+    ValueError for a bad regex (cached, shared)."""
+    return _subgroup_frame(str(exp.path), experiment_stamp(exp.path), tuple(named), regex or None, regex_source, exp)
+
+
+@st.cache_resource(show_spinner="Aligning predictions…", max_entries=32)
+def _subgroup_inputs(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                     eval_sets: tuple[str, ...], _exp: art.Experiment) -> cmp.Aligned:
+    parts = [_aligned(exp_dir, exp_stamp, models, m_stamps, es, _exp) for es in eval_sets]
+    if len(parts) == 1:
+        return parts[0]
+    return cmp.Aligned(sample_ids=_readonly(np.concatenate([p.sample_ids for p in parts])),
+                       y=_readonly(np.concatenate([p.y for p in parts])),
+                       groups=_readonly(np.concatenate([p.groups for p in parts])),
+                       probs={m: _readonly(np.concatenate([p.probs[m] for p in parts])) for m in models})
+
+
+def get_subgroup_inputs(exp: art.Experiment, models: list[str], eval_sets: list[str]) -> cmp.Aligned:
+    """`models`' aligned predictions on `eval_sets` (several: one after the other, for the `eval_set` column),
+    minus this session's exclusions (cached, shared)."""
+    return _subgroup_inputs(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), tuple(eval_sets), exp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _subgroup_codes(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                    eval_sets: tuple[str, ...], column: str, named: tuple[str, ...], regex: str | None,
+                    regex_source: str, bins: tuple[float, ...] | None, quantiles: int, _exp: art.Experiment) -> Any:
+    from pipeline import subgroups as sg
+
+    al = _subgroup_inputs(exp_dir, exp_stamp, models, m_stamps, eval_sets, _exp)
+    base, _ = _split_stamp(exp_stamp)
+    frame = _subgroup_frame(exp_dir, base, named, regex, regex_source, _exp)
+    values = frame[column].reindex(al.sample_ids)
+    return sg.assign_subgroups(column, values, bins=bins, quantiles=quantiles)
+
+
+def get_subgroups(exp: art.Experiment, models: list[str], eval_sets: list[str], column: str, cfg: Any) -> Any:
+    """`pipeline.subgroups.Subgroups` of `column` for the samples of `get_subgroup_inputs` (same order), binned as
+    `cfg` (a SubgroupsConfig) says (cached)."""
+    bins = cfg.bins.get(column)
+    return _subgroup_codes(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), tuple(eval_sets), column,
+                           tuple(cfg.columns), cfg.regex or None, cfg.regex_source,
+                           None if bins is None else tuple(bins), int(cfg.quantiles), exp)
+
+
+def _one_vs_rest(al: cmp.Aligned, class_index: int, pos_index: int, binary: bool
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """Binary tasks as they are; a multiclass task as `class_index` against the rest (positive index 1)."""
+    if binary:
+        return al.y, al.probs, pos_index
+    y = (al.y == class_index).astype(np.int64)
+    probs = {m: np.column_stack([1.0 - P[:, class_index], P[:, class_index]]) for m, P in al.probs.items()}
+    return y, probs, 1
+
+
+@st.cache_resource(show_spinner="Bootstrapping subgroup intervals…", max_entries=32)
+def _subgroup_metrics(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                      eval_sets: tuple[str, ...], column: str, sg_key: tuple[Any, ...],
+                      thresholds: tuple[float | None, ...],
+                      class_index: int, binary: bool, pos_index: int, n_boot: int, min_size: int, seed: int,
+                      _exp: art.Experiment, _subgroups: Any) -> mt.SubgroupMetrics:
+    al = _subgroup_inputs(exp_dir, exp_stamp, models, m_stamps, eval_sets, _exp)
+    y, probs, pos = _one_vs_rest(al, class_index, pos_index, binary)
+    return mt.subgroup_metrics(y, probs, _subgroups.codes, al.groups, names=_subgroups.names,
+                               thresholds=dict(zip(models, thresholds)), pos_index=pos, n_boot=n_boot, seed=seed,
+                               min_size=min_size)
+
+
+def get_subgroup_metrics(exp: art.Experiment, models: list[str], eval_sets: list[str], column: str, cfg: Any,
+                         thresholds: dict[str, float | None], class_index: int, n_boot: int = 500,
+                         seed: int = 0) -> mt.SubgroupMetrics:
+    """`metrics.subgroup_metrics` of `models` on `column`'s subgroups at `thresholds` (binary: the models'
+    thresholds; multiclass: `class_index` against the rest at its one-vs-rest threshold), with patient-grouped
+    bootstrap intervals (cached per threshold set)."""
+    groups = get_subgroups(exp, models, eval_sets, column, cfg)
+    key = (tuple(cfg.columns), cfg.regex, cfg.regex_source, tuple(cfg.bins.get(column, ())), cfg.quantiles)
+    thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
+    binary = len(exp.class_names) == 2
+    return _subgroup_metrics(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), tuple(eval_sets), column,
+                             key, thr, int(class_index), binary, exp.positive_index, int(n_boot),
+                             int(cfg.min_size), int(seed), exp, groups)
+
+
+def get_subgroup_ece(exp: art.Experiment, models: list[str], eval_sets: list[str], column: str, cfg: Any,
+                     class_index: int, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """{model: ECE per subgroup} of the probability of `class_index` (binary: the positive class); one bincount
+    per model, so not cached."""
+    al = get_subgroup_inputs(exp, models, eval_sets)
+    groups = get_subgroups(exp, models, eval_sets, column, cfg)
+    ci = exp.positive_index if len(exp.class_names) == 2 else int(class_index)
+    return {m: mt.subgroup_ece(al.y == ci, P[:, ci], groups.codes, n_subgroups=groups.n_subgroups, n_bins=n_bins)
+            for m, P in al.probs.items()}

@@ -512,3 +512,61 @@ def class_probability_figure(class_names: Sequence[str], probs: np.ndarray, deci
     # category axis: class names such as "0" and "1" must not become a numeric axis
     fig.update_yaxes(type="category", autorange="reversed", categoryorder="array", categoryarray=names)
     return fig
+
+
+def forest_figure(subgroups: Sequence[str], estimates: Mapping[str, Sequence[tuple[float, float, float]]],
+                  metric_label: str, *, too_few: Sequence[bool] | None = None,
+                  overall: Mapping[str, float] | None = None, colors: Mapping[str, str] | None = None,
+                  title: str = "", height: int | None = None) -> go.Figure:
+    """Forest plot: one row per subgroup, one marker with its interval per model (rows offset per model).
+
+    `estimates[model][i]` is (point, low, high) of subgroup i (NaN: no number, e.g. too few samples); each
+    marker's customdata is [model, subgroup index], for click-through. `overall`: a dotted line per model at its
+    value on all samples.
+    """
+    models = list(estimates)
+    n_rows = len(subgroups)
+    k = max(len(models), 1)
+    step = 0.6 / k
+    data: list[dict] = []
+    for j, model in enumerate(models):
+        color = (colors or {}).get(model, PALETTE[j % len(PALETTE)])
+        est = np.asarray(estimates[model], dtype=np.float64).reshape(-1, 3)
+        ys = np.arange(n_rows) - 0.3 + step * (j + 0.5)
+        data.append(dict(
+            type="scatter", x=est[:, 0], y=ys, mode="markers", name=model, marker=dict(color=color, size=9),
+            error_x=dict(type="data", symmetric=False, array=est[:, 2] - est[:, 0], arrayminus=est[:, 0] - est[:, 1],
+                         color=color, thickness=1.5, width=3),
+            customdata=[[model, i] for i in range(n_rows)],
+            hovertemplate=(f"<b>{model}</b><br>%{{text}}<br>{metric_label} %{{x:.3f}}<extra></extra>"),
+            text=[f"{s}: [{lo:.3f}, {hi:.3f}]" for s, (_, lo, hi) in zip(subgroups, est)]))
+    shapes = []
+    for j, (model, value) in enumerate((overall or {}).items()):
+        if np.isfinite(value):
+            color = (colors or {}).get(model, PALETTE[j % len(PALETTE)])
+            shapes.append(dict(type="line", x0=value, x1=value, y0=-0.5, y1=n_rows - 0.5, xref="x", yref="y",
+                               line=dict(color=color, dash="dot", width=1)))
+    annotations = [dict(x=0, xref="paper", xanchor="left", y=i, yref="y", text="too few", showarrow=False,
+                        font=dict(color="grey", size=11))
+                   for i, few in enumerate(too_few or []) if few]
+    return _figure(data, dict(
+        title=title or f"{metric_label} per subgroup (95% CI)", height=height or max(260, 60 + 46 * n_rows),
+        margin=_MARGIN, legend=dict(orientation="h", y=-0.15), shapes=shapes, annotations=annotations,
+        xaxis=dict(title=metric_label),
+        yaxis=dict(tickmode="array", tickvals=list(range(n_rows)), ticktext=list(subgroups), autorange="reversed",
+                   range=[n_rows - 0.5, -0.5], zeroline=False)))
+
+
+def subgroup_ece_figure(subgroups: Sequence[str], ece: Mapping[str, Sequence[float]], *,
+                        colors: Mapping[str, str] | None = None, title: str = "Calibration error (ECE) per subgroup",
+                        height: int = 380) -> go.Figure:
+    """Grouped bars: expected calibration error per subgroup, one bar per model (lower is better)."""
+    data = []
+    for j, (model, values) in enumerate(ece.items()):
+        color = (colors or {}).get(model, PALETTE[j % len(PALETTE)])
+        data.append(dict(type="bar", x=list(subgroups), y=np.asarray(values, dtype=np.float64), name=model,
+                         marker=dict(color=color),
+                         hovertemplate=f"<b>{model}</b><br>%{{x}}: ECE %{{y:.3f}}<extra></extra>"))
+    return _figure(data, dict(title=title, height=height, margin=_MARGIN, barmode="group",
+                              legend=dict(orientation="h", y=-0.25), xaxis=dict(type="category"),
+                              yaxis=dict(title="ECE", rangemode="tozero")))

@@ -181,3 +181,55 @@ def test_subgroups_config_section_parses_and_names_bad_keys():
                      ({"min_size": 0}, "subgroups.min_size"), ({"colums": []}, "subgroups")):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             parse_subgroups({"subgroups": bad})
+
+
+# ---------------------------------------------------------------- the page
+
+
+def test_subgroups_page_values_equal_sklearn_and_click_opens_the_samples(fake_root, artifacts_env):
+    from tests.conftest import click_chart, no_exceptions, open_app, plotly_specs
+
+    artifacts_env(fake_root)
+    at = open_app("binary", "subgroups")
+    no_exceptions(at)
+    at.select_slider(key="sg_n_boot").set_value(200)
+    at.number_input(key="sg_min_size").set_value(10)
+    at.selectbox(key="sg_column").set_value("sex").run()
+    no_exceptions(at)
+    samples = pd.read_parquet(fake_root / "binary" / "samples.parquet").set_index("sample_id")
+    preds = pd.read_parquet(fake_root / "binary" / "models" / "ResNet50" / "predictions.parquet")
+    preds = preds[preds["eval_set"] == "test"]
+    sex = samples.loc[preds["sample_id"], "sex"].to_numpy()
+    y = samples.loc[preds["sample_id"], "label"].to_numpy()
+    p = preds["prob_1"].to_numpy()
+    table = at.dataframe[0].value
+    for name in ("female", "male"):
+        row = table[(table["model"] == "ResNet50") & (table["subgroup"] == name)].iloc[0]
+        m = sex == name
+        assert row["n"] == m.sum()
+        assert float(row["ROC AUC"].split()[0]) == pytest.approx(skm.roc_auc_score(y[m], p[m]), abs=5e-4)
+        assert float(row["Sensitivity"].split()[0]) == pytest.approx(skm.recall_score(y[m], p[m] >= 0.5), abs=5e-4)
+    forest = next(s for s in plotly_specs(at) if s["_id"].endswith("-sg_forest"))
+    assert [t["name"] for t in forest["data"]] == list(dict.fromkeys(table["model"]))
+    # A minimum size above every subgroup: every number becomes "too few".
+    at.number_input(key="sg_min_size").set_value(10_000).run()
+    assert set(at.dataframe[0].value["ROC AUC"]) == {"too few"}
+    at.number_input(key="sg_min_size").set_value(10).run()
+    click_chart(at, "sg_forest", {"curve_number": 1, "point_index": 0, "customdata": ["ResNet50", 0]})
+    no_exceptions(at)
+    heading = [h.value for h in at.subheader if h.value.startswith("ResNet50: sex = female")]
+    wrong = int(((p >= 0.5).astype(int) != y)[sex == "female"].sum())
+    assert heading and f"({wrong:,} of {int((sex == 'female').sum()):,} samples" in heading[0]
+
+
+def test_subgroups_page_multiclass_one_vs_rest_and_age_bins(fake_root, artifacts_env):
+    from tests.conftest import no_exceptions, open_app
+
+    artifacts_env(fake_root)
+    at = open_app("multi7", "subgroups")
+    at.select_slider(key="sg_n_boot").set_value(200)
+    at.selectbox(key="sg_column").set_value("age").run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert len(set(table["subgroup"])) == 4  # quantile bins
+    assert table.groupby("model")["n"].sum().tolist() == [420, 420]

@@ -97,7 +97,7 @@ def default_cam_layer(model: Any) -> str:
             return entry.cam_layer
     for layer in reversed(inner.layers):
         if _is_feature_map(layer):
-            return layer.name
+            return _deepest_feature_layer(layer).name
     raise ValueError(f"Invalid value for argument `model`. Expected a convolutional model with a layer "
                      f"producing a 4-D feature map. Received: {model.name} with none")
 
@@ -141,6 +141,33 @@ def _is_feature_map(layer: Any) -> bool:
         return False
 
 
+def _deepest_feature_layer(layer: Any) -> Any:
+    """A nested model with a 4-D output -> its own last 4-D layer, recursively (the map Grad-CAM should weigh)."""
+    import keras
+
+    while isinstance(layer, keras.Model):
+        inner = [sub for sub in reversed(layer.layers)
+                 if _is_feature_map(sub) and not isinstance(sub, keras.layers.InputLayer)]
+        if not inner:
+            break
+        layer = inner[0]
+    return layer
+
+
+def _nested_path(model: Any, layer_name: str) -> list[Any] | None:
+    """The nested models below `model` leading to the one that holds `layer_name` ([] when `model` does)."""
+    import keras
+
+    if layer_name in {layer.name for layer in model.layers if not isinstance(layer, keras.Model)}:
+        return []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            below = _nested_path(layer, layer_name)
+            if below is not None:
+                return [layer, *below]
+    return [] if layer_name in {layer.name for layer in model.layers} else None
+
+
 def _normalise(cam: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """ReLU'd map -> the image's size -> [0, 1] (all zeros when the class has no positive evidence)."""
     cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
@@ -161,14 +188,22 @@ def _split(model: Any, layer_name: str) -> tuple[list[Any], Any, list[Any]]:
     outer = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     nested = [i for i, layer in enumerate(outer) if isinstance(layer, keras.Model)]
     for i in nested:
-        inner = outer[i]
-        if layer_name in {layer.name for layer in inner.layers}:
-            target = inner.get_layer(layer_name)
-            if not _is_feature_map(target):
-                raise ValueError(f"Invalid value for argument `layer_name`. Expected a layer with a 4-D feature "
-                                 f"map output. Received: {layer_name!r} with output {target.output.shape}")
-            cam_model = keras.Model(inner.inputs, [target.output, inner.output], name=f"{inner.name}_gradcam")
-            return outer[:i], cam_model, outer[i + 1:]
+        # the CAM layer may sit several models deep (an imported Sequential around a backbone model): every
+        # level above the one holding it is applied layer by layer, before and after
+        found = _nested_path(outer[i], layer_name)
+        if found is None:
+            continue
+        pre, post, inner = list(outer[:i]), list(outer[i + 1:]), outer[i]
+        for child in found:
+            layers = [layer for layer in inner.layers if not isinstance(layer, keras.layers.InputLayer)]
+            j = layers.index(child)
+            pre, post, inner = pre + layers[:j], layers[j + 1:] + post, child
+        target = inner.get_layer(layer_name)
+        if not _is_feature_map(target):
+            raise ValueError(f"Invalid value for argument `layer_name`. Expected a layer with a 4-D feature "
+                             f"map output. Received: {layer_name!r} with output {target.output.shape}")
+        cam_model = keras.Model(inner.inputs, [target.output, inner.output], name=f"{inner.name}_gradcam")
+        return pre, cam_model, post
     names = {layer.name for layer in outer}
     if layer_name in names:  # flat model: the classic recipe, stopping before the last layer
         target = model.get_layer(layer_name)

@@ -6,7 +6,8 @@ Stages, each usable on its own (`run` chains ingest -> train -> predict):
   predict   predict with the saved models only, no training: a new evaluation set, or again (e.g. with TTA)
   evaluate  print every model's metrics on each evaluation set, from the aligned view (optional exclusions)
   report    write the meeting report (self-contained HTML, optionally PDF)
-Also: demo (build the embedded demo), validate (check artifact folders), audit (duplicates, leakage, quality).
+Also: demo (build the embedded demo), validate (check artifact folders), audit (duplicates, leakage, quality),
+add-model / add-predictions (bring a Keras or ONNX model, or a table of probabilities, trained elsewhere).
 """
 from __future__ import annotations
 
@@ -208,6 +209,32 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return run_cli(args.experiment, args.config, rerun=args.rerun, examples=args.examples)
 
 
+def _cmd_add_model(args: argparse.Namespace) -> int:
+    from pipeline.importers import add_model
+
+    prep = args.preprocessing
+    if prep and ":" in prep:  # "MEAN:STD", each one number or three comma-separated
+        mean, std = prep.split(":", 1)
+        prep = ([float(v) for v in mean.split(",")], [float(v) for v in std.split(",")])
+    cfg = add_model(Path(args.experiment), name=args.name, file=args.file, input_size=args.input_size,
+                    preprocessing=prep, channel_order=args.channel_order, outputs=args.outputs,
+                    class_order=args.class_order.split(",") if args.class_order else None, replace=args.replace)
+    print(f"{args.name}: imported {cfg['format']} model ({cfg['outputs']}, input {cfg['input_size']} px, "
+          f"preprocessing {cfg['preprocessing']}), {cfg['n_predicted']} predictions")
+    return _print_summary(Path(args.experiment))
+
+
+def _cmd_add_predictions(args: argparse.Namespace) -> int:
+    from pipeline.importers import add_predictions
+
+    cfg = add_predictions(Path(args.experiment), name=args.name, file=args.file, normalise=args.normalise,
+                          eval_sets=args.eval_set, replace=args.replace)
+    for note in cfg["notes"]:
+        print(f"note: {note}")
+    print(f"{args.name}: imported {cfg['n_predicted']} predictions (predictions only: no live inference)")
+    return _print_summary(Path(args.experiment))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
@@ -274,6 +301,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true", help="audit the experiment's images again")
     p.add_argument("--examples", type=int, default=5, help="examples shown per finding (default 5)")
     p.set_defaults(func=_cmd_audit)
+    p = sub.add_parser("add-model", help="import a Keras (.keras/.h5) or ONNX model and predict every evaluation set")
+    p.add_argument("experiment", help="experiment folder, e.g. artifacts/demo-histology")
+    p.add_argument("--name", required=True, help="model name shown on every page")
+    p.add_argument("--file", required=True, help=".keras, .h5, .hdf5 or .onnx file")
+    p.add_argument("--input-size", type=int, help="input size in pixels (when the file accepts any size)")
+    p.add_argument("--preprocessing", help="tf | caffe | torch | unit | none | MEAN:STD on [0,1] pixels "
+                                           "(e.g. 0.5:0.25 or 0.485,0.456,0.406:0.229,0.224,0.225); default unit")
+    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
+    p.add_argument("--class-order", help="comma-separated class names of the model's outputs, in its order")
+    p.add_argument("--outputs", choices=("auto", "probabilities", "logits"), default="auto")
+    p.add_argument("--replace", action="store_true", help="replace a model of the same name")
+    p.set_defaults(func=_cmd_add_model)
+    p = sub.add_parser("add-predictions", help="import a CSV/Parquet of probabilities as a predictions-only model")
+    p.add_argument("experiment", help="experiment folder, e.g. artifacts/demo-histology")
+    p.add_argument("--name", required=True, help="model name shown on every page")
+    p.add_argument("--file", required=True, help=".csv or .parquet keyed by sample_id, path or file name")
+    p.add_argument("--normalise", action="store_true", help="divide rows that do not sum to 1 by their sum")
+    p.add_argument("--eval-set", action="append", help="only this evaluation set is covered (repeatable)")
+    p.add_argument("--replace", action="store_true", help="replace a model of the same name")
+    p.set_defaults(func=_cmd_add_predictions)
     return parser
 
 

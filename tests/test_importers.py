@@ -374,3 +374,24 @@ def test_pages_show_imported_and_predictions_only_models(tmp_path, artifacts_env
     assert "imported-keras" in shown and "csv-only" in shown
     at = open_app("mixed", "live")
     no_exceptions(at)
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_add_model_and_add_predictions(exp_root, tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    exp_dir = _experiment(exp_root, "cli")
+    path, _, _ = _onnx_file(exp_root / "cli.onnx", 2, softmax=False, seed=7)
+    assert main(["add-model", str(exp_dir), "--name", "onnx-cli", "--file", str(path), "--preprocessing",
+                 "0.485,0.456,0.406:0.229,0.224,0.225", "--class-order", "malignant,benign", "--outputs",
+                 "logits"]) == 0
+    cfg = art.read_model_config(exp_dir, "onnx-cli")
+    assert cfg["class_order"] == ["malignant", "benign"] and cfg["preprocessing"] == "mean_std"
+    assert "onnx-cli: imported onnx model (logits" in capsys.readouterr().out
+    table = _truth_table(exp_dir)[["sample_id", "malignant"]]
+    table["malignant"] *= 3
+    table.to_csv(tmp_path / "p.csv", index=False)
+    assert main(["add-predictions", str(exp_dir), "--name", "csv", "--file", str(tmp_path / "p.csv")]) == 2
+    assert "outside [0, 1]" in capsys.readouterr().err
+    assert "csv" not in art.list_models(exp_dir)

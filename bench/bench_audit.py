@@ -3,6 +3,7 @@
     python -m bench.bench_audit planted                  # recall/precision on planted duplicates
     python -m bench.bench_audit breastmnist [--grid PNG] # leakage of BreastMNIST's official split
     python -m bench.bench_audit scale --n 300000          # throughput and peak memory on a generated set
+    python -m bench.bench_audit leakfree artifacts/breastmnist  # each model's AUC: all vs leak-free test images
 
 Generated images: smooth multi-scale gray textures with blobs. Images of one *family* share their
 low-frequency layout (look-alike distractors: same anatomy, different image); planted duplicates are a base
@@ -340,6 +341,33 @@ def bench_scale(args: argparse.Namespace) -> dict:
     return out
 
 
+def bench_leakfree(args: argparse.Namespace) -> dict:
+    """Each model's AUC on all test images vs the leak-free ones (no duplicate in train/val), scikit-learn."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline import artifacts as art
+    from pipeline.audit import leaky_sample_ids
+
+    exp = art.load_experiment(args.experiment)
+    leaky = leaky_sample_ids(exp.path, args.eval_set)
+    pos = exp.positive_index
+    out: dict = {"experiment": str(exp.path), "eval_set": args.eval_set, "leaky": len(leaky), "rows": []}
+    for model in exp.models:
+        preds = art.read_predictions(exp, model)
+        part = preds[preds["eval_set"] == args.eval_set].merge(exp.samples[["sample_id", "label"]], on="sample_id")
+        y = (part["label"].to_numpy() == pos).astype(int)
+        p = part[f"prob_{pos}"].to_numpy()
+        clean = ~part["sample_id"].isin(leaky).to_numpy()
+        row = {"model": model, "n_all": int(len(part)), "auc_all": round(float(roc_auc_score(y, p)), 4),
+               "n_leak_free": int(clean.sum()), "auc_leak_free": round(float(roc_auc_score(y[clean], p[clean])), 4),
+               "n_leaky": int((~clean).sum()),
+               "auc_leaky_only": round(float(roc_auc_score(y[~clean], p[~clean])), 4)
+               if len(set(y[~clean])) == 2 else None}
+        out["rows"].append(row)
+        print(row, flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_audit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -361,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="/tmp/audit-bench")
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=bench_scale)
-    for name in ("planted", "breastmnist", "scale"):
+    p = sub.add_parser("leakfree", help="AUC on all vs leak-free test images of a built experiment")
+    p.add_argument("experiment")
+    p.add_argument("--eval-set", default="test")
+    p.set_defaults(func=bench_leakfree)
+    for name in ("planted", "breastmnist", "scale", "leakfree"):
         sub.choices[name].add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     out = args.func(args)

@@ -27,6 +27,7 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
         ("eval_sets.py", "Evaluation sets", ":material/compare:", "eval-sets"),
         ("compare.py", "Paired comparison", ":material/balance:", "compare"),
         ("subgroups.py", "Subgroups", ":material/diversity_3:", "subgroups"),
+        ("runs.py", "Runs & stability", ":material/stacked_line_chart:", "runs"),
     ],
     "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications"),
                ("segmentation.py", "Segmentation preview", ":material/blur_on:", "segmentation")],

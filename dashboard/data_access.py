@@ -23,6 +23,7 @@ from pipeline import metrics as mt
 from pipeline import review as rv
 from pipeline.comparison import ModelData
 from pipeline.metrics import MAX_CURVE_POINTS
+from pipeline.run_summary import RunsComparison, backbone_runs, compare_runs
 
 if TYPE_CHECKING:
     from dashboard.live_inference import LiveModel
@@ -794,6 +795,31 @@ def get_meeting_report(exp: art.Experiment, models: list[str], eval_set: str, th
     thr = tuple(sorted((m, round(float(t), 6)) for m, t in thresholds.items() if t is not None))
     return _meeting_report(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
                            int(n_boot), notes, bool(pdf))
+
+
+@st.cache_data(show_spinner="Comparing runs…", max_entries=64)
+def _runs_comparison(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                     eval_set: str, metric: str, thresholds: tuple[float | None, ...], n_boot: int,
+                     _exp: art.Experiment) -> RunsComparison:
+    def read(model: str) -> ModelData:
+        return _model_data(exp_dir, exp_stamp, model, m_stamps[models.index(model)], eval_set, _exp)
+
+    return compare_runs(_exp, eval_set, metric=metric, models=list(models), thresholds=dict(zip(models, thresholds)),
+                        n_boot=n_boot, read=read)
+
+
+def get_runs_comparison(exp: art.Experiment, models: list[str], eval_set: str, metric: str,
+                        thresholds: dict[str, float | None], n_boot: int = 200) -> RunsComparison:
+    """Spread over runs, rank stability and pairwise run tests of `metric` (pipeline.run_summary), cached."""
+    models = list(models)
+    thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
+    return _runs_comparison(str(exp.path), metrics_stamp(exp), tuple(models),
+                            tuple(model_stamp(exp.path, m) for m in models), eval_set, metric, thr, int(n_boot), exp)
+
+
+def get_backbone_runs(exp: art.Experiment) -> dict[str, list[str]]:
+    """backbone -> its run folders, first run first (one entry per model for single-run experiments)."""
+    return backbone_runs(exp)
 
 
 # ---------------------------------------------------------------- subgroups (pipeline/subgroups.py, metrics._subgroups)

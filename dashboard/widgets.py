@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import data_access as da
 from dashboard import state
 from pipeline.artifacts import ArtifactError, Experiment
+from pipeline.runs import RUN_SEPARATOR
 from pipeline.figures import model_colors
 
 GALLERY_PAGE_SIZE = 30
@@ -62,7 +63,8 @@ def sidebar_ui(root: Path) -> state.Selection | None:
 def _selection_widgets(root: Path, exp: Experiment) -> state.Selection | None:
     models_now = st.session_state.get(state.MODELS_KEY)
     if models_now is None or (models_now and not set(models_now) & set(exp.models)):
-        st.session_state[state.MODELS_KEY] = list(exp.models)
+        # each backbone's first run by default; its other runs (`<backbone>@<run>`) stay selectable
+        st.session_state[state.MODELS_KEY] = [m for m in exp.models if RUN_SEPARATOR not in m] or list(exp.models)
     else:
         st.session_state[state.MODELS_KEY] = [m for m in models_now if m in exp.models]
     eval_sets = exp.eval_sets or ["test"]
@@ -73,7 +75,8 @@ def _selection_widgets(root: Path, exp: Experiment) -> state.Selection | None:
         st.session_state[state.CLASS_KEY] = names[exp.positive_index]
     with st.sidebar:
         models = st.multiselect("Models", exp.models, key=state.MODELS_KEY,
-                                help="Backbones to compare; every page shows these.")
+                                help="Backbones to compare; every page shows these. Extra runs of a backbone "
+                                     "(`name@s1`, `name@f2-s0`) are summarised on *Runs & stability*.")
         eval_set = st.selectbox("Evaluation set", eval_sets, key=state.EVAL_KEY,
                                 help="Which set of predictions to score (e.g. cropped vs uncropped test images).")
         if len(names) > 2:

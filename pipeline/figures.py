@@ -514,6 +514,38 @@ def class_probability_figure(class_names: Sequence[str], probs: np.ndarray, deci
     return fig
 
 
+def runs_figure(table: pd.DataFrame, metric_label: str, *, colors: Mapping[str, str] | None = None,
+                title: str = "", height: int = 360) -> go.Figure:
+    """Per backbone: every run as a dot, the mean over runs with +/- 1 SD, and the first run's bootstrap CI.
+
+    `table` is `pipeline.run_summary.compare_runs(...).table` (columns backbone, values, mean, sd,
+    primary_value, primary_ci_low, primary_ci_high): training noise and test-sample noise side by side.
+    """
+    fig = go.Figure()
+    names = list(table["backbone"])
+    for i, row in enumerate(table.itertuples()):
+        color = (colors or {}).get(row.backbone, PALETTE[i % len(PALETTE)])
+        vals = list(row.values)
+        fig.add_trace(go.Scatter(x=vals, y=[row.backbone] * len(vals), mode="markers", name=f"{row.backbone} runs",
+                                 marker=dict(color=color, size=9, opacity=0.55, symbol="circle"),
+                                 customdata=list(row.runs)[: len(vals)],
+                                 hovertemplate="%{customdata}: %{x:.4f}<extra></extra>", showlegend=False))
+        sd = 0.0 if not np.isfinite(row.sd) else float(row.sd)
+        fig.add_trace(go.Scatter(x=[row.mean], y=[row.backbone], mode="markers", name=f"{row.backbone} mean",
+                                 marker=dict(color=color, size=14, symbol="diamond"),
+                                 error_x=dict(type="data", array=[sd], visible=sd > 0, color=color, thickness=2),
+                                 hovertemplate=f"mean %{{x:.4f}} ± {sd:.4f} (SD over {len(vals)} runs)<extra></extra>",
+                                 showlegend=False))
+        if np.isfinite(row.primary_ci_low) and np.isfinite(row.primary_ci_high):
+            fig.add_shape(type="line", x0=row.primary_ci_low, x1=row.primary_ci_high, y0=i - 0.3, y1=i - 0.3,
+                          line=dict(color=color, width=2, dash="dot"))
+    fig.update_layout(title=title or f"{metric_label}: runs (dots), mean ± SD (diamond), first run's 95% CI "
+                      "(dotted)", height=height, margin=_MARGIN)
+    fig.update_xaxes(title=metric_label)
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=names, autorange="reversed")
+    return fig
+
+
 def forest_figure(subgroups: Sequence[str], estimates: Mapping[str, Sequence[tuple[float, float, float]]],
                   metric_label: str, *, too_few: Sequence[bool] | None = None,
                   overall: Mapping[str, float] | None = None, colors: Mapping[str, str] | None = None,

@@ -15,12 +15,13 @@ APP_PATH = REPO_ROOT / "dashboard" / "app.py"
 
 @pytest.fixture(scope="session")
 def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An artifacts root with a binary (two eval sets), a 7-class and a one-model experiment."""
+    """An artifacts root with a binary (two eval sets), a 7-class, a one-model and a 3-runs-per-backbone experiment."""
     root = tmp_path_factory.mktemp("artifacts")
     make_fake_experiment(root, "binary", n_samples=300, n_models=3, n_classes=2, seed=1,
                          eval_sets=("test", "uncropped"))
     make_fake_experiment(root, "multi7", n_samples=420, n_models=2, n_classes=7, seed=2)
     make_fake_experiment(root, "single", n_samples=200, n_models=1, n_classes=2, seed=3)
+    make_fake_experiment(root, "runs", n_samples=240, n_models=3, n_classes=2, seed=8, runs=3)
     return root
 
 

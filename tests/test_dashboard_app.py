@@ -15,7 +15,7 @@ from tests.conftest import APP_PATH, PAGE_FILES, PAGE_HEADINGS, PAGE_SECTIONS, P
 METRIC_PAGES = [p for p in PAGE_FILES if PAGE_SECTIONS[p] == "Review meeting"]
 
 
-@pytest.mark.parametrize("exp", ["binary", "multi7", "single"])
+@pytest.mark.parametrize("exp", ["binary", "multi7", "single", "runs"])
 def test_every_page_renders(fake_root, artifacts_env, exp):
     artifacts_env(fake_root)
     at = open_app(exp)
@@ -32,7 +32,7 @@ def test_every_page_renders(fake_root, artifacts_env, exp):
 def test_sidebar_lists_experiments_models_and_eval_sets(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_app("binary")
-    assert at.selectbox(key="exp").options == ["binary", "multi7", "single"]
+    assert at.selectbox(key="exp").options == ["binary", "multi7", "runs", "single"]
     assert at.multiselect(key="models").value == ["EfficientNetB0", "MobileNetV2", "ResNet50"]
     assert at.selectbox(key="eval_set").options == ["test", "uncropped"]
     assert not [s for s in at.selectbox if s.key == "cls"]  # binary: no class picker
@@ -182,3 +182,16 @@ def test_leaderboard_default_columns_fit_a_laptop_screen(fake_root, artifacts_en
     at.multiselect(key="overview_columns").set_value(
         [c for c in table.columns if c not in widgets.ALWAYS_SHOWN]).run()
     assert list(at.dataframe[0].proto.column_order) == list(table.columns)
+
+
+def test_runs_page_shows_spread_rank_stability_and_pairs(fake_root, artifacts_env):
+    artifacts_env(fake_root)
+    at = open_app("runs", "runs")
+    no_exceptions(at)
+    assert at.multiselect(key="models").value == ["EfficientNetB0", "MobileNetV2", "ResNet50"]  # first runs only
+    table, pairs = at.dataframe[0].value, at.dataframe[1].value  # dataframes carry no key in AppTest
+    assert list(table["runs"]) == [3, 3, 3]
+    assert table["SD over runs"].notna().all() and (table["SD over runs"] > 0).all()
+    assert len(pairs) == 3 and all(text.endswith("of 3 runs") for text in pairs["A beats B"])
+    assert "paired t-test over seeds" in " ".join(c.value for c in at.caption)
+    assert at.get("plotly_chart")

@@ -431,14 +431,40 @@ def _lesion_image(rng: np.random.Generator, p: dict, size: int) -> tuple[np.ndar
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+# Acquisition sites of the lesion demo: one hospital's older dermatoscope gives defocused, washed-out, noisy
+# images, so a model that looks fine overall fails there (the Subgroups page shows it).
+_LESION_SITES = ("hospital A", "hospital B", "hospital C")
+_LESION_SITE_P = (0.45, 0.35, 0.20)
+_LESION_HARD_SITE = "hospital C"
+
+
+def _lesion_site_view(rng: np.random.Generator, image: np.ndarray, site: str) -> np.ndarray:
+    """The image as `site`'s camera records it: unchanged, or (the hard site) defocused, lower in contrast,
+    noisy and with a drifting white balance, which blurs the small structures (dots, streaks, vessels) and the
+    colours that tell the classes apart."""
+    if site != _LESION_HARD_SITE:
+        return image
+    size = image.shape[0]
+    img = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.9 * size / 64 + 0.3)
+    mean = img.reshape(-1, 3).mean(0)
+    # A white balance that drifts from image to image makes colour, the strongest class cue, unreliable.
+    img = mean + (img - mean) * 0.85
+    img = img * rng.uniform(0.6, 1.4, 3) + rng.normal(0, 12.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def make_lesions(out_dir: Path, n_lesions: int = 220, size: int = 64, seed: int = 1) -> Path:
-    """Write an imbalanced 7-class lesion set in the HAM10000 layout (images/, masks/, metadata.csv)."""
+    """Write an imbalanced 7-class lesion set in the HAM10000 layout (images/, masks/, metadata.csv).
+
+    Besides HAM10000's columns the CSV has `site` (the acquiring hospital); one site's images are harder
+    (`_lesion_site_view`). Sites come from their own random stream, so the other images are unchanged."""
     _check_positive_int("n_lesions", n_lesions)
     _check_positive_int("size", size, minimum=16)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    site_rng = np.random.default_rng([seed, 2026])
 
     counts = _class_counts(n_lesions, LESION_FREQUENCIES)
     dx_of_lesion = np.repeat(np.array(LESION_CLASSES), counts)
@@ -456,15 +482,18 @@ def make_lesions(out_dir: Path, n_lesions: int = 220, size: int = 64, seed: int 
         site_p = _SITE_BASE * np.array([_SITE_BOOST.get(dx, {}).get(s, 1.0) for s in _SITES])
         site = _SITES[int(rng.choice(len(_SITES), p=site_p / site_p.sum()))]
         params = _lesion_params(rng, dx)
+        hospital = _LESION_SITES[int(site_rng.choice(len(_LESION_SITES), p=_LESION_SITE_P))]
         for _ in range(n_img):
             image_id = f"ISIC_{next(image_numbers):07d}"
             image, mask = _lesion_image(rng, params, size)
+            image = _lesion_site_view(site_rng, image, hospital)
             _write_png(out_dir / "images" / f"{image_id}.png", image)
             _write_png(out_dir / "masks" / f"{image_id}_mask.png", mask)
-            rows.append(dict(image_id=image_id, lesion_id=lesion_id, dx=dx, age=age, sex=sex, localization=site))
+            rows.append(dict(image_id=image_id, lesion_id=lesion_id, dx=dx, age=age, sex=sex, localization=site,
+                             site=hospital))
 
     with open(out_dir / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(LESION_CSV_COLUMNS))
+        writer = csv.DictWriter(fh, fieldnames=[*LESION_CSV_COLUMNS, "site"])
         writer.writeheader()
         writer.writerows(rows)
     return out_dir

@@ -233,3 +233,29 @@ def test_subgroups_page_multiclass_one_vs_rest_and_age_bins(fake_root, artifacts
     table = at.dataframe[0].value
     assert len(set(table["subgroup"])) == 4  # quantile bins
     assert table.groupby("model")["n"].sum().tolist() == [420, 420]
+
+
+# ---------------------------------------------------------------- the demo's built-in effect
+
+
+def test_lesion_demo_has_a_site_column_whose_hard_site_loses_fine_detail(tmp_path):
+    import cv2
+
+    from pipeline.synthetic import make_lesions
+
+    out = make_lesions(tmp_path / "l", n_lesions=40, size=32, seed=3)
+    meta = pd.read_csv(out / "metadata.csv")
+    assert set(meta["site"]) <= {"hospital A", "hospital B", "hospital C"} and meta["site"].nunique() >= 2
+    assert (meta.groupby("lesion_id")["site"].nunique() == 1).all()  # a lesion is imaged at one site
+    # The hard site adds sensor noise on top of the defocus: more high-frequency residual than a clean site.
+    ids = meta.groupby("site")["image_id"].apply(list).to_dict()
+
+    def texture(image_id: str) -> float:
+        img = cv2.imread(str(out / "images" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        smooth = cv2.GaussianBlur(img, (0, 0), 1.0)
+        return float(np.abs(img - smooth).mean())
+
+    if "hospital C" in ids and "hospital A" in ids:
+        assert np.median([texture(i) for i in ids["hospital C"]]) > np.median([texture(i) for i in ids["hospital A"]])
+    samples = meta.rename(columns={"image_id": "sample_id"}).assign(label=0, group=meta["lesion_id"])
+    assert "site" in sg.candidate_columns(samples, ["site"])

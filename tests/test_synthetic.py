@@ -127,7 +127,7 @@ def test_histology_rejects_bad_arguments(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- lesions
 def test_lesions_layout_and_masks(lesions: Path) -> None:
     meta = pd.read_csv(lesions / "metadata.csv")
-    assert list(meta.columns) == ["image_id", "lesion_id", "dx", "age", "sex", "localization"]
+    assert list(meta.columns) == ["image_id", "lesion_id", "dx", "age", "sex", "localization", "site"]
     assert meta["image_id"].is_unique
     assert set(meta["dx"]) == set(LESION_CLASSES)
     assert sorted(p.stem for p in (lesions / "images").glob("*.png")) == sorted(meta["image_id"])

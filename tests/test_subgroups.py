@@ -259,3 +259,34 @@ def test_lesion_demo_has_a_site_column_whose_hard_site_loses_fine_detail(tmp_pat
         assert np.median([texture(i) for i in ids["hospital C"]]) > np.median([texture(i) for i in ids["hospital A"]])
     samples = meta.rename(columns={"image_id": "sample_id"}).assign(label=0, group=meta["lesion_id"])
     assert "site" in sg.candidate_columns(samples, ["site"])
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_forest_figure_has_one_trace_per_model_with_asymmetric_intervals_and_click_data():
+    from pipeline import figures
+
+    fig = figures.forest_figure(["a", "b", "c"], {"m1": [(0.8, 0.7, 0.85), (0.6, 0.5, 0.7), (np.nan,) * 3],
+                                                  "m2": [(0.9, 0.88, 0.95), (0.7, 0.6, 0.75), (np.nan,) * 3]},
+                                "ROC AUC", too_few=[False, False, True], overall={"m1": 0.75})
+    assert [t.name for t in fig.data] == ["m1", "m2"]
+    t = fig.data[0]
+    assert np.allclose(t.error_x.array[:2], [0.05, 0.1]) and np.allclose(t.error_x.arrayminus[:2], [0.1, 0.1])
+    assert [list(c) for c in t.customdata] == [["m1", 0], ["m1", 1], ["m1", 2]]
+    assert list(fig.layout.yaxis.ticktext) == ["a", "b", "c"]
+    assert [a.text for a in fig.layout.annotations] == ["too few"] and len(fig.layout.shapes) == 1
+    bars = figures.subgroup_ece_figure(["a", "b"], {"m1": [0.1, 0.2]})
+    assert list(bars.data[0].y) == [0.1, 0.2]
+
+
+def test_dicom_fields_extracted_at_ingest_are_subgroup_columns(tmp_path):
+    from pipeline.datasets import ingest
+    from tests.test_datasets import write_dicom_tree
+
+    write_dicom_tree(tmp_path)
+    samples = ingest("dicom", tmp_path, label_from="folder").samples
+    cols = sg.candidate_columns(samples)
+    assert "modality" in cols and "patient_id" in cols  # 3 patients: few enough values to offer
+    out = sg.subgroups_for(samples, "modality", samples["sample_id"].tolist())
+    assert out.names == ("MR",) and out.counts().tolist() == [len(samples)]

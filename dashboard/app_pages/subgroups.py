@@ -47,7 +47,7 @@ with st.expander("Subgroup settings"):
                           key="sg_regex", help="e.g. -(?P<magnification>40|100|200|400)- for BreakHis")
     min_size = int(c2.number_input("Minimum subgroup size", min_value=1, value=int(cfg.min_size), step=5,
                                    key="sg_min_size"))
-    n_boot = int(c3.select_slider("Bootstrap resamples", options=[200, 500, 1000], value=500, key="sg_n_boot"))
+    n_boot = int(c3.select_slider("Bootstrap resamples", options=[200, 500, 1000], value=200, key="sg_n_boot"))
 cfg = type(cfg)(columns=cfg.columns, bins=cfg.bins, quantiles=cfg.quantiles, regex=regex.strip() or None,
                 regex_source=cfg.regex_source, min_size=min_size)
 try:

@@ -825,11 +825,12 @@ def get_backbone_runs(exp: art.Experiment) -> dict[str, list[str]]:
 # ---------------------------------------------------------------- subgroups (pipeline/subgroups.py, metrics._subgroups)
 
 def subgroups_config(exp: art.Experiment) -> Any:
-    """The experiment's [subgroups] settings (stored in experiment.json under "subgroups"), else the defaults;
+    """The experiment's [subgroups] settings (experiment.json keeps the config under "config"), else the defaults;
     a malformed entry falls back to the defaults rather than breaking the page."""
     from pipeline.config import SubgroupsConfig, parse_subgroups
 
-    raw = exp.meta.get("subgroups")
+    config = exp.meta.get("config")
+    raw = exp.meta.get("subgroups") or (config.get("subgroups") if isinstance(config, dict) else None)
     if not isinstance(raw, dict):
         return SubgroupsConfig()
     try:

@@ -2,6 +2,8 @@
 each slice; grouped resampling; the Subgroups page."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -290,3 +292,20 @@ def test_dicom_fields_extracted_at_ingest_are_subgroup_columns(tmp_path):
     assert "modality" in cols and "patient_id" in cols  # 3 patients: few enough values to offer
     out = sg.subgroups_for(samples, "modality", samples["sample_id"].tolist())
     assert out.names == ("MR",) and out.counts().tolist() == [len(samples)]
+
+
+def test_the_page_reads_the_subgroups_config_that_experiment_json_keeps():
+    from dataclasses import asdict
+
+    from dashboard import data_access as da
+    from pipeline.artifacts import Experiment
+    from pipeline.config import SubgroupsConfig
+
+    cfg = SubgroupsConfig(columns=("site",), bins={"age": (0.0, 40.0, 90.0)}, min_size=15)
+    stored = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    stored["bins"] = {k: list(v) for k, v in cfg.bins.items()}
+    exp = Experiment(path=Path("."), meta={"name": "x", "config": {"subgroups": stored}}, samples=pd.DataFrame())
+    assert da.subgroups_config(exp) == cfg
+    broken = Experiment(path=Path("."), meta={"name": "x", "config": {"subgroups": {"min_size": -1}}},
+                        samples=pd.DataFrame())
+    assert da.subgroups_config(broken) == SubgroupsConfig()

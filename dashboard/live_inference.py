@@ -80,6 +80,9 @@ def load_live_model(exp_dir: Path | str, model_name: str, warm_up: bool = True) 
     """Load `models/<model_name>/model.keras` with Keras safe mode, check it, and warm it up; raises ArtifactError."""
     path = art.model_dir(exp_dir, model_name) / art.MODEL_FILE
     if not path.is_file():
+        imported = _imported_live_model(exp_dir, model_name, warm_up)
+        if imported is not None:
+            return imported
         raise art.ArtifactError(path, f"model file is missing: {model_name} has predictions only, so it cannot "
                                       "answer live (re-run the pipeline's train step to save the model)")
     if path.stat().st_size == 0:
@@ -105,6 +108,35 @@ def load_live_model(exp_dir: Path | str, model_name: str, warm_up: bool = True) 
                                       "incompatible Keras version") from None
     load_seconds = time.perf_counter() - start
     live = _describe(model_name, model, config, path, load_seconds)
+    if warm_up:
+        live.warmup_ms.update(warm_up_model(live))
+    return live
+
+
+def _imported_live_model(exp_dir: Path | str, model_name: str, warm_up: bool) -> LiveModel | None:
+    """An imported ONNX model (run by onnxruntime), None for others; a predictions-only import says it plainly."""
+    try:
+        config = art.read_model_config(exp_dir, model_name)
+    except art.ArtifactError:
+        return None
+    from pipeline import importers
+
+    if importers.is_predictions_only(config):
+        raise art.ArtifactError(art.model_dir(exp_dir, model_name), f"{model_name} was imported from a table of "
+                                "predictions (predictions only): live inference and heat maps need a model file "
+                                "(python -m pipeline add-model)")
+    if config.get("format") != "onnx":
+        return None
+    start = time.perf_counter()
+    try:
+        clf = importers.onnx_classifier(exp_dir, model_name)
+    except (importers.ImportProblem, KeyError, ValueError) as exc:
+        raise art.ArtifactError(art.model_dir(exp_dir, model_name) / importers.ONNX_FILE,
+                                f"cannot load the ONNX model: {_one_line(exc)}") from None
+    live = LiveModel(name=model_name, model=clf, input_size=clf.spec.input_size, n_classes=clf.output_shape[1],
+                     preprocess_mode=str(config.get("preprocessing", "?")),
+                     preprocess_function=str(config.get("preprocess_function") or ""), cam_layer=None,
+                     load_seconds=time.perf_counter() - start)
     if warm_up:
         live.warmup_ms.update(warm_up_model(live))
     return live
@@ -152,6 +184,8 @@ def warm_up_model(live: LiveModel) -> dict[str, float]:
 
 def predict_fn(model: Any) -> Any:
     """The model's compiled float32 (n, S, S, 3) -> probabilities function, traced once and kept on the model."""
+    if getattr(model, "is_onnx", False):  # onnxruntime: already a NumPy batch -> probabilities function
+        return model
     with _LOCK:
         fn = model.__dict__.get(_PREDICT_ATTR)
         if fn is None:

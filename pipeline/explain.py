@@ -56,12 +56,38 @@ def grad_cam_details(model: Any, image_uint8_rgb: np.ndarray, class_index: int |
                 or not 0 <= int(class_index) < n_classes:
             raise ValueError(f"Invalid value for argument `class_index`. Expected None or an int in "
                              f"[0, {n_classes - 1}]. Received: {class_index!r}")
+    if getattr(model, "is_onnx", False):  # no gradients through onnxruntime: occlusion sensitivity instead
+        return occlusion_sensitivity(model, image, class_index)
     layer = layer_name or default_cam_layer(model)
     fn = _cam_function(model, layer)
     x = resize_square(image, size).astype(np.float32)[None]
     cam, probs, used = fn(x, np.int32(-1 if class_index is None else int(class_index)))
     heat = _normalise(np.asarray(cam)[0], image.shape[:2])
     return GradCam(heat, np.asarray(probs)[0].astype(np.float32), int(used), layer)
+
+
+def occlusion_sensitivity(predict: Any, image_uint8_rgb: np.ndarray, class_index: int | None = None,
+                          grid: int = 8) -> GradCam:
+    """Occlusion map for a model without gradients (ONNX): the drop in the class probability when each cell of
+    a `grid` x `grid` partition is painted gray (Zeiler & Fergus), one batched call, in [0, 1] at the image size.
+
+    `predict` maps a float32 (n, S, S, 3) RGB 0..255 batch to probabilities and has `input_shape`.
+    """
+    image = _as_rgb(image_uint8_rgb)
+    size = _input_size(predict)
+    x = resize_square(image, size).astype(np.float32)
+    edges = np.linspace(0, size, grid + 1).round().astype(int)
+    batch = [x]
+    for i in range(grid):
+        for j in range(grid):
+            view = x.copy()
+            view[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = 127.5
+            batch.append(view)
+    probs = np.asarray(predict(np.stack(batch)), np.float32)
+    used = int(np.argmax(probs[0]) if class_index is None else class_index)
+    drop = (probs[0, used] - probs[1:, used]).reshape(grid, grid)
+    up = cv2.resize(drop.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+    return GradCam(_normalise(up, image.shape[:2]), probs[0], used, f"occlusion {grid}x{grid}")
 
 
 def overlay(image_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45,

@@ -252,6 +252,8 @@ def is_predictions_only(config: dict[str, Any] | None) -> bool:
 class OnnxClassifier:
     """An onnxruntime session behind the classifier interface: float32 (n, S, S, 3) RGB 0..255 -> probabilities."""
 
+    is_onnx = True  # explain.grad_cam answers with occlusion sensitivity; live inference calls it directly
+
     def __init__(self, path: Path | str, spec: _Spec, session: Any = None):
         self.path = Path(path)
         self.spec = spec

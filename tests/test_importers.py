@@ -19,10 +19,10 @@ SIZE = 16
 
 # ---------------------------------------------------------------- fixtures: a small experiment on real PNG files
 
-def _experiment(root: Path, name: str = "exp", n: int = 12, n_classes: int = 2) -> Path:
+def _experiment(root: Path, name: str = "exp", n: int = 12, n_classes: int = 2, thumbnails: bool = False) -> Path:
     """A fake experiment (val + test) whose sample paths point at real 16x16 PNG files."""
     exp_dir = make_fake_experiment(root, name, n_samples=n, n_models=1, n_classes=n_classes, seed=3,
-                                   eval_sets=("val", "test"), thumbnails=False, group_size=2)
+                                   eval_sets=("val", "test"), thumbnails=thumbnails, group_size=2)
     samples = pd.read_parquet(exp_dir / art.SAMPLES_FILE)
     rng = np.random.default_rng(0)
     img_dir = root / f"{name}-images"
@@ -362,8 +362,10 @@ def test_class_columns_that_do_not_match_are_named(exp_root, tmp_path):
 def test_pages_show_imported_and_predictions_only_models(tmp_path, artifacts_env, sigmoid_keras):
     from tests.conftest import no_exceptions, open_app
 
-    exp_dir = _experiment(tmp_path, "mixed")
+    exp_dir = _experiment(tmp_path, "mixed", thumbnails=True)
     add_model(exp_dir, name="imported-keras", file=sigmoid_keras["keras"], preprocessing="tf")
+    add_model(exp_dir, name="imported-onnx", file=_onnx_file(tmp_path / "m.onnx", 2, softmax=True)[0],
+              preprocessing="torch")
     table = _truth_table(exp_dir)[["sample_id", "malignant"]]
     table.to_csv(tmp_path / "p.csv", index=False)
     add_predictions(exp_dir, name="csv-only", file=tmp_path / "p.csv")
@@ -371,9 +373,24 @@ def test_pages_show_imported_and_predictions_only_models(tmp_path, artifacts_env
     at = open_app("mixed", "overview")
     no_exceptions(at)
     shown = " ".join(str(df.value) for df in at.dataframe)
-    assert "imported-keras" in shown and "csv-only" in shown
+    assert all(m in shown for m in ("imported-keras", "imported-onnx", "csv-only"))
     at = open_app("mixed", "live")
+    at.radio(key="live_source").set_value("Sample from the evaluation set").run()
     no_exceptions(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "csv-only cannot answer" in warnings and "predictions only" in warnings
+    assert "imported-onnx cannot" not in warnings and "imported-keras cannot" not in warnings
+    at = open_app("mixed", "review")
+    at.button[0].click().run()
+    at.button(key="review_cam_button").click().run()
+    no_exceptions(at)
+    from tests.test_dashboard_pages import gallery_captions
+
+    captions = " ".join(c.value for c in at.caption)
+    assert "csv-only was imported as predictions only; a heat map needs a model file" in captions
+    cams = [c for c in gallery_captions(at) if ": evidence for" in c]
+    assert any(c.startswith("imported-onnx:") and "occlusion sensitivity" in c for c in cams), cams
+    assert any(c.startswith("imported-keras:") for c in cams), cams
 
 
 # ---------------------------------------------------------------- CLI

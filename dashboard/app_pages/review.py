@@ -178,6 +178,17 @@ else:
     # Grad-CAM, on demand
     st.markdown("#### Grad-CAM")
     reasons = {m: da.grad_cam_unavailable_reason(exp, m) for m in models}
+    onnx_models = set()
+    for m in models:  # imported models: ONNX gets occlusion sensitivity; a predictions table has no heat map
+        try:
+            imported = da.get_model_config(exp, m)
+        except ArtifactError:
+            continue
+        if imported.get("predictions_only"):
+            reasons[m] = f"{m} was imported as predictions only; a heat map needs a model file"
+        elif imported.get("format") == "onnx" and (exp.path / "models" / m / "model.onnx").is_file():
+            reasons[m] = None
+            onnx_models.add(m)
     if image is None or all(reasons.values()):
         distinct = set(reasons.values())
         why = ("no image for this sample" if image is None else distinct.pop() if len(distinct) == 1
@@ -206,8 +217,9 @@ else:
                     ci = int(pred[i, position]) if explain_class == "predicted" else int(explain_class)
                     try:
                         heat = da.get_grad_cam(exp, m, sid, ci)
+                        how = " (occlusion sensitivity: ONNX has no gradients here)" if m in onnx_models else ""
                         st.image(explain.overlay(image, heat, float(alpha)), width="stretch",
-                                 caption=f"{m}: evidence for {names[ci]}")
+                                 caption=f"{m}: evidence for {names[ci]}{how}")
                     except Exception as exc:  # noqa: BLE001 - one model failing must not hide the others
                         st.warning(f"{m}: Grad-CAM failed ({type(exc).__name__}: {str(exc)[:200]})")
 

@@ -166,9 +166,12 @@ def subgroup_metrics(
     preps: dict[str, dict[int, _ModelPrep]] = {}
     partitions: list[tuple[np.ndarray, int]] = []
     layout: dict[str, list[tuple[int, list[tuple[int, int, int]]]]] = {}
+    labels_by_sub = labels[order]  # subgroups contiguous: each slice below is a view, not a copy
     for name, P in probs.items():
-        preps[name] = {s: _prepare_model(labels[ix], P[ix], thr.get(name), pos, need_rank, max_bins)
-                       for s, ix in idx_of.items()}
+        P_by_sub = P[order]
+        preps[name] = {s: _prepare_model(labels_by_sub[starts[s]:starts[s + 1]], P_by_sub[starts[s]:starts[s + 1]],
+                                         thr.get(name), pos, need_rank, max_bins)
+                       for s in idx_of}
         n_parts = 1 + (len(next(iter(preps[name].values())).ranks) if preps[name] else 0)
         # One partition per kind (confusion, each ranking): the subgroups' cells side by side, and one
         # extra cell at the end for the samples of too-few subgroups.

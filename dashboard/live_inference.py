@@ -135,7 +135,8 @@ def _imported_live_model(exp_dir: Path | str, model_name: str, warm_up: bool) ->
                                 f"cannot load the ONNX model: {_one_line(exc)}") from None
     live = LiveModel(name=model_name, model=clf, input_size=clf.spec.input_size, n_classes=clf.output_shape[1],
                      preprocess_mode=str(config.get("preprocessing", "?")),
-                     preprocess_function=str(config.get("preprocess_function") or ""), cam_layer=None,
+                     preprocess_function=str(config.get("preprocess_function") or ""),
+                     cam_layer="occlusion sensitivity: ONNX has no gradients here",  # shown where the layer is
                      load_seconds=time.perf_counter() - start)
     if warm_up:
         live.warmup_ms.update(warm_up_model(live))

@@ -359,17 +359,24 @@ def test_class_columns_that_do_not_match_are_named(exp_root, tmp_path):
 
 # ---------------------------------------------------------------- dashboard: imported models on the pages
 
-def test_pages_show_imported_and_predictions_only_models(tmp_path, artifacts_env, sigmoid_keras):
-    from tests.conftest import no_exceptions, open_app
-
-    exp_dir = _experiment(tmp_path, "mixed", thumbnails=True)
+@pytest.fixture(scope="module")
+def mixed_root(tmp_path_factory: pytest.TempPathFactory, sigmoid_keras: dict[str, Path]) -> Path:
+    """An artifacts root whose experiment `mixed` holds a fake model, a Keras, an ONNX and a CSV import."""
+    root = tmp_path_factory.mktemp("mixed")
+    exp_dir = _experiment(root, "mixed", thumbnails=True)
     add_model(exp_dir, name="imported-keras", file=sigmoid_keras["keras"], preprocessing="tf")
-    add_model(exp_dir, name="imported-onnx", file=_onnx_file(tmp_path / "m.onnx", 2, softmax=True)[0],
+    add_model(exp_dir, name="imported-onnx", file=_onnx_file(root / "m.onnx", 2, softmax=True)[0],
               preprocessing="torch")
     table = _truth_table(exp_dir)[["sample_id", "malignant"]]
-    table.to_csv(tmp_path / "p.csv", index=False)
-    add_predictions(exp_dir, name="csv-only", file=tmp_path / "p.csv")
-    artifacts_env(tmp_path)
+    table.to_csv(root / "p.csv", index=False)
+    add_predictions(exp_dir, name="csv-only", file=root / "p.csv")
+    return root
+
+
+def test_pages_show_imported_and_predictions_only_models(mixed_root, artifacts_env):
+    from tests.conftest import no_exceptions, open_app
+
+    artifacts_env(mixed_root)
     at = open_app("mixed", "overview")
     no_exceptions(at)
     shown = " ".join(str(df.value) for df in at.dataframe)
@@ -393,6 +400,16 @@ def test_pages_show_imported_and_predictions_only_models(tmp_path, artifacts_env
     assert any(c.startswith("imported-keras:") for c in cams), cams
 
 
+@pytest.mark.parametrize("page", ["curves", "confusion", "thresholds", "calibration", "training", "eval_sets",
+                                  "compare"])
+def test_every_metric_page_opens_with_imported_models(mixed_root, artifacts_env, page):
+    from tests.conftest import no_exceptions, open_app
+
+    artifacts_env(mixed_root)
+    at = open_app("mixed", page)
+    no_exceptions(at)
+
+
 # ---------------------------------------------------------------- CLI
 
 def test_cli_add_model_and_add_predictions(exp_root, tmp_path, capsys):
@@ -412,3 +429,34 @@ def test_cli_add_model_and_add_predictions(exp_root, tmp_path, capsys):
     assert main(["add-predictions", str(exp_dir), "--name", "csv", "--file", str(tmp_path / "p.csv")]) == 2
     assert "outside [0, 1]" in capsys.readouterr().err
     assert "csv" not in art.list_models(exp_dir)
+
+
+def test_occlusion_map_points_at_the_only_pixels_an_onnx_model_reads(exp_root):
+    """A model whose score reads the top-left quadrant only: graying that quadrant is all that matters."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pipeline.explain import grad_cam_details
+
+    w = np.zeros((3, SIZE, SIZE, 2), np.float32)
+    w[:, : SIZE // 2, : SIZE // 2, 1] = 0.02
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+             helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "quadrant", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                 ["N", 3, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              initializer=[numpy_helper.from_array(w.reshape(-1, 2), "W"),
+                                           numpy_helper.from_array(np.zeros(2, np.float32), "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = exp_root / "quadrant.onnx"
+    onnx.save(model, str(path))
+    exp_dir = _experiment(exp_root, "occlusion")
+    add_model(exp_dir, name="quad", file=path, preprocessing="unit")
+    clf = onnx_classifier(exp_dir, "quad")
+    image = np.full((SIZE * 2, SIZE * 2, 3), 250, np.uint8)
+    cam = grad_cam_details(clf, image, 1)
+    assert cam.layer_name.startswith("occlusion") and cam.class_index == 1
+    assert cam.heat[: SIZE - 2, : SIZE - 2].min() > 0.5 and cam.heat[SIZE + 2:, :].max() == 0.0
+    assert cam.heat[:, SIZE + 2:].max() == 0.0

@@ -850,6 +850,20 @@ def leaky_sample_ids(exp_dir: Path | str, eval_set: str = "test") -> set[str]:
     return leaky_ids_from(samples, result.quality, eval_set)
 
 
+def conflicting_sample_ids(exp_dir: Path | str) -> set[str]:
+    """Sample ids in duplicate clusters whose labels differ (one of the labels is wrong): the mentor's queue.
+
+    An empty set when the experiment has no audit.
+    """
+    from pipeline import artifacts as art
+
+    result = read_audit(exp_dir)
+    if result is None:
+        return set()
+    samples = art.read_parquet(Path(exp_dir) / art.SAMPLES_FILE)
+    return set(conflicting_clusters(samples, result.quality)["sample_id"].astype(str))
+
+
 def pair_thumbnails(samples: pd.DataFrame, pairs: pd.DataFrame, have: Iterable[str] = (), max_side: int = 96,
                     limit: int = MAX_AUDIT_THUMBS) -> pd.DataFrame:
     """PNG thumbnails (sample_id, png) of paired images not in `have`, for the most similar pairs first."""
@@ -977,9 +991,10 @@ def drop_flagged(samples: pd.DataFrame, quality: pd.DataFrame, drop: Sequence[st
     return samples[keep].reset_index(drop=True), int((~keep).sum())
 
 
-__all__ = ["AuditResult", "AuditSettings", "Features", "audit_features", "audit_samples", "candidate_pairs",
-           "cluster_labels", "compute_features", "conflicting_clusters", "cross_split_pairs", "drop_flagged",
-           "find_duplicates", "format_report", "image_features", "leaky_ids_from", "leaky_sample_ids",
-           "pair_thumbnails", "pearson_pairs", "quality_flags", "read_audit", "read_audit_thumbnails",
-           "settings_from", "split_groups", "summarize", "write_audit"]
+__all__ = ["AuditResult", "AuditSettings", "Features", "IngestAudit", "audit_features", "audit_samples",
+           "candidate_pairs", "cluster_labels", "compute_features", "conflicting_clusters", "conflicting_sample_ids",
+           "cross_split_pairs", "drop_flagged", "find_duplicates", "format_report", "image_features",
+           "iter_candidates", "leaky_ids_from", "leaky_sample_ids", "pair_thumbnails", "pearson_pairs",
+           "quality_flags", "read_audit", "read_audit_thumbnails", "run_cli", "settings_from", "simhash",
+           "split_groups", "summarize", "write_audit"]
 

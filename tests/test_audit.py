@@ -14,6 +14,7 @@ from pipeline.audit import (
     AuditSettings,
     audit_samples,
     candidate_pairs,
+    conflicting_sample_ids,
     leaky_sample_ids,
     read_audit,
     write_audit,
@@ -120,6 +121,7 @@ def test_official_split_is_kept_and_its_leakage_reported(tmp_path):
     write_audit(exp, result)
     assert leaky_sample_ids(exp, "test") == {"test_images[0]", "test_images[1]"}
     assert leaky_sample_ids(exp, "val") == set()
+    assert conflicting_sample_ids(exp) == {"train_images[3]", "test_images[0]"}
     back = read_audit(exp)
     assert back is not None and len(back.pairs) == len(result.pairs)
     assert leaky_sample_ids(tmp_path / "no-audit") == set()

@@ -309,3 +309,14 @@ def test_the_page_reads_the_subgroups_config_that_experiment_json_keeps():
     broken = Experiment(path=Path("."), meta={"name": "x", "config": {"subgroups": {"min_size": -1}}},
                         samples=pd.DataFrame())
     assert da.subgroups_config(broken) == SubgroupsConfig()
+
+
+def test_bench_runs_at_a_tiny_size(capsys):
+    from bench import bench_subgroups
+
+    assert bench_subgroups.main(["--n", "3000", "--models", "2", "--subgroups", "4", "--n-boot", "10",
+                                 "--naive-boot", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "first: every number" in out and "threshold move" in out
+    worst = float(out.split("max |ours - scikit-learn| over every point: ")[1].split()[0])
+    assert worst < 1e-12

@@ -943,3 +943,31 @@ def get_subgroup_ece(exp: art.Experiment, models: list[str], eval_sets: list[str
     ci = exp.positive_index if len(exp.class_names) == 2 else int(class_index)
     return {m: mt.subgroup_ece(al.y == ci, P[:, ci], groups.codes, n_subgroups=groups.n_subgroups, n_bins=n_bins)
             for m, P in al.probs.items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _worst_subgroup(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
+                    eval_set: str, column: str, sg_key: tuple[Any, ...], thresholds: tuple[float | None, ...],
+                    class_index: int, binary: bool, pos_index: int, metric: str, min_size: int,
+                    _exp: art.Experiment, _subgroups: Any) -> dict[str, tuple[str, float] | None]:
+    al = _subgroup_inputs(exp_dir, exp_stamp, models, m_stamps, (eval_set,), _exp)
+    y, probs, pos = _one_vs_rest(al, class_index, pos_index, binary)
+    res = mt.subgroup_metrics(y, probs, _subgroups.codes, al.groups, names=_subgroups.names, metrics=[metric],
+                              thresholds=dict(zip(models, thresholds)), pos_index=pos, n_boot=1, min_size=min_size)
+    key = res.metrics[0]
+    return {m: None if w is None else (w[0], float(w[1].point)) for m, w in mt.worst_subgroup(res, key).items()}
+
+
+def get_worst_subgroup(exp: art.Experiment, models: list[str], eval_set: str, column: str, metric: str,
+                       thresholds: dict[str, float | None],
+                       class_index: int = 0) -> dict[str, tuple[str, float] | None]:
+    """For the leaderboard's "worst subgroup" column: per model (subgroup name, value) of the lowest `metric`
+    (any leaderboard metric) among `column`'s subgroups with at least the configured minimum size, at the
+    thresholds in force; None when no subgroup has a value (cached; points only, no resampling)."""
+    cfg = subgroups_config(exp)
+    groups = get_subgroups(exp, models, [eval_set], column, cfg)
+    key = (tuple(cfg.columns), cfg.regex, cfg.regex_source, tuple(cfg.bins.get(column, ())), cfg.quantiles)
+    thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
+    return _worst_subgroup(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, column, key, thr,
+                           int(class_index), len(exp.class_names) == 2, exp.positive_index, metric,
+                           int(cfg.min_size), exp, groups)

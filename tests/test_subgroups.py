@@ -320,3 +320,22 @@ def test_bench_runs_at_a_tiny_size(capsys):
     assert "first: every number" in out and "threshold move" in out
     worst = float(out.split("max |ours - scikit-learn| over every point: ")[1].split()[0])
     assert worst < 1e-12
+
+
+def test_worst_subgroup_loader_for_the_leaderboard(fake_root, artifacts_env):
+    from dashboard import data_access as da
+    from pipeline import artifacts as art
+
+    exp = art.load_experiment(fake_root / "binary")
+    models = exp.models[:2]
+    worst = da.get_worst_subgroup(exp, models, "test", "sex", "accuracy", {m: 0.5 for m in models})
+    samples = pd.read_parquet(fake_root / "binary" / "samples.parquet").set_index("sample_id")
+    for model in models:
+        preds = pd.read_parquet(fake_root / "binary" / "models" / model / "predictions.parquet")
+        preds = preds[preds["eval_set"] == "test"]
+        sex = samples.loc[preds["sample_id"], "sex"].to_numpy()
+        y = samples.loc[preds["sample_id"], "label"].to_numpy()
+        acc = {s: skm.accuracy_score(y[sex == s], preds["prob_1"].to_numpy()[sex == s] >= 0.5)
+               for s in ("female", "male")}
+        name = min(acc, key=acc.get)
+        assert worst[model][0] == name and worst[model][1] == pytest.approx(acc[name])

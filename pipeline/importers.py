@@ -477,7 +477,7 @@ def _load_keras(path: Path) -> Any:
             raise ImportProblem(f"{path}: refused by Keras safe mode: the model contains Python code (a Lambda "
                                 "layer or pickled function), which is not loaded from untrusted files; rebuild "
                                 f"it without Lambda layers or export it to ONNX ({text})") from None
-        if suffix in (".h5", ".hdf5") and "model_config" in text:
+        if suffix in (".h5", ".hdf5") and ("model_config" in text or "No model config" in text):
             raise ImportProblem(f"{path}: this HDF5 file holds weights only, not a model (save it with "
                                 "model.save(), not save_weights())") from None
         raise ImportProblem(f"{path}: cannot load the Keras model ({type(exc).__name__}: {text}); the file may be "

@@ -267,6 +267,13 @@ def test_bad_model_files_give_one_clear_error_and_change_nothing(exp_root, sigmo
     lam.save(lam_path)
     with pytest.raises(ImportProblem, match="refused by Keras safe mode"):
         add_model(exp_dir, name="x", file=lam_path)
+    lam.save(exp_root / "lambda.h5")  # legacy HDF5: safe mode applies too
+    with pytest.raises(ImportProblem, match="refused by Keras safe mode"):
+        add_model(exp_dir, name="x", file=exp_root / "lambda.h5")
+    lam.save_weights(exp_root / "only.weights.h5")
+    os.replace(exp_root / "only.weights.h5", exp_root / "only-weights.h5")
+    with pytest.raises(ImportProblem, match="holds weights only, not a model"):
+        add_model(exp_dir, name="x", file=exp_root / "only-weights.h5")
     three = exp_root / "three.onnx"
     _onnx_file(three, 3, softmax=True)
     with pytest.raises(ImportProblem, match=r"expected \(None, 2\) for the classes \['benign', 'malignant'\].*"

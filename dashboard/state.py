@@ -22,6 +22,7 @@ MODELS_KEY = "models"
 EVAL_KEY = "eval_set"
 CLASS_KEY = "cls"
 THRESHOLDS_KEY = "thresholds"  # {experiment: {threshold_key: float}}
+THRESHOLD_SOURCES_KEY = "threshold_sources"  # {experiment: {threshold_key: "Youden's J on val"}}
 SELECTION_KEY = "_selection"
 URL_RESTORED_KEY = "_url_restored"
 URL_PAGE_KEY = "_url_page"
@@ -80,12 +81,43 @@ def get_threshold(sel: Selection, model: str, class_index: int | None = None) ->
     return float(_store(sel.exp.name).get(key, DEFAULT_THRESHOLD))
 
 
-def set_threshold(sel: Selection, model: str, value: float, class_index: int | None = None) -> None:
-    """Set a model's threshold (shared by every page of this session)."""
+def set_threshold(sel: Selection, model: str, value: float, class_index: int | None = None, *,
+                  source: str | None = None) -> None:
+    """Set a model's threshold (shared by every page of this session), with where it came from.
+
+    `source` says how it was chosen ("Youden's J on val", "sensitivity ≥ 0.95 on test (optimistic)"); a value
+    set without one that differs from the stored value is a manual setting.
+    """
     if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
         raise invalid_argument("value", "a threshold in [0, 1]", repr(value))
     ci = sel.class_index if class_index is None else int(class_index)
-    _store(sel.exp.name)[threshold_key(model, None if sel.binary else ci)] = float(value)
+    key = threshold_key(model, None if sel.binary else ci)
+    store = _store(sel.exp.name)
+    sources = st.session_state.setdefault(THRESHOLD_SOURCES_KEY, {}).setdefault(sel.exp.name, {})
+    if source is not None:
+        sources[key] = source
+    elif abs(store.get(key, DEFAULT_THRESHOLD) - float(value)) > 1e-12:
+        sources[key] = "set by hand" if abs(float(value) - DEFAULT_THRESHOLD) > 1e-12 else "default 0.5"
+    store[key] = float(value)
+
+
+def threshold_source(sel: Selection, model: str, class_index: int | None = None) -> str:
+    """Where a model's threshold came from: how and on which set it was chosen, 'set by hand' or 'default 0.5'."""
+    ci = sel.class_index if class_index is None else int(class_index)
+    key = threshold_key(model, None if sel.binary else ci)
+    sources = st.session_state.get(THRESHOLD_SOURCES_KEY, {}).get(sel.exp.name, {})
+    if key in sources:
+        return str(sources[key])
+    value = _store(sel.exp.name).get(key, DEFAULT_THRESHOLD)
+    return "default 0.5" if abs(value - DEFAULT_THRESHOLD) <= 1e-12 else "from the link"
+
+
+def choice_sets(sel: Selection, model: str, available: list[str]) -> list[str]:
+    """Sets a threshold can be chosen on, validation first: `val`, else the model's out-of-fold `oof` (k-fold
+    runs), then the other evaluation sets; the set being reported comes last (choosing there is optimistic)."""
+    first = [s for s in ("val", "oof") if s in available][:1]
+    rest = [s for s in available if s not in first and s != sel.eval_set]
+    return first + rest + ([sel.eval_set] if sel.eval_set in available and sel.eval_set not in first else [])
 
 
 def decision_threshold(sel: Selection, model: str) -> float | None:

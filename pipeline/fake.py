@@ -56,7 +56,7 @@ def make_fake_experiment(root: Path | str, name: str = "fake", n_samples: int = 
             "sample_id": [f"{es}-{i:07d}" for i in range(n_samples)],
             "path": [f"fake/{es}/{i:07d}.png" for i in range(n_samples)],
             "label": labels.astype(np.int64),
-            "split": "test" if es == "test" else "eval",
+            "split": es if es in ("test", "val") else "eval",
             "group": [f"p{g:06d}" for g in group_of],
             "eval_set": es,
             "age": rng.integers(20, 90, n_samples),

@@ -213,6 +213,10 @@ def test_youden_and_sensitivity_buttons_and_threshold_used_elsewhere(fake_root, 
     artifacts_env(fake_root)
     at = open_app("binary", "thresholds")
     at.selectbox(key="thr_model").set_value("ResNet50").run()
+    assert at.selectbox(key="thr_choose_on").value == "uncropped"  # not the reported set, by default
+    assert not at.warning
+    at.selectbox(key="thr_choose_on").set_value("test").run()  # the explicit, optimistic choice
+    assert any("optimistic" in w.value for w in at.warning)
     y, P, _ = truth(fake_root, "binary", "ResNet50")
     fpr, tpr, thr = skm.roc_curve(y, P[:, 1], drop_intermediate=False)
     j = tpr - fpr
@@ -232,10 +236,30 @@ def test_youden_and_sensitivity_buttons_and_threshold_used_elsewhere(fake_root, 
     shown = {(int(a), int(b)): int(n) for a, b, n, _ in custom}
     cm = skm.confusion_matrix(y, pred)
     assert shown == {(a, b): int(cm[a, b]) for a in range(2) for b in range(2)}
-    # back on the thresholds page the slider remembers it
+    # back on the thresholds page the slider remembers it, and where it came from
     at.switch_page("app_pages/thresholds.py").run()
     at.selectbox(key="thr_model").set_value("ResNet50").run()
     assert at.slider[0].value == pytest.approx(t95)
+    assert any("sensitivity ≥ 0.95 on test (optimistic" in c.value for c in at.caption)
+
+
+def test_thresholds_chosen_on_validation_are_applied_unchanged_to_test(fake_root, artifacts_env):
+    artifacts_env(fake_root)
+    at = open_app("runs", "thresholds")
+    at.selectbox(key="thr_model").set_value("MobileNetV2").run()
+    assert at.selectbox(key="thr_choose_on").value == "val" and not at.warning
+    at.button(key="thr_btn_target").click().run()
+    t_val = at.slider[0].value
+    y_val, P_val, _ = truth(fake_root, "runs", "MobileNetV2", "val")
+    # on validation: the documented sensitivity, at the highest such threshold
+    assert skm.recall_score(y_val, (P_val[:, 1] >= t_val).astype(int)) >= 0.95
+    assert skm.recall_score(y_val, (P_val[:, 1] >= np.nextafter(t_val, 1)).astype(int)) < 0.95
+    # applied unchanged to the test set shown: the page reports test metrics at exactly that threshold
+    y, P, _ = truth(fake_root, "runs", "MobileNetV2", "test")
+    pred = (P[:, 1] >= t_val).astype(int)
+    assert _metric(at, "Sensitivity") == pytest.approx(skm.recall_score(y, pred), abs=5e-4)
+    assert _metric(at, "Specificity") == pytest.approx(skm.recall_score(y, pred, pos_label=0), abs=5e-4)
+    assert any("sensitivity ≥ 0.95 on val" in c.value and "optimistic" not in c.value for c in at.caption)
 
 
 def test_multiclass_thresholds_are_one_vs_rest(fake_root, artifacts_env):

@@ -142,7 +142,9 @@ if presenter:
     st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
 else:
     st.caption(f"**{sel.exp.name}** · every selected model answers the same image · binary decisions use each "
-               "model's threshold from *Threshold tuning*, multiclass the most probable class")
+               "model's threshold from *Threshold tuning*, multiclass the most probable class"
+               + ("" if not sel.binary else " · thresholds: " + "; ".join(
+                   f"{m} {state.get_threshold(sel, m):.3f} ({state.threshold_source(sel, m)})" for m in sel.models)))
 
 image_bytes, name, true_class = _image_source(sel)
 # Loaded (and warmed up) as soon as the page opens, before any image: the first upload then answers at once.

@@ -58,6 +58,11 @@ if results:
                "and green = best in the column (smallest for size, speed and training time). "
                "Click a column header to sort."
                + (f" Not shown, to fit the screen: {', '.join(hidden)} (add them under *Columns*)." if hidden else ""))
+    if sel.binary:
+        st.caption("Thresholds in force: " + "; ".join(
+            f"**{m}** {state.get_threshold(sel, m):.3f} ({state.threshold_source(sel, m)})" for m in data)
+            + ". Choose them on validation predictions on *Threshold tuning*; chosen on the set shown, the "
+              "threshold metrics above are optimistic.")
 
 st.subheader("Data set")
 counts, per_set = da.dataset_summary(sel.exp)

@@ -80,6 +80,7 @@ def add_model(exp_dir: Path | str, *, name: str, file: Path | str, input_size: i
               tta: bool | Sequence[str] | None = None) -> dict[str, Any]:
     """Import a Keras (.keras/.h5/.hdf5) or ONNX (.onnx) classifier, predict every evaluation set, write its folder.
 
+    `input_size` is needed only when the file accepts any size and the experiment records no `image_size`.
     `preprocessing` is what the model expects its pixels to be (keras.applications modes, or `(mean, std)`
     applied to pixels scaled to [0, 1], as torchvision's Normalize after ToTensor); None uses the pipeline
     default 'unit'. `channel_order` is the order the model expects ('caffe' implies 'bgr'); `class_order`
@@ -487,8 +488,10 @@ def _load_keras(path: Path) -> Any:
     return model
 
 
-def _input_spec(shape: Sequence[Any], input_size: int | None, path: Path, layout: str = "nhwc") -> tuple[int, int]:
-    """(size, channels) from a model input shape, checked against the declared input size."""
+def _input_spec(shape: Sequence[Any], input_size: int | None, path: Path, layout: str = "nhwc",
+                fallback: Any = None) -> tuple[int, int]:
+    """(size, channels) from a model input shape, checked against the declared input size; a model that accepts
+    any size gets the declared size, else `fallback` (the experiment's image size)."""
     dims = list(shape)
     if len(dims) != 4:
         raise ImportProblem(f"{path}: expected an image input of rank 4, e.g. (None, S, S, 3); received {tuple(dims)}")
@@ -503,6 +506,8 @@ def _input_spec(shape: Sequence[Any], input_size: int | None, path: Path, layout
         if input_size is not None and int(input_size) != size:
             raise invalid_argument("input_size", f"{size} (the model's fixed input size) or none", input_size)
         return size, int(c)
+    if input_size is None and isinstance(fallback, int) and not isinstance(fallback, bool) and fallback >= 8:
+        input_size = fallback
     if input_size is None:
         raise invalid_argument("input_size", f"a size in pixels: {path.name} accepts any size, so it cannot tell",
                                None)
@@ -535,7 +540,7 @@ def _import_keras(path: Path, exp: art.Experiment, order: tuple[str, ...], input
     if len(inner.inputs) != 1 or len(inner.outputs) != 1:
         raise ImportProblem(f"{path}: expected one image input and one output; received {len(inner.inputs)} "
                             f"inputs and {len(inner.outputs)} outputs")
-    size, channels = _input_spec(tuple(inner.input_shape), input_size, path)
+    size, channels = _input_spec(tuple(inner.input_shape), input_size, path, fallback=exp.meta.get("image_size"))
     units = _check_units(tuple(inner.output_shape), exp, path)
     w, b, mode, mean, std = preprocess_affine(preprocessing, _effective_order(preprocessing, channel_order), channels)
     inp = keras.Input((size, size, 3), name="image")
@@ -721,7 +726,7 @@ def _import_onnx(path: Path, exp: art.Experiment, order: tuple[str, ...], input_
         raise ImportProblem(f"{path}: expected one image input; received {[i.name for i in inputs]}")
     layout = _onnx_layout(inputs[0].shape, path)
     dims = [d if isinstance(d, int) else None for d in inputs[0].shape]
-    size, channels = _input_spec(dims, input_size, path, layout)
+    size, channels = _input_spec(dims, input_size, path, layout, fallback=exp.meta.get("image_size"))
     if "float" not in str(inputs[0].type):
         raise ImportProblem(f"{path}: expected a float32 image input; received {inputs[0].type}")
     out_dims = [d if isinstance(d, int) else None for d in outs[0].shape]

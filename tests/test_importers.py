@@ -467,3 +467,21 @@ def test_occlusion_map_points_at_the_only_pixels_an_onnx_model_reads(exp_root):
     assert cam.layer_name.startswith("occlusion") and cam.class_index == 1
     assert cam.heat[: SIZE - 2, : SIZE - 2].min() > 0.5 and cam.heat[SIZE + 2:, :].max() == 0.0
     assert cam.heat[:, SIZE + 2:].max() == 0.0
+
+
+def test_input_size_is_asked_for_only_when_the_file_cannot_tell(exp_root, sigmoid_keras):
+    import keras
+
+    exp_dir = _experiment(exp_root, "sizes")
+    inp = keras.Input((None, None, 3))
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Conv2D(4, 3, activation="relu")(inp)))
+    path = exp_root / "anysize.keras"
+    keras.Model(inp, out).save(path)
+    with pytest.raises(ValueError, match="Invalid value for argument `input_size`. Expected a size in pixels"):
+        add_model(exp_dir, name="any", file=path)
+    with pytest.raises(ValueError, match=r"Invalid value for argument `input_size`. Expected 16 \(the model's fixed"):
+        add_model(exp_dir, name="fixed", file=sigmoid_keras["keras"], input_size=32)
+    cfg = add_model(exp_dir, name="any", file=path, input_size=24)
+    assert cfg["input_size"] == 24 and cfg["outputs"] == "probabilities"
+    assert len(art.read_predictions(art.load_experiment(exp_dir), "any")) == 12 * 2

@@ -71,20 +71,21 @@ def sigmoid_keras(exp_root: Path) -> dict[str, Path]:
     return files
 
 
-def _onnx_file(path: Path, n_out: int, softmax: bool, seed: int = 0) -> tuple[Path, np.ndarray, np.ndarray]:
+def _onnx_file(path: Path, n_out: int, softmax: bool, seed: int = 0,
+               channels: int = 3) -> tuple[Path, np.ndarray, np.ndarray]:
     """A real ONNX graph (NCHW input -> Flatten -> Gemm [-> Softmax]) built with the onnx helper API."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    w = rng.normal(0, 0.05, (3 * SIZE * SIZE, n_out)).astype(np.float32)
+    w = rng.normal(0, 0.05, (channels * SIZE * SIZE, n_out)).astype(np.float32)
     b = rng.normal(0, 0.1, n_out).astype(np.float32)
     nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
              helper.make_node("Gemm", ["flat", "W", "B"], ["logits" if softmax else "y"])]
     if softmax:
         nodes.append(helper.make_node("Softmax", ["logits"], ["y"], axis=1))
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                             ["N", 3, SIZE, SIZE])],
+                                                                             ["N", channels, SIZE, SIZE])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_out])],
                               initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -214,6 +215,22 @@ def test_onnx_logits_with_a_single_unit_become_sigmoid_probabilities(exp_root):
     p = 1 / (1 + np.exp(-(x @ w + b)[:, 0]))
     preds = art.read_predictions(art.load_experiment(exp_dir), "one").set_index("sample_id")
     np.testing.assert_allclose(preds.loc[samples.loc[ev, "sample_id"], "prob_1"], p, atol=1e-5)
+
+
+def test_onnx_gray_input_and_tta_average_the_flipped_views(exp_root):
+    import onnxruntime as ort
+
+    exp_dir = _experiment(exp_root, "onnx-gray")
+    path, _, _ = _onnx_file(exp_root / "gray.onnx", 2, softmax=True, seed=5, channels=1)
+    cfg = add_model(exp_dir, name="gray", file=path, preprocessing="unit", tta=True)
+    assert cfg["input_channels"] == 1 and cfg["tta"] is True
+    samples, imgs = _pixels(exp_dir)
+    ev = samples["eval_set"].notna().to_numpy()
+    gray = (imgs[ev] @ np.array([0.299, 0.587, 0.114]) / 255.0).astype(np.float32)[:, None]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    own = (session.run(None, {"x": gray})[0] + session.run(None, {"x": gray[..., ::-1].copy()})[0]) / 2
+    preds = art.read_predictions(art.load_experiment(exp_dir), "gray").set_index("sample_id")
+    np.testing.assert_allclose(preds.loc[samples.loc[ev, "sample_id"], art.prob_columns(2)], own, atol=1e-5)
 
 
 def test_preprocess_affine_reproduces_keras_applications_modes():

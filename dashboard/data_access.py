@@ -481,9 +481,31 @@ def excluded_sample_ids(exp: art.Experiment) -> set[str]:
 
     from pipeline import notes
 
-    if get_script_run_ctx(suppress_warning=True) is None or not st.session_state.get(EXCLUDE_LABEL_WRONG_KEY, False):
+    if get_script_run_ctx(suppress_warning=True) is None:
         return set()
-    return set(get_tagged(exp).get(notes.LABEL_WRONG, ()))
+    out: set[str] = set()
+    if st.session_state.get(EXCLUDE_LABEL_WRONG_KEY, False):
+        out |= set(get_tagged(exp).get(notes.LABEL_WRONG, ()))
+    if st.session_state.get(EXCLUDE_LEAKY_KEY, False):
+        out |= set(leaky_ids(exp))
+    return out
+
+
+EXCLUDE_LEAKY_KEY = "exclude_leaky"  # session-state key of the sidebar's leak-free switch
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _leaky_ids(exp_dir: str, stamp: Stamp, eval_sets: tuple[str, ...]) -> frozenset[str]:
+    from pipeline.audit import leaky_sample_ids
+
+    return frozenset(sid for es in eval_sets for sid in leaky_sample_ids(exp_dir, es))
+
+
+def leaky_ids(exp: art.Experiment) -> frozenset[str]:
+    """Evaluated images (test, val, extra sets) with a near-duplicate in training (data audit); empty without one."""
+    audit_dir = Path(exp.path) / "audit"
+    stamp = (*experiment_stamp(exp.path), *file_stamp(*sorted(audit_dir.glob("*.parquet"))))
+    return _leaky_ids(str(exp.path), stamp, tuple(exp.eval_sets))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

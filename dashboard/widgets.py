@@ -86,10 +86,16 @@ def _selection_widgets(root: Path, exp: Experiment) -> state.Selection | None:
             cls = names[exp.positive_index]
             st.caption(f"Positive class: **{cls}**")
         st.caption(f"{exp.task} · {len(names)} classes · {len(exp.samples):,} samples · {len(exp.models)} models")
+        leaky = da.leaky_ids(exp)
+        if leaky:
+            st.toggle(f"Leak-free: leave out {len(leaky):,} evaluated images with a near-duplicate in training",
+                      key=da.EXCLUDE_LEAKY_KEY,
+                      help="From the data audit (Data audit page). Every metric page, the leaderboard and the meeting "
+                           "report then score only images the models have not seen a copy of.")
         excluded = da.excluded_sample_ids(exp)
         if excluded:
-            st.caption(f"{len(excluded):,} sample(s) marked 'label wrong' are left out of every metric "
-                       "(toggle on the Misclassifications page).")
+            st.caption(f"{len(excluded):,} sample(s) are left out of every metric (marked 'label wrong', toggle on "
+                       "the Misclassifications page, and/or leak-free above).")
         for problem in exp.problems:
             st.warning(str(problem))
     if not models:

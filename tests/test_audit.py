@@ -259,3 +259,34 @@ def test_prepare_samples_writes_the_audit_and_reuses_it_on_resume(tmp_path):
     assert info2["audit"] == info["audit"] and table2["split"].tolist() == table["split"].tolist()
     art.write_samples(cfg.experiment_dir, table2)
     assert leaky_sample_ids(cfg.experiment_dir) == {"test_images[0]", "test_images[1]"}
+
+
+def test_leak_free_switch_scores_the_kept_subset_on_every_page(tmp_path, artifacts_env):
+    """The sidebar's leak-free switch leaves out the 2 leaky test images everywhere (scikit-learn as the oracle)."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline import artifacts as art
+    from tests.conftest import no_exceptions, open_app
+
+    exp_dir = _experiment_with_audit(tmp_path)
+    artifacts_env(tmp_path)
+    exp = art.load_experiment(exp_dir)
+    preds = art.read_predictions(exp, "MobileNetV2").query("eval_set == 'test'").set_index("sample_id")
+    labels = exp.samples.set_index("sample_id").loc[preds.index, "label"]
+    leaky = {"test-0000000", "test-0000001"}
+    kept = ~preds.index.isin(list(leaky))
+    full_auc = roc_auc_score(labels == 1, preds["prob_1"])
+    free_auc = roc_auc_score(labels[kept] == 1, preds.loc[kept, "prob_1"])
+    at = open_app("audited", "overview")
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert float(table.loc["MobileNetV2", "ROC AUC leak-free"]) == pytest.approx(free_auc, abs=5e-4)
+    assert str(table.loc["MobileNetV2", "ROC AUC"]).startswith(f"{full_auc:.3f}")
+    at.toggle(key="exclude_leaky").set_value(True).run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert str(table.loc["MobileNetV2", "ROC AUC"]).startswith(f"{free_auc:.3f}")
+    assert "ROC AUC leak-free" not in table.columns
+    at.switch_page("app_pages/confusion.py").run()  # another metric page: 38 of 40 test samples counted
+    no_exceptions(at)
+    assert any("2 sample(s) are left out" in c.value for c in at.sidebar.caption)

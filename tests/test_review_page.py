@@ -243,7 +243,8 @@ def test_exclude_toggle_shows_metrics_without_label_wrong_samples(review_root):
     # The choice outlives a visit to another page (the widget's own key does not).
     at.switch_page("app_pages/overview.py").run()
     assert at.session_state["exclude_label_wrong"] is True
-    assert any(f"{len(marked)} sample(s) marked 'label wrong' are left out" in c.value for c in at.sidebar.caption)
+    assert any(f"{len(marked)} sample(s) are left out of every metric (marked 'label wrong'" in c.value
+               for c in at.sidebar.caption)
     # ... and every metric page scores without them: the confusion matrix counts only the kept samples.
     at.switch_page("app_pages/confusion.py").run()
     no_exceptions(at)

@@ -49,6 +49,17 @@ if results:
     display, best = figures.leaderboard_table(
         frame, da.LEADERBOARD_METRICS,
         thresholds={m: state.get_threshold(sel, m) for m in frame.index} if sel.binary else None)
+    leaky = da.leaky_ids(sel.exp)
+    if leaky and not st.session_state.get(da.EXCLUDE_LEAKY_KEY, False):
+        # the ranking metric on the test images without a near-copy in training, beside the full value
+        label = figures.METRIC_LABELS.get(rank_by, rank_by)
+        free = {m: da.get_summary_excluding(sel.exp, m, sel.eval_set, state.decision_threshold(sel, m),
+                                            da.excluded_sample_ids(sel.exp) | set(leaky))[rank_by]
+                for m in frame.index if m in data}
+        column = [f"{free[m]:.3f}" if m in free and free[m] == free[m] else "—" for m in display.index]
+        at = list(display.columns).index(label) + 1 if label in display.columns else len(display.columns)
+        display.insert(at, f"{label} leak-free", column)
+        best.insert(at, f"{label} leak-free", False)
     st.subheader("Leaderboard")
     shown = widgets.leaderboard_columns_ui(display)
     st.dataframe(figures.style_best(display, best), width="stretch", key="leaderboard", column_order=shown,

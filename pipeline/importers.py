@@ -934,6 +934,11 @@ def _validate_predictions(table: pd.DataFrame, exp: art.Experiment, eval_sets: l
                             f"softmax/sigmoid first), e.g. {_row_examples(table, key, out_range, arr)}")
         sums = arr.sum(axis=1)
         off = ok_rows & ~out_range & (np.abs(sums - 1) > 1e-3)
+        zero = off & (sums <= 1e-12)
+        if zero.any() and normalise:
+            problems.append(f"{int(zero.sum())} rows are all zero and cannot be normalised, e.g. "
+                            f"{_row_examples(table, key, zero, arr)}")
+            off &= ~zero
         if off.any() and normalise:
             arr[off] = arr[off] / sums[off, None]
             notes.append(f"{int(off.sum())} rows did not sum to 1 and were normalised")

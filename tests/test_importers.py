@@ -363,6 +363,11 @@ def test_sums_are_fixed_by_normalise_but_not_out_of_range(exp_root, tmp_path):
     table.to_csv(path, index=False)
     with pytest.raises(ImportProblem, match="do not sum to 1"):
         add_predictions(exp_dir, name="half", file=path)
+    zero = table.copy()
+    zero.loc[0, ["prob_0", "prob_1"]] = 0.0
+    zero.to_csv(tmp_path / "zero.csv", index=False)
+    with pytest.raises(ImportProblem, match="1 rows are all zero and cannot be normalised"):
+        add_predictions(exp_dir, name="half", file=tmp_path / "zero.csv", normalise=True)
     add_predictions(exp_dir, name="half", file=path, normalise=True)
     preds = art.read_predictions(art.load_experiment(exp_dir), "half")
     np.testing.assert_allclose(preds[["prob_0", "prob_1"]].sum(axis=1), 1.0)

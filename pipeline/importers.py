@@ -89,7 +89,7 @@ def add_model(exp_dir: Path | str, *, name: str, file: Path | str, input_size: i
     unchanged on any problem.
     """
     exp_dir = Path(exp_dir)
-    exp = art.load_experiment(exp_dir)
+    exp = _load_experiment(exp_dir)
     _check_name(exp_dir, name, replace)
     path = Path(file).expanduser()
     kind = _model_kind(path)
@@ -213,7 +213,7 @@ def add_predictions(exp_dir: Path | str, *, name: str, file: Path | str, normali
     ImportProblem listing every problem with examples; the experiment is unchanged then.
     """
     exp_dir = Path(exp_dir)
-    exp = art.load_experiment(exp_dir)
+    exp = _load_experiment(exp_dir)
     _check_name(exp_dir, name, replace)
     path = Path(file).expanduser()
     if not path.is_file():
@@ -311,6 +311,13 @@ def onnx_classifier(exp_dir: Path | str, model: str) -> OnnxClassifier:
 
 
 # ---------------------------------------------------------------- checks shared by both importers
+
+def _load_experiment(exp_dir: Path) -> art.Experiment:
+    try:
+        return art.load_experiment(exp_dir)
+    except art.ArtifactError as exc:
+        raise ImportProblem(f"{exp_dir} is not a usable experiment folder: {exc}") from None
+
 
 def _check_name(exp_dir: Path, name: str, replace: bool) -> None:
     if not isinstance(name, str) or not name.strip() or name.startswith(".") or "/" in name or "\\" in name \

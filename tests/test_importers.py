@@ -302,6 +302,8 @@ def test_bad_model_files_give_one_clear_error_and_change_nothing(exp_root, sigmo
         add_model(exp_dir, name="../escape", file=sigmoid_keras["keras"])
     with pytest.raises(ValueError, match="Invalid value for argument `name`.*exists"):
         add_model(exp_dir, name="MobileNetV2", file=sigmoid_keras["keras"])
+    with pytest.raises(ImportProblem, match="is not a usable experiment folder.*experiment.json: file is missing"):
+        add_model(exp_root / "nowhere", name="x", file=sigmoid_keras["keras"])
     assert _snapshot(exp_dir) == before
     assert not [p for p in exp_dir.iterdir() if p.name.startswith(".import-")]
 

@@ -993,3 +993,28 @@ def get_worst_subgroup(exp: art.Experiment, models: list[str], eval_set: str, co
     return _worst_subgroup(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, column, key, thr,
                            int(class_index), len(exp.class_names) == 2, exp.positive_index, metric,
                            int(cfg.min_size), exp, groups)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _label_issue_queue(exp_dir: str, stamp: Stamp) -> pd.DataFrame:
+    from pipeline.audit import conflicting_sample_ids
+    from pipeline.label_issues import read_label_issues
+
+    queue = read_label_issues(exp_dir)
+    frames = []
+    if queue is not None and len(queue):
+        frames.append(queue.assign(source="out-of-fold predictions (cleanlab)"))
+    conflicts = sorted(conflicting_sample_ids(exp_dir))
+    if conflicts:
+        frames.append(pd.DataFrame({"sample_id": conflicts, "is_issue": True,
+                                    "source": "duplicate cluster with conflicting labels (data audit)"}))
+    if not frames:
+        return pd.DataFrame(columns=["sample_id", "is_issue", "source"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def label_issue_queue(exp: art.Experiment) -> pd.DataFrame:
+    """Suspected label errors: cleanlab's ranking of out-of-fold predictions, then duplicate clusters whose labels
+    disagree (data audit). Empty when the experiment has neither (no k-fold runs, no audit)."""
+    files = [Path(exp.path) / "label_issues.parquet", *sorted((Path(exp.path) / "audit").glob("*.parquet"))]
+    return _label_issue_queue(str(exp.path), (*experiment_stamp(exp.path), *file_stamp(*files)))

@@ -42,3 +42,31 @@ def test_precision_recall_by_hand_and_one_class_refused():
     one = OutOfFold(oof.sample_ids, np.zeros(30, int), oof.probs, oof.by_backbone)
     with pytest.raises(ValueError, match=r"argument `oof`.*two classes.*Received: \[0\]"):
         find_label_issues(one)
+
+
+def test_review_page_shows_the_queue_and_marks_label_wrong(tmp_path, artifacts_env):
+    from pipeline import artifacts as art
+    from pipeline import notes
+    from pipeline.fake import make_fake_experiment
+    from pipeline.label_issues import write_label_issues
+    from tests.conftest import no_exceptions, open_app
+
+    exp_dir = make_fake_experiment(tmp_path, "queued", n_samples=200, n_models=2, seed=3)
+    exp = art.load_experiment(exp_dir)
+    oof, flipped = _noisy_oof(n=200, k=2, flip=0.1, seed=4)
+    ids = exp.samples["sample_id"].to_numpy()[:200]
+    renamed = {f"s{i}": ids[i] for i in range(200)}
+    queue = find_label_issues(OutOfFold(ids, oof.labels, oof.probs, oof.by_backbone), class_names=exp.class_names)
+    queue["injected_flip"] = queue["sample_id"].isin([renamed[s] for s in flipped])
+    write_label_issues(exp_dir, queue)
+    artifacts_env(tmp_path)
+    at = open_app("queued", "review")
+    no_exceptions(at)
+    table = next(d.value for d in at.dataframe if "models suggest" in d.value.columns)
+    assert len(table) == int(queue["is_issue"].sum()) and table["sample"].iloc[0] == queue["sample_id"].iloc[0]
+    assert any("precision" in c.value and "recall" in c.value for c in at.caption)
+    first = str(table["sample"].iloc[0])
+    at.selectbox(key="review_queue_pick").set_value(first).run()
+    at.button(key="review_queue_mark").click().run()
+    no_exceptions(at)
+    assert first in notes.samples_with_tag(exp_dir, notes.LABEL_WRONG)

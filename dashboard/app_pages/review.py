@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -332,3 +333,47 @@ for m, thr in zip(models, thresholds):
     rows.append(row)
 st.dataframe(pd.DataFrame(rows).set_index("model").style.format(precision=4, na_rep="—"), width="stretch",
              key="review_metrics")
+
+# ---------------------------------------------------------------- suspected label errors
+st.divider()
+st.subheader("Suspected label errors")
+queue = da.label_issue_queue(exp)
+if queue.empty:
+    st.caption("No queue for this experiment: it is built from out-of-fold predictions (train with "
+               "`[train] folds = 5`) and from duplicate clusters whose labels disagree (the data audit).")
+else:
+    flagged = queue[queue["is_issue"].astype(bool)]
+    names_arr = np.asarray(names, dtype=object)
+    show = pd.DataFrame({"sample": flagged["sample_id"], "source": flagged["source"]})
+    if "label" in flagged:
+        show["label"] = [names_arr[int(v)] if v == v else "" for v in flagged["label"]]
+        show["models suggest"] = [names_arr[int(v)] if v == v else "" for v in flagged["suggested"]]
+        show["label quality"] = flagged["label_quality"].round(3)
+        show["models disagree"] = [f"{int(d)} of {int(n)}" if n == n else "" for d, n in
+                                   zip(flagged["models_disagree"], flagged["n_models"])]
+    show["marked 'label wrong'"] = flagged["sample_id"].isin(list(tagged.get(notes.LABEL_WRONG, ())))
+    st.caption(f"{len(flagged):,} suspected, models-agree-label-disagrees first (lowest label quality first). "
+               "Mark one after looking at it; marked samples can be left out of every metric with the toggle above.")
+    if "injected_flip" in queue:
+        from pipeline.label_issues import precision_recall
+
+        p, r = precision_recall(flagged["sample_id"], queue.loc[queue["injected_flip"].astype(bool), "sample_id"])
+        st.caption(f"This (demo) data set knows its injected label flips: the queue's precision {p:.2f}, "
+                   f"recall {r:.2f}.")
+    st.dataframe(show.head(200), hide_index=True, width="stretch", key="review_label_queue")
+    q1, q2 = st.columns([3, 1])
+    with q1:
+        pick = st.selectbox("Sample from the queue", list(flagged["sample_id"].head(200)), key="review_queue_pick")
+
+    def _mark_queue() -> None:
+        sid_ = st.session_state.get("review_queue_pick")
+        try:
+            notes.add_note(exp.path, str(sid_), notes.LABEL_WRONG, "from the suspected-label-error queue",
+                           st.session_state.get(AUTHOR_KEY, ""))
+        except (ValueError, sqlite3.Error) as exc:
+            st.session_state[MESSAGE_KEY] = ("error", f"The note was not saved: {exc}")
+            return
+        st.session_state[MESSAGE_KEY] = ("success", f"Saved: {notes.LABEL_WRONG} on {sid_}.")
+
+    with q2:
+        st.button("Mark 'label wrong'", on_click=_mark_queue, key="review_queue_mark", disabled=pick is None)

@@ -116,7 +116,8 @@ def test_too_few_and_one_class_subgroups_have_no_numbers():
     res = mt.subgroup_metrics(y, {"a": P}, sub, groups, n_boot=50, min_size=30)
     assert res.too_few.tolist() == [False, False, False, False, True]
     assert all(np.isnan(res.values["a"][m][4].point) for m in res.metrics)
-    assert np.isnan(res.values["a"]["roc_auc"][3].point)
+    assert np.isnan(res.values["a"]["roc_auc"][3].point) and np.isnan(res.values["a"]["sensitivity"][3].point)
+    assert np.isnan(mt.subgroup_point_metrics(y, {"a": P}, sub)["a"]["sensitivity"][3])
     assert res.values["a"]["specificity"][3].point == pytest.approx(skm.recall_score(1 - y[sub == 3],
                                                                                       P[sub == 3, 1] < 0.5))
     rows = res.rows()
@@ -339,3 +340,19 @@ def test_worst_subgroup_loader_for_the_leaderboard(fake_root, artifacts_env):
                for s in ("female", "male")}
         name = min(acc, key=acc.get)
         assert worst[model][0] == name and worst[model][1] == pytest.approx(acc[name])
+
+
+def test_subgroups_page_splits_by_evaluation_set(broken_root, artifacts_env):
+    from tests.conftest import no_exceptions, open_app
+
+    artifacts_env(broken_root)
+    at = open_app("one_class", "subgroups")
+    at.select_slider(key="sg_n_boot").set_value(200)
+    at.selectbox(key="sg_column").set_value("eval_set").run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert sorted(set(table["subgroup"])) == ["benign_only", "test"]
+    benign = table[table["subgroup"] == "benign_only"]
+    assert (benign["n"] == 120).all() and (benign["positives"] == 0).all()
+    assert set(benign["ROC AUC"]) == {"n/a"} and set(benign["Sensitivity"]) == {"n/a"}
+    assert benign["Specificity"].str.match(r"^\d\.\d{3} \[").all()

@@ -30,6 +30,7 @@ from pipeline.metrics._bootstrap import (
     _percentile_interval,
     _prepare_model,
     _resolve_metrics,
+    _undefined_mask,
 )
 from pipeline.metrics._ranking import _binary_count_metrics
 from pipeline.metrics._validation import _RANK_METRICS, _check_pos_index, _group_codes
@@ -101,16 +102,18 @@ def _check_subgroups(subgroup: ArrayLike, n: int, names: Sequence[str] | None) -
 
 
 def _points(prep: _ModelPrep, mets: Sequence[str]) -> dict[str, float]:
-    """Exact values on a subgroup's samples; an AUC without both classes is NaN, not an error."""
+    """Exact values on a subgroup's samples. A metric whose denominator is zero there (sensitivity without
+    positives, an AUC without both classes) is NaN, not scikit-learn's zero_division value or an error."""
     conf = np.bincount(prep.conf_cell, minlength=prep.n_classes**2).astype(np.float64)[:, None]
     counts = _count_metrics(prep, conf)
+    undefined = _undefined_mask(prep, conf)
     out = {}
     for m in mets:
         if m in _RANK_METRICS:
             vals = np.array([r.exact_auc if m == "roc_auc" else r.exact_ap for r in prep.ranks])
             out[m] = float(np.nanmean(vals)) if not np.isnan(vals).all() else math.nan
         else:
-            out[m] = float(counts[m][0])
+            out[m] = math.nan if m in undefined and bool(undefined[m][0]) else float(counts[m][0])
     return out
 
 
@@ -134,7 +137,8 @@ def subgroup_metrics(
 
     `subgroup`: per sample a subgroup code (int index into `names`) or label. A point value equals the
     metric on the subgroup's slice (scikit-learn's definitions); subgroups with fewer than `min_size` samples
-    get NaN ("too few"); an AUC on a subgroup with one class only is NaN.
+    get NaN ("too few"); a metric undefined on a subgroup (an AUC with one class only, a sensitivity without
+    positives) is NaN.
     """
     _check_boot_args(n_boot, alpha)
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 1:
@@ -258,8 +262,8 @@ def subgroup_point_metrics(
     pos_index: int = 1,
 ) -> dict[str, dict[str, NDArray[np.float64]]]:
     """Binary threshold metrics (sensitivity, specificity, balanced accuracy...) per subgroup at each model's
-    threshold, without intervals: {model: {metric: (n_subgroups,)}}. One bincount per model (the fast path for
-    a threshold move)."""
+    threshold, without intervals: {model: {metric: (n_subgroups,)}}; NaN where a metric is undefined. One bincount
+    per model (the fast path for a threshold move)."""
     labels, probs = _check_models(y, probs_by_model)
     K = next(iter(probs.values())).shape[1]
     if K != 2:
@@ -275,8 +279,13 @@ def subgroup_point_metrics(
         score = P[:, pos]
         pred = score >= t if t is not None else np.argmax(P, axis=1) == pos
         c = np.bincount(base + pred, minlength=4 * S).reshape(S, 4).astype(np.float64)
-        out[name] = {k: np.asarray(v, dtype=np.float64) for k, v in
-                     _binary_count_metrics(c[:, 0], c[:, 1], c[:, 2], c[:, 3]).items()}
+        tn, fp, fn, tp = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+        no_pos, no_neg = tp + fn == 0, tn + fp == 0
+        # As subgroup_metrics: a metric without a denominator on a subgroup is NaN.
+        undefined = {"sensitivity": no_pos, "specificity": no_neg, "fpr": no_neg, "youden_j": no_pos | no_neg,
+                     "precision": tp + fp == 0, "npv": tn + fn == 0, "f1": 2 * tp + fp + fn == 0}
+        out[name] = {k: np.where(undefined.get(k, False), np.nan, np.asarray(v, dtype=np.float64))
+                     for k, v in _binary_count_metrics(tn, fp, fn, tp).items()}
     return out
 
 

@@ -311,7 +311,9 @@ RESOURCE_COLUMNS = {  # config key -> (label, scale, lower is better)
     "model_bytes": ("Size (MB)", 1e-6, True),
     "infer_ms_per_image": ("ms / image", 1.0, True),
     "train_seconds": ("Train (min)", 1 / 60, True),
+    "cpu_seconds": ("Train CPU (min)", 1 / 60, True),
 }
+TRAINING_COLUMNS = {"epochs_run": "Epochs", "best_epoch": "Best epoch", "stop_reason": "Stopped"}  # no best mark
 BEST_MARK = " ★"
 BEST_STYLE = "background-color: #d7f2dd; color: #0b5d1e"
 
@@ -352,6 +354,10 @@ def leaderboard_table(frame: pd.DataFrame, metrics: Sequence[str], *,
         if key in frame.columns:
             display[label] = (frame[key] * scale).round(3)
             best[label] = _best_mask(frame[key], lower_is_better=lower)
+    for key, label in TRAINING_COLUMNS.items():  # how each run ended: epochs run, selected epoch, why it stopped
+        if key in frame.columns and frame[key].notna().any():
+            display[label] = [("—" if v != v else str(int(v)) if isinstance(v, float) else str(v)) for v in frame[key]]
+            best[label] = False
     display.index.name = "Model"
     best.index.name = "Model"
     return display, best

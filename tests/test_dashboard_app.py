@@ -82,6 +82,7 @@ def test_an_evaluation_set_with_one_class_only_still_renders(broken_root, artifa
         no_exceptions(at)
         assert not at.error, (page, [e.value for e in at.error])
     at.switch_page(PAGE_FILES["thresholds"]).run()
+    at.selectbox(key="thr_choose_on").set_value("benign_only").run()  # choose on the one-class set itself
     at.button(key="thr_btn_target").click().run()
     no_exceptions(at)
     assert any("Cannot pick a threshold" in w.value and "positive" in w.value for w in at.warning)

@@ -34,13 +34,27 @@ for i, metric in enumerate(chosen):
 rows = []
 for model, df in histories.items():
     row = {"model": model, "epochs": len(df)}
-    if "val_loss" in df.columns and len(df):
-        row["best epoch (val_loss)"] = int(df["epoch"].iloc[df["val_loss"].idxmin()]) if "epoch" in df else None
-        row["best val_loss"] = float(df["val_loss"].min())
     try:
         cfg = da.get_model_config(sel.exp, model)
-        for key, label in (("train_seconds", "train time (s)"), ("train_images_per_s", "images/s"),
-                           ("weights", "weights"), ("input_size", "input size")):
+    except ArtifactError:
+        cfg = {}
+    if "selected" in df.columns and df["selected"].astype(bool).any():  # the protocol's own choice
+        chosen = df[df["selected"].astype(bool)].iloc[-1]
+        measure = str(cfg.get("selected_on", "val_auc"))
+        row["selected epoch"] = int(chosen["epoch"])
+        row["selected on"] = measure
+        if measure in df.columns:
+            row[f"selected {measure}"] = float(chosen[measure])
+    elif "val_loss" in df.columns and len(df):  # models trained before the protocol: lowest val loss
+        row["selected epoch"] = int(df["epoch"].iloc[df["val_loss"].idxmin()]) if "epoch" in df else None
+        row["selected on"] = "val_loss"
+        row["selected val_loss"] = float(df["val_loss"].min())
+    if isinstance(cfg.get("stop_reason"), str):
+        row["stopped"] = cfg["stop_reason"]
+    try:
+        cfg = da.get_model_config(sel.exp, model)
+        for key, label in (("train_seconds", "train time (s)"), ("cpu_seconds", "CPU (s)"),
+                           ("train_images_per_s", "images/s"), ("weights", "weights"), ("input_size", "input size")):
             if key in cfg:
                 row[label] = cfg[key]
     except ArtifactError as exc:

@@ -226,9 +226,11 @@ def leaderboard_frame(results: Mapping[str, Mapping[str, tuple[float, float, flo
             point, lo, hi = res.get(m, (np.nan, np.nan, np.nan))
             row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(point), float(lo), float(hi)
         cfg = configs.get(model, {})
-        for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds"):
+        for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds", "cpu_seconds", "epochs_run",
+                    "best_epoch"):
             val = cfg.get(key)
             row[key] = float(val) if isinstance(val, (int, float)) and art.is_finite_number(val) else np.nan
+        row["stop_reason"] = str(cfg["stop_reason"]) if isinstance(cfg.get("stop_reason"), str) else None
         rows.append(row)
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
 

@@ -196,3 +196,21 @@ def test_runs_page_shows_spread_rank_stability_and_pairs(fake_root, artifacts_en
     assert len(pairs) == 3 and all(text.endswith("of 3 runs") for text in pairs["A beats B"])
     assert "paired t-test over seeds" in " ".join(c.value for c in at.caption)
     assert at.get("plotly_chart")
+
+
+def test_leaderboard_has_a_worst_subgroup_column(fake_root, artifacts_env):
+    artifacts_env(fake_root)
+    at = open_app("binary", "overview")
+    no_exceptions(at)
+    column = at.selectbox(key="overview_worst_by").value
+    assert column != "(none)"
+    table = at.dataframe[0].value
+    cells = table[f"Worst {column}"]
+    models = [m for m in table.index if not m.startswith("Ensemble")]
+    # "0.812 (subgroup)": never above the model's overall AUC (the worst subgroup is at most the whole)
+    for m in models:
+        value = float(str(cells[m]).split(" ")[0])
+        overall = float(str(table.loc[m, "ROC AUC"]).split(" ")[0])
+        assert value <= overall + 0.05 and "(" in str(cells[m])
+    at.selectbox(key="overview_worst_by").set_value("(none)").run()
+    assert not [c for c in at.dataframe[0].value.columns if c.startswith("Worst")]

@@ -60,6 +60,25 @@ if results:
         at = list(display.columns).index(label) + 1 if label in display.columns else len(display.columns)
         display.insert(at, f"{label} leak-free", column)
         best.insert(at, f"{label} leak-free", False)
+    sg_cfg = da.subgroups_config(sel.exp)
+    try:
+        sg_columns = [c for c in da.get_subgroup_frame(sel.exp, sg_cfg.columns).columns if c != "eval_set"]
+    except (ValueError, KeyError):
+        sg_columns = []
+    if sg_columns:  # a subgroup that fails must not hide inside a good average
+        sg_col = st.selectbox("Worst subgroup by", ["(none)", *sg_columns], key="overview_worst_by",
+                              index=1, help="The lowest subgroup value of the ranking metric (subgroups of at least "
+                                            "the configured minimum size), at the thresholds in force; details on "
+                                            "*Subgroups*.")
+        if sg_col != "(none)":
+            label = figures.METRIC_LABELS.get(rank_by, rank_by)
+            worst = da.get_worst_subgroup(sel.exp, [m for m in display.index if m in data], sel.eval_set, sg_col,
+                                          rank_by, {m: state.decision_threshold(sel, m) for m in data},
+                                          class_index=sel.class_index)
+            cells = [("—" if not worst.get(m) else f"{worst[m][1]:.3f} ({worst[m][0]})") for m in display.index]
+            at = list(display.columns).index(label) + 1 if label in display.columns else len(display.columns)
+            display.insert(at, f"Worst {sg_col}", cells)
+            best.insert(at, f"Worst {sg_col}", False)
     st.subheader("Leaderboard")
     shown = widgets.leaderboard_columns_ui(display)
     st.dataframe(figures.style_best(display, best), width="stretch", key="leaderboard", column_order=shown,

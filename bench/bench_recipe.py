@@ -11,6 +11,7 @@ so the CPU seconds of one run are its own.
     python -m bench.bench_recipe                       # all five backbones, new x3 + old x1
     python -m bench.bench_recipe --backbones SmallCNN --seeds 0 --protocols new
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import multiprocessing as mp
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,33 @@ from bench.common import OUT_DIR, REPO_ROOT
 DATA = REPO_ROOT.parent / "shared" / "data" / "breastmnist.npz"
 BACKBONES = ("SmallCNN", "MobileNetV2", "EfficientNetB0", "ResNet50", "DenseNet121")
 PAPER = {  # MedMNIST v2 (Yang et al., Scientific Data 2023), Table: BreastMNIST test AUC / ACC
-    "ResNet-18 (28)": (0.901, 0.863), "ResNet-18 (224)": (0.891, 0.833), "ResNet-50 (28)": (0.857, 0.812),
-    "ResNet-50 (224)": (0.866, 0.842), "auto-sklearn": (0.836, 0.803), "AutoKeras": (0.871, 0.831),
+    "ResNet-18 (28)": (0.901, 0.863),
+    "ResNet-18 (224)": (0.891, 0.833),
+    "ResNet-50 (28)": (0.857, 0.812),
+    "ResNet-50 (224)": (0.866, 0.842),
+    "auto-sklearn": (0.836, 0.803),
+    "AutoKeras": (0.871, 0.831),
     "Google AutoML Vision": (0.919, 0.861),
 }
 
 
 def protocols(epochs: int) -> dict[str, dict[str, Any]]:
     """TrainConfig keyword sets of the old recipe (as before issue 11) and the new protocol."""
-    old = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
-           "select_on": "loss_unweighted", "min_epochs": 1, "patience": 3, "epochs": 15, "input_policy": "native",
-           "precise_bn": True, "clip_norm": None, "zero_head": False,
-           "augment": ("flip", "rotate", "zoom", "contrast")}
+    old = {
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "warmup_epochs": 0.0,
+        "select_on": "loss_unweighted",
+        "min_epochs": 1,
+        "patience": 3,
+        "epochs": 15,
+        "input_policy": "native",
+        "precise_bn": True,
+        "clip_norm": None,
+        "zero_head": False,
+        "augment": ("flip", "rotate", "zoom", "contrast"),
+    }
     new = {"epochs": epochs}
     return {"old": old, "new": new}
 
@@ -80,12 +96,19 @@ def run_one(backbone: str, protocol: str, seed: int, overrides: dict[str, Any], 
     result = train_backbone(backbone, data["train"], data["val"], 2, size, cfg)
     x_test, y_test = data["test"]
     probs = predict_array(result.model, x_test, 128)
-    return {"backbone": backbone, "protocol": protocol, "seed": seed,
-            "test_auc": float(mt.roc_auc(y_test == 1, probs[:, 1])),
-            "test_acc": float(np.mean((probs[:, 1] >= 0.5) == (y_test == 1))),
-            "val_auc": result.info["best_val_auc"], "epochs_run": result.info["epochs_run"],
-            "best_epoch": result.info["best_epoch"], "stop_reason": result.info["stop_reason"],
-            "cpu_minutes": (time.process_time() - cpu0) / 60, "train_seconds": result.info["train_seconds"]}
+    return {
+        "backbone": backbone,
+        "protocol": protocol,
+        "seed": seed,
+        "test_auc": float(mt.roc_auc(y_test == 1, probs[:, 1])),
+        "test_acc": float(np.mean((probs[:, 1] >= 0.5) == (y_test == 1))),
+        "val_auc": result.info["best_val_auc"],
+        "epochs_run": result.info["epochs_run"],
+        "best_epoch": result.info["best_epoch"],
+        "stop_reason": result.info["stop_reason"],
+        "cpu_minutes": (time.process_time() - cpu0) / 60,
+        "train_seconds": result.info["train_seconds"],
+    }
 
 
 def summarise(rows: list[dict[str, Any]]) -> str:
@@ -93,17 +116,24 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    lines = ["| backbone | protocol | seeds | test AUC mean (SD) | test ACC mean (SD) | epochs run / best | "
-             "CPU min per run (max) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backbone | protocol | seeds | test AUC mean (SD) | test ACC mean (SD) | epochs run / best | "
+        "CPU min per run (max) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (b, p), g in df.groupby(["backbone", "protocol"], sort=False):
         sd = lambda s: f"{s.std(ddof=1):.3f}" if len(s) > 1 else "-"  # noqa: E731
-        lines.append(f"| {b} | {p} | {len(g)} | {g.test_auc.mean():.3f} ({sd(g.test_auc)}) | "
-                     f"{g.test_acc.mean():.3f} ({sd(g.test_acc)}) | "
-                     f"{g.epochs_run.mean():.1f} / {g.best_epoch.mean():.1f} | "
-                     f"{g.cpu_minutes.mean():.2f} ({g.cpu_minutes.max():.2f}) |")
+        lines.append(
+            f"| {b} | {p} | {len(g)} | {g.test_auc.mean():.3f} ({sd(g.test_auc)}) | "
+            f"{g.test_acc.mean():.3f} ({sd(g.test_acc)}) | "
+            f"{g.epochs_run.mean():.1f} / {g.best_epoch.mean():.1f} | "
+            f"{g.cpu_minutes.mean():.2f} ({g.cpu_minutes.max():.2f}) |"
+        )
     lines.append("")
-    lines.append("Paper (MedMNIST v2, BreastMNIST test AUC / ACC): "
-                 + "; ".join(f"{k} {a:.3f} / {c:.3f}" for k, (a, c) in PAPER.items()))
+    lines.append(
+        "Paper (MedMNIST v2, BreastMNIST test AUC / ACC): "
+        + "; ".join(f"{k} {a:.3f} / {c:.3f}" for k, (a, c) in PAPER.items())
+    )
     return "\n".join(lines)
 
 
@@ -126,14 +156,19 @@ def main(argv: list[str] | None = None) -> int:
         key, value = item.split("=", 1)
         protos["new"][key] = json.loads(value)
     seeds = [int(s) for s in args.seeds.split(",")]
-    jobs = [(b, p, s if p == "new" else seeds[0]) for b in args.backbones.split(",")
-            for p in args.protocols.split(",") for s in (seeds if p == "new" else seeds[:1])]
+    jobs = [
+        (b, p, s if p == "new" else seeds[0])
+        for b in args.backbones.split(",")
+        for p in args.protocols.split(",")
+        for s in (seeds if p == "new" else seeds[:1])
+    ]
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), initializer=_init,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        args.jobs, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(threads,)
+    ) as pool:
         futs = {pool.submit(run_one, b, p, s, protos[p], args.size): (b, p, s) for b, p, s in jobs}
         for fut in as_completed(futs):
             try:
@@ -143,9 +178,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rows.append(row)
             print(json.dumps(row), flush=True)
-            out.write_text(json.dumps({"rows": rows, "protocols": {k: {kk: list(vv) if isinstance(vv, tuple) else vv
-                                                                         for kk, vv in v.items()}
-                                                                     for k, v in protos.items()}}, indent=1))
+            out.write_text(
+                json.dumps(
+                    {
+                        "rows": rows,
+                        "protocols": {
+                            k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()}
+                            for k, v in protos.items()
+                        },
+                    },
+                    indent=1,
+                )
+            )
     order = {b: i for i, b in enumerate(args.backbones.split(","))}
     rows.sort(key=lambda r: (order[r["backbone"]], r["protocol"] != "new", r["seed"]))
     print(summarise(rows))

@@ -14,8 +14,8 @@ import streamlit as st
 from dashboard import data_access as da
 from dashboard import state
 from pipeline.artifacts import ArtifactError, Experiment
-from pipeline.runs import RUN_SEPARATOR
 from pipeline.figures import model_colors
+from pipeline.runs import RUN_SEPARATOR
 
 GALLERY_PAGE_SIZE = 30
 EMPTY_MESSAGE = (

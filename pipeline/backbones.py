@@ -5,6 +5,7 @@ Keras lazily. Every classifier takes raw RGB pixels in [0, 255] and carries its 
 preprocessing inside the model (a serialisable layer), so a saved `.keras` file needs no other code
 than this module to predict, and loads with Keras safe mode on.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,36 +55,100 @@ class Backbone:
         return max(int(image_size), floor)
 
 
-def _entry(name: str, family: str, mode: str, fn: str, min_size: int, default: int, cam: str,
-           application: str | None = "same", cost: int = 30) -> Backbone:
+def _entry(
+    name: str,
+    family: str,
+    mode: str,
+    fn: str,
+    min_size: int,
+    default: int,
+    cam: str,
+    application: str | None = "same",
+    cost: int = 30,
+) -> Backbone:
     # every keras.applications backbone here downsamples 32x: a 2x2 last feature map needs 64 px
     fair = 0 if application is None else max(min_size, 64)
-    return Backbone(name, family, name if application == "same" else application, mode, fn, min_size, default, cam,
-                    cost, fair)
+    return Backbone(
+        name, family, name if application == "same" else application, mode, fn, min_size, default, cam, cost, fair
+    )
 
 
-BACKBONES: dict[str, Backbone] = {b.name: b for b in [
-    _entry("MobileNetV2", "mobilenet", "tf", "keras.applications.mobilenet_v2.preprocess_input", 32, 224, "out_relu", cost=5),
-    _entry("InceptionV3", "inception", "tf", "keras.applications.inception_v3.preprocess_input", 75, 299, "mixed10", cost=20),
-    _entry("VGG16", "vgg", "caffe", "keras.applications.vgg16.preprocess_input", 32, 224, "block5_conv3", cost=12),
-    _entry("VGG19", "vgg", "caffe", "keras.applications.vgg19.preprocess_input", 32, 224, "block5_conv4", cost=15),
-    _entry("ResNet50", "resnet", "caffe", "keras.applications.resnet.preprocess_input", 32, 224, "conv5_block3_out", cost=14),
-    _entry("ResNet101", "resnet", "caffe", "keras.applications.resnet.preprocess_input", 32, 224, "conv5_block3_out", cost=25),
-    _entry("DenseNet121", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu", cost=12),
-    _entry("DenseNet201", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu", cost=20),
-    *[_entry(f"EfficientNetB{i}", "efficientnet", "none", "keras.applications.efficientnet.preprocess_input",
-             32, size, "top_activation", cost=9 if i == 0 else 30)
-      for i, size in enumerate((224, 240, 260, 300, 380, 456, 528, 600))],
-    _entry("SmallCNN", "custom", "unit", "x / 255", 16, 64, "cam_conv", application=None, cost=1),
-]}
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in [
+        _entry(
+            "MobileNetV2",
+            "mobilenet",
+            "tf",
+            "keras.applications.mobilenet_v2.preprocess_input",
+            32,
+            224,
+            "out_relu",
+            cost=5,
+        ),
+        _entry(
+            "InceptionV3",
+            "inception",
+            "tf",
+            "keras.applications.inception_v3.preprocess_input",
+            75,
+            299,
+            "mixed10",
+            cost=20,
+        ),
+        _entry("VGG16", "vgg", "caffe", "keras.applications.vgg16.preprocess_input", 32, 224, "block5_conv3", cost=12),
+        _entry("VGG19", "vgg", "caffe", "keras.applications.vgg19.preprocess_input", 32, 224, "block5_conv4", cost=15),
+        _entry(
+            "ResNet50",
+            "resnet",
+            "caffe",
+            "keras.applications.resnet.preprocess_input",
+            32,
+            224,
+            "conv5_block3_out",
+            cost=14,
+        ),
+        _entry(
+            "ResNet101",
+            "resnet",
+            "caffe",
+            "keras.applications.resnet.preprocess_input",
+            32,
+            224,
+            "conv5_block3_out",
+            cost=25,
+        ),
+        _entry(
+            "DenseNet121", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu", cost=12
+        ),
+        _entry(
+            "DenseNet201", "densenet", "torch", "keras.applications.densenet.preprocess_input", 32, 224, "relu", cost=20
+        ),
+        *[
+            _entry(
+                f"EfficientNetB{i}",
+                "efficientnet",
+                "none",
+                "keras.applications.efficientnet.preprocess_input",
+                32,
+                size,
+                "top_activation",
+                cost=9 if i == 0 else 30,
+            )
+            for i, size in enumerate((224, 240, 260, 300, 380, 456, 528, 600))
+        ],
+        _entry("SmallCNN", "custom", "unit", "x / 255", 16, 64, "cam_conv", application=None, cost=1),
+    ]
+}
 
 
 def get_backbone(name: str) -> Backbone:
     """Look up a backbone by name (case-insensitive)."""
     by_lower = {k.lower(): v for k, v in BACKBONES.items()}
     if name.lower() not in by_lower:
-        raise ValueError(f"Invalid value for argument `backbone`. Expected one of {sorted(BACKBONES)}. "
-                         f"Received: {name!r}")
+        raise ValueError(
+            f"Invalid value for argument `backbone`. Expected one of {sorted(BACKBONES)}. Received: {name!r}"
+        )
     return by_lower[name.lower()]
 
 
@@ -99,8 +164,10 @@ def parse_weights(weights: str | None) -> str | None:
         return "imagenet"
     path = Path(str(weights)).expanduser()
     if not path.is_file():
-        raise ValueError(f"Invalid value for argument `weights`. Expected 'imagenet', 'none' or the path of an "
-                         f"existing weights file. Received: {weights!r} (no such file)")
+        raise ValueError(
+            f"Invalid value for argument `weights`. Expected 'imagenet', 'none' or the path of an "
+            f"existing weights file. Received: {weights!r} (no such file)"
+        )
     return str(path)
 
 
@@ -131,16 +198,19 @@ def ensure_weights_available(backbone: Backbone, weights: str | None) -> None:
     """Fail fast when ImageNet weights are requested on a machine that cannot download them."""
     if weights != "imagenet" or backbone.application is None:
         if weights == "imagenet" and backbone.application is None:
-            raise ValueError(f"Invalid value for argument `weights`. {backbone.name} has no ImageNet weights; "
-                             "expected 'none' or a weights file. Received: 'imagenet'")
+            raise ValueError(
+                f"Invalid value for argument `weights`. {backbone.name} has no ImageNet weights; "
+                "expected 'none' or a weights file. Received: 'imagenet'"
+            )
         return
     if _cached_weights(backbone) or can_reach():
         return
     raise WeightsUnavailableError(
         f"ImageNet weights for {backbone.name} must be downloaded from {WEIGHTS_HOST}, which cannot be "
         "reached from this machine (offline?). Either connect to the internet, or set "
-        "`weights = \"/path/to/weights_notop.h5\"` to a local Keras weights file, or `weights = \"none\"` "
-        "to train from scratch.")
+        '`weights = "/path/to/weights_notop.h5"` to a local Keras weights file, or `weights = "none"` '
+        "to train from scratch."
+    )
 
 
 # ---------------------------------------------------------------- Keras parts (lazy imports)
@@ -163,8 +233,9 @@ def preprocess_layer_class() -> Any:
         def __init__(self, mode: str = "tf", **kwargs: Any):
             super().__init__(**kwargs)
             if mode not in PREPROCESS_MODES:
-                raise ValueError(f"Invalid value for argument `mode`. Expected one of {list(PREPROCESS_MODES)}. "
-                                 f"Received: {mode!r}")
+                raise ValueError(
+                    f"Invalid value for argument `mode`. Expected one of {list(PREPROCESS_MODES)}. Received: {mode!r}"
+                )
             self.mode = mode
 
         def call(self, x: Any) -> Any:
@@ -222,8 +293,15 @@ def build_backbone(backbone: Backbone, input_size: int, weights: str | None) -> 
         raise ValueError(f"Could not build {backbone.name} with weights={weights!r} at input {shape}: {exc}") from exc
 
 
-def build_classifier(name: str, image_size: int, n_classes: int, weights: str | None = None,
-                     dropout: float = 0.2, *, zero_head: bool = True) -> Any:
+def build_classifier(
+    name: str,
+    image_size: int,
+    n_classes: int,
+    weights: str | None = None,
+    dropout: float = 0.2,
+    *,
+    zero_head: bool = True,
+) -> Any:
     """Raw-pixel input -> preprocessing -> nested backbone -> pooling -> dropout -> softmax over classes."""
     import keras
     from keras import layers
@@ -242,7 +320,13 @@ def build_classifier(name: str, image_size: int, n_classes: int, weights: str | 
     # confidently wrong logits from large pooled features (ResNet50 from scratch started at loss 2.0 and
     # never fit BreastMNIST at 32 px; with this and gradient clipping it reached 99% training accuracy).
     # float32 output under mixed precision (stable softmax).
-    out = layers.Dense(n_classes, activation="softmax", name="predictions", kernel_initializer="zeros" if zero_head else "glorot_uniform", dtype="float32")(x)
+    out = layers.Dense(
+        n_classes,
+        activation="softmax",
+        name="predictions",
+        kernel_initializer="zeros" if zero_head else "glorot_uniform",
+        dtype="float32",
+    )(x)
     return keras.Model(inp, out, name=f"{backbone.name.lower()}_classifier")
 
 
@@ -252,8 +336,10 @@ def nested_backbone(model: Any) -> Any:
 
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     if len(nested) != 1:
-        raise ValueError(f"Invalid value for argument `model`. Expected a classifier with exactly one nested "
-                         f"backbone model. Received: {model.name} with {len(nested)}")
+        raise ValueError(
+            f"Invalid value for argument `model`. Expected a classifier with exactly one nested "
+            f"backbone model. Received: {model.name} with {len(nested)}"
+        )
     return nested[0]
 
 

@@ -3,6 +3,7 @@
 Relative paths in a config are resolved against the current working directory (run the CLI from the
 repository root, as the README shows).
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -157,8 +158,11 @@ def parse_subgroups(raw: dict[str, Any]) -> SubgroupsConfig:
         raise _bad("subgroups.bins", "a table {column = [edges...]}", bins)
     parsed: dict[str, tuple[float, ...]] = {}
     for col, edges in bins.items():
-        ok = isinstance(edges, (list, tuple)) and len(edges) >= 2 and all(
-            isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges)
+        ok = (
+            isinstance(edges, (list, tuple))
+            and len(edges) >= 2
+            and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges)
+        )
         if not ok or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
             raise _bad(f"subgroups.bins.{col}", "at least two increasing numbers", edges)
         parsed[str(col)] = tuple(float(e) for e in edges)
@@ -220,12 +224,16 @@ def _section(raw: dict[str, Any], key: str, cls: type, where: str) -> dict[str, 
 def _check_layout(value: Any, key: str) -> str:
     if value not in LAYOUTS:
         raise _bad(key, f"one of {list(LAYOUTS)}", value)
-    return value
+    return str(value)
 
 
-_TRAIN_CHOICES = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "step", "constant"),
-                  "select_on": ("auc", "loss", "loss_unweighted"), "mixed_precision": ("auto", "on", "off"),
-                  "input_policy": ("fair", "native")}
+_TRAIN_CHOICES = {
+    "optimizer": ("adamw", "adam"),
+    "schedule": ("cosine", "step", "constant"),
+    "select_on": ("auc", "loss", "loss_unweighted"),
+    "mixed_precision": ("auto", "on", "off"),
+    "input_policy": ("fair", "native"),
+}
 
 
 def _check_train(tr: dict[str, Any]) -> None:
@@ -233,30 +241,49 @@ def _check_train(tr: dict[str, Any]) -> None:
     for key in ("epochs", "batch_size", "patience", "min_epochs"):
         if key in tr and (isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1):
             raise _bad(f"train.{key}", "a positive integer", tr[key])
-    for key, (low, high) in {"learning_rate": (0.0, 10.0), "weight_decay": (0.0, 1.0), "warmup_epochs": (0.0, 1e6),
-                             "label_smoothing": (0.0, 0.5), "budget_minutes": (0.0, 1e6),
-                             "clip_norm": (0.0, 1e6)}.items():
+    for key, (low, high) in {
+        "learning_rate": (0.0, 10.0),
+        "weight_decay": (0.0, 1.0),
+        "warmup_epochs": (0.0, 1e6),
+        "label_smoothing": (0.0, 0.5),
+        "budget_minutes": (0.0, 1e6),
+        "clip_norm": (0.0, 1e6),
+    }.items():
         if key in tr:
             v = tr[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high \
-                    or (key in ("learning_rate", "budget_minutes", "clip_norm") and v == 0):
-                raise _bad(f"train.{key}", f"a number in {'(' if key in ('learning_rate', 'budget_minutes', 'clip_norm') else '['}"
-                           f"{low}, {high}]", v)
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not low <= v <= high
+                or (key in ("learning_rate", "budget_minutes", "clip_norm") and v == 0)
+            ):
+                raise _bad(
+                    f"train.{key}",
+                    f"a number in {'(' if key in ('learning_rate', 'budget_minutes', 'clip_norm') else '['}"
+                    f"{low}, {high}]",
+                    v,
+                )
             tr[key] = float(v)
     for key, choices in _TRAIN_CHOICES.items():
         if key in tr and tr[key] not in choices:
             raise _bad(f"train.{key}", f"one of {list(choices)}", tr[key])
     if "seeds" in tr:
         seeds = tr["seeds"]
-        if (not isinstance(seeds, list) or not seeds or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds)
-                or len(set(seeds)) != len(seeds)):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds)
+            or len(set(seeds)) != len(seeds)
+        ):
             raise _bad("train.seeds", "a non-empty list of distinct integers", seeds)
         tr["seeds"] = tuple(seeds)
     if "repeat" in tr:
         if not isinstance(tr["repeat"], list):
             raise _bad("train.repeat", "a list of backbone names", tr["repeat"])
         tr["repeat"] = tuple(get_backbone(b).name for b in tr["repeat"])
-    if "folds" in tr and (isinstance(tr["folds"], bool) or not isinstance(tr["folds"], int) or not 1 <= tr["folds"] <= 20):
+    if "folds" in tr and (
+        isinstance(tr["folds"], bool) or not isinstance(tr["folds"], int) or not 1 <= tr["folds"] <= 20
+    ):
         raise _bad("train.folds", "an integer in [1, 20] (1: no cross-validation)", tr["folds"])
     for key in ("precise_bn", "deterministic", "xla", "zero_head"):
         if key in tr and not isinstance(tr[key], bool):
@@ -290,9 +317,15 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
             raise _bad(key, "a table with name, layout and root", ev)
         if ev["name"] == "test":
             raise _bad(f"{key}.name", "a name other than 'test' (the test split's own name)", ev["name"])
-        evals.append(EvalSetConfig(name=str(ev["name"]), layout=_check_layout(ev["layout"], f"{key}.layout"),
-                                   root=Path(ev["root"]).expanduser(), options=dict(ev.get("options", {})),
-                                   crop=ev.get("crop", "none")))
+        evals.append(
+            EvalSetConfig(
+                name=str(ev["name"]),
+                layout=_check_layout(ev["layout"], f"{key}.layout"),
+                root=Path(ev["root"]).expanduser(),
+                options=dict(ev.get("options", {})),
+                crop=ev.get("crop", "none"),
+            )
+        )
 
     sp = _section(raw, "split", SplitConfig, "")
     if "fractions" in sp:
@@ -314,17 +347,26 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     if tr.get("class_weights", "balanced") not in ("balanced", "none"):
         raise _bad("train.class_weights", "'balanced' or 'none'", tr["class_weights"])
     pr = _section(raw, "predict", PredictConfig, "")
-    return ExperimentConfig(name=name, dataset=dataset, output=Path(exp.get("output", "artifacts")),
-                            eval_sets=tuple(evals), split=SplitConfig(**sp), train=TrainConfig(**tr),
-                            predict=PredictConfig(**pr), audit=_parse_audit(raw),
-                            subgroups=parse_subgroups(raw))
+    return ExperimentConfig(
+        name=name,
+        dataset=dataset,
+        output=Path(exp.get("output", "artifacts")),
+        eval_sets=tuple(evals),
+        split=SplitConfig(**sp),
+        train=TrainConfig(**tr),
+        predict=PredictConfig(**pr),
+        audit=_parse_audit(raw),
+        subgroups=parse_subgroups(raw),
+    )
 
 
 def load_config(path: Path | str) -> ExperimentConfig:
     """Read a TOML experiment config file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Invalid value for argument `config`. Expected an existing TOML file. Received: {str(path)!r}")
+        raise FileNotFoundError(
+            f"Invalid value for argument `config`. Expected an existing TOML file. Received: {str(path)!r}"
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

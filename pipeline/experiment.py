@@ -4,6 +4,7 @@ Each step is a small named function usable on its own; `run_experiment` chains t
 complete only once its config.json is written (last, atomically), so an interrupted run resumes by
 redoing only the unfinished models.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,8 @@ import pandas as pd
 from pipeline import artifacts as art
 from pipeline.audit import IngestAudit
 from pipeline.config import EvalSetConfig, ExperimentConfig
-from pipeline.runs import FOLD_COLUMN, OOF_EVAL_SET, RunSpec, assign_folds, fold_masks, run_id, run_plan
 from pipeline.datasets import check_no_leakage, dataset_fingerprint, ingest, skipped_report, split_samples
+from pipeline.runs import FOLD_COLUMN, OOF_EVAL_SET, RunSpec, assign_folds, fold_masks, run_id, run_plan
 
 Log = Callable[[str], None]
 
@@ -40,8 +41,9 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
     class_names = list(result.class_names)
     audit = IngestAudit.from_config(cfg, log) if cfg.audit.enabled else None
     main = audit.start(result.samples) if audit else result.samples
-    samples = split_samples(main, seed=cfg.split.seed, fractions=cfg.split.fractions,
-                            duplicates=audit.pairs if audit else None)
+    samples = split_samples(
+        main, seed=cfg.split.seed, fractions=cfg.split.fractions, duplicates=audit.pairs if audit else None
+    )
     check_no_leakage(samples)
     policy = samples.attrs.get("split_policy", "grouped-stratified")
     if cfg.train.folds > 1:
@@ -49,8 +51,12 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
 
         pairs = audit.pairs if audit is not None else None
         fold_group = split_groups(samples, pairs, "group") if pairs is not None and len(pairs) else samples["group"]
-        samples[FOLD_COLUMN] = assign_folds(samples.assign(_fold_group=fold_group.to_numpy()), cfg.train.folds,
-                                            seed=cfg.split.seed, group_column="_fold_group").to_numpy()
+        samples[FOLD_COLUMN] = assign_folds(
+            samples.assign(_fold_group=fold_group.to_numpy()),
+            cfg.train.folds,
+            seed=cfg.split.seed,
+            group_column="_fold_group",
+        ).to_numpy()
     samples["eval_set"] = samples["split"].where(samples["split"].isin(["val", "test"]), None)
     frames = [samples]
     eval_reports = {}
@@ -66,10 +72,15 @@ def prepare_samples(cfg: ExperimentConfig, log: Log = print) -> tuple[pd.DataFra
     if FOLD_COLUMN in table.columns:
         table[FOLD_COLUMN] = table[FOLD_COLUMN].fillna(-1).astype(np.int64)
     info = {
-        "layout": ds.layout, "root": str(ds.root), "fingerprint": dataset_fingerprint(samples),
+        "layout": ds.layout,
+        "root": str(ds.root),
+        "fingerprint": dataset_fingerprint(samples),
         "eval_fingerprint": dataset_fingerprint(table),
-        "n_samples": int(len(table)), "skipped_count": int(len(result.skipped)),
-        "skipped_report": skipped_report(result), "notes": list(result.notes), "eval_set_reports": eval_reports,
+        "n_samples": int(len(table)),
+        "skipped_count": int(len(result.skipped)),
+        "skipped_report": skipped_report(result),
+        "notes": list(result.notes),
+        "eval_set_reports": eval_reports,
         "split_policy": policy,
     }
     if audit:
@@ -81,8 +92,9 @@ def _prepare_eval_set(ev: EvalSetConfig, class_names: list[str]) -> tuple[pd.Dat
     result = ingest(ev.layout, ev.root, **ev.options)
     unknown = sorted(set(result.class_names) - set(class_names))
     if unknown:
-        raise ValueError(f"Invalid value for eval set {ev.name!r}. Expected classes among {class_names}. "
-                         f"Received classes {unknown}")
+        raise ValueError(
+            f"Invalid value for eval set {ev.name!r}. Expected classes among {class_names}. Received classes {unknown}"
+        )
     df = result.samples.copy()
     df["label"] = df["label_name"].map({c: i for i, c in enumerate(class_names)}).astype(np.int64)
     df["sample_id"] = ev.name + "/" + df["sample_id"].astype(str)
@@ -97,8 +109,9 @@ def make_thumbnails(samples: pd.DataFrame, max_side: int = 128) -> pd.DataFrame:
     from pipeline.preprocess import ImageDecodeError, load_image, thumbnail_png
 
     rows = []
-    for sid, path, mask in zip(samples["sample_id"], samples["path"],
-                               samples["mask_path"] if "mask_path" in samples else [None] * len(samples)):
+    for sid, path, mask in zip(
+        samples["sample_id"], samples["path"], samples["mask_path"] if "mask_path" in samples else [None] * len(samples)
+    ):
         try:
             png = thumbnail_png(load_image(path).rgb, max_side)
         except (ImageDecodeError, OSError):
@@ -113,8 +126,9 @@ def make_thumbnails(samples: pd.DataFrame, max_side: int = 128) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sample_id", "png", "mask_png"])
 
 
-def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_names: list[str],
-                          info: dict[str, Any], log: Log = print) -> Path:
+def write_experiment_base(
+    cfg: ExperimentConfig, samples: pd.DataFrame, class_names: list[str], info: dict[str, Any], log: Log = print
+) -> Path:
     """Write experiment.json, samples.parquet and thumbnails.parquet (reusing them when unchanged)."""
     exp_dir = cfg.experiment_dir
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -123,9 +137,12 @@ def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_na
     if meta_path.exists():
         try:
             old = art.read_meta(exp_dir)
-            same = (old.get("dataset", {}).get("fingerprint") == info["fingerprint"]
-                    and old.get("split", {}).get("seed") == cfg.split.seed and old.get("class_names") == class_names
-                    and old.get("split", {}).get("folds", 1) == cfg.train.folds)
+            same = (
+                old.get("dataset", {}).get("fingerprint") == info["fingerprint"]
+                and old.get("split", {}).get("seed") == cfg.split.seed
+                and old.get("class_names") == class_names
+                and old.get("split", {}).get("folds", 1) == cfg.train.folds
+            )
             same_evals = same and old.get("dataset", {}).get("eval_fingerprint") == info["eval_fingerprint"]
         except art.ArtifactError:
             same = same_evals = False
@@ -135,8 +152,10 @@ def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_na
         if same:
             log(f"{exp_dir}: evaluation sets changed; trained models are kept and predict the new sets")
         if not same and list((exp_dir / art.MODELS_DIR).glob("*/config.json")):
-            raise ValueError(f"{exp_dir} holds models trained on a different data set or split; "
-                             "rerun with --force to rebuild it, or choose another experiment name")
+            raise ValueError(
+                f"{exp_dir} holds models trained on a different data set or split; "
+                "rerun with --force to rebuild it, or choose another experiment name"
+            )
     positive = cfg.dataset.positive_class
     if positive is None and len(class_names) == 2:
         positive = class_names[1]
@@ -145,17 +164,29 @@ def write_experiment_base(cfg: ExperimentConfig, samples: pd.DataFrame, class_na
     log(f"thumbnails for {len(evaluated)} evaluated samples")
     art.write_thumbnails(exp_dir, make_thumbnails(evaluated))
     counts = samples.groupby(["split", "label"]).size().unstack(fill_value=0)
-    art.write_experiment_meta(exp_dir, {
-        "name": cfg.name, "task": "binary" if len(class_names) == 2 else "multiclass",
-        "class_names": class_names, "positive_class": positive if len(class_names) == 2 else None,
-        "image_size": cfg.dataset.image_size, "dataset": info,
-        "split": {"seed": cfg.split.seed, "policy": info["split_policy"], "fractions": list(cfg.split.fractions),
-                  "folds": cfg.train.folds,
-                  "counts": {str(s): {class_names[int(k)]: int(v) for k, v in row.items()} for s, row in counts.iterrows()},
-                  "groups": {str(s): int(n) for s, n in samples.groupby("split")["group"].nunique().items()}},
-        "eval_sets": [e for e in pd.unique(samples["eval_set"].dropna())],
-        "config": _config_dict(cfg),
-    })
+    art.write_experiment_meta(
+        exp_dir,
+        {
+            "name": cfg.name,
+            "task": "binary" if len(class_names) == 2 else "multiclass",
+            "class_names": class_names,
+            "positive_class": positive if len(class_names) == 2 else None,
+            "image_size": cfg.dataset.image_size,
+            "dataset": info,
+            "split": {
+                "seed": cfg.split.seed,
+                "policy": info["split_policy"],
+                "fractions": list(cfg.split.fractions),
+                "folds": cfg.train.folds,
+                "counts": {
+                    str(s): {class_names[int(k)]: int(v) for k, v in row.items()} for s, row in counts.iterrows()
+                },
+                "groups": {str(s): int(n) for s, n in samples.groupby("split")["group"].nunique().items()},
+            },
+            "eval_sets": [e for e in pd.unique(samples["eval_set"].dropna())],
+            "config": _config_dict(cfg),
+        },
+    )
     return exp_dir
 
 
@@ -166,14 +197,18 @@ def _config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
         if isinstance(obj, (list, tuple)):
             return [clean(v) for v in obj]
         return str(obj) if isinstance(obj, Path) else obj
-    return clean(asdict(cfg))
+
+    out: dict[str, Any] = clean(asdict(cfg))
+    return out
 
 
 def model_is_complete(exp_dir: Path, name: str) -> bool:
     """True when the model's config.json says complete and its predictions file exists."""
     mdir = art.model_dir(exp_dir, name)
     try:
-        return art.read_model_config(exp_dir, name).get("status") == "complete" and (mdir / art.PREDICTIONS_FILE).exists()
+        return (
+            art.read_model_config(exp_dir, name).get("status") == "complete" and (mdir / art.PREDICTIONS_FILE).exists()
+        )
     except art.ArtifactError:
         return False
 
@@ -207,8 +242,16 @@ def planned_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     return run_plan(cfg.train.backbones, cfg.train.run_seeds, cfg.train.folds, repeat=cfg.train.repeat)
 
 
-def run_backbone(cfg: ExperimentConfig, exp_dir: Path, spec: RunSpec | str, samples: pd.DataFrame,
-                 images: np.ndarray, ok: np.ndarray, n_classes: int, log: Log = print) -> dict[str, Any]:
+def run_backbone(
+    cfg: ExperimentConfig,
+    exp_dir: Path,
+    spec: RunSpec | str,
+    samples: pd.DataFrame,
+    images: np.ndarray,
+    ok: np.ndarray,
+    n_classes: int,
+    log: Log = print,
+) -> dict[str, Any]:
     """Train one run of a backbone, predict every evaluated sample, write its artifacts (config.json last).
 
     A k-fold run also predicts its held-out fold, written with eval_set `oof`; its `val` rows are left out
@@ -231,8 +274,15 @@ def run_backbone(cfg: ExperimentConfig, exp_dir: Path, spec: RunSpec | str, samp
         tr = np.zeros_like(tr)
         tr[keep] = True
     train_cfg = replace(cfg.train, seed=spec.seed)
-    result = train_backbone(spec.backbone, (images[tr], labels[tr]), (images[va], labels[va]), n_classes,
-                            cfg.dataset.image_size, train_cfg, verbose=0)
+    result = train_backbone(
+        spec.backbone,
+        (images[tr], labels[tr]),
+        (images[va], labels[va]),
+        n_classes,
+        cfg.dataset.image_size,
+        train_cfg,
+        verbose=0,
+    )
     evaluated = evaluated_samples(samples, spec.fold)
     crops = evaluated["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
     pred = _predict_by_crop(result.model, evaluated["path"].to_numpy(), crops, cfg)
@@ -247,12 +297,20 @@ def run_backbone(cfg: ExperimentConfig, exp_dir: Path, spec: RunSpec | str, samp
     save_model_atomic(result.model, model_path)
     art.atomic_write_csv(mdir / art.HISTORY_FILE, result.history)
     art.write_predictions(exp_dir, name, preds, n_classes)
-    info = {**result.info, "model_bytes": model_path.stat().st_size,
-            "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
-            "predict_images_per_s": round(pred.images_per_s, 2), "tta": list(getattr(cfg.predict, "tta", []) or [])
-            if not isinstance(cfg.predict.tta, bool) else cfg.predict.tta,
-            "n_predicted": int(keep.sum()), "crop": cfg.dataset.crop,
-            "run_id": spec.run_id, "fold": spec.fold, "folds": cfg.train.folds if spec.fold is not None else None}
+    info = {
+        **result.info,
+        "model_bytes": model_path.stat().st_size,
+        "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
+        "predict_images_per_s": round(pred.images_per_s, 2),
+        "tta": list(getattr(cfg.predict, "tta", []) or [])
+        if not isinstance(cfg.predict.tta, bool)
+        else cfg.predict.tta,
+        "n_predicted": int(keep.sum()),
+        "crop": cfg.dataset.crop,
+        "run_id": spec.run_id,
+        "fold": spec.fold,
+        "folds": cfg.train.folds if spec.fold is not None else None,
+    }
     art.write_model_config(exp_dir, name, info)
     return info
 
@@ -290,8 +348,7 @@ def evaluated_samples(samples: pd.DataFrame, fold: int | None = None) -> pd.Data
     return pd.concat([evaluated[evaluated["eval_set"] != "val"], held], ignore_index=True)
 
 
-def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame,
-                    log: Log = print) -> int:
+def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame, log: Log = print) -> int:
     """Predict evaluated samples a complete model has no prediction for (e.g. a new eval set); returns how many."""
     mdir = art.model_dir(exp_dir, name)
     run = art.read_model_config(exp_dir, name)
@@ -317,13 +374,13 @@ def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd
         new["run_id"] = run.get("run_id")
     keep_old = old[art.id_mask(old["sample_id"], evaluated["sample_id"])]
     art.write_predictions(exp_dir, name, pd.concat([keep_old, new], ignore_index=True), n_classes)
-    log(f"{name}: predicted {len(new)} new evaluated samples "
-        f"({', '.join(sorted(set(new['eval_set'])))})")
+    log(f"{name}: predicted {len(new)} new evaluated samples ({', '.join(sorted(set(new['eval_set'])))})")
     return len(new)
 
 
-def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print, progress: bool = True,
-                   jobs: int = 1) -> Path:
+def run_experiment(
+    cfg: ExperimentConfig, force: bool = False, log: Log = print, progress: bool = True, jobs: int = 1
+) -> Path:
     """Ingest, split, and train + predict every configured backbone not already complete (`jobs` at a time)."""
     from tqdm.auto import tqdm
 
@@ -335,8 +392,10 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
     if force and exp_dir.exists():
         shutil.rmtree(exp_dir)
     samples, class_names, info = prepare_samples(cfg, log)
-    log(f"{cfg.name}: {len(samples)} samples, classes {class_names}; split "
-        + ", ".join(f"{k}={v}" for k, v in samples["split"].value_counts().items()))
+    log(
+        f"{cfg.name}: {len(samples)} samples, classes {class_names}; split "
+        + ", ".join(f"{k}={v}" for k, v in samples["split"].value_counts().items())
+    )
     write_experiment_base(cfg, samples, class_names, info, log)
     samples = art.read_parquet(exp_dir / art.SAMPLES_FILE)  # the table on disk is the truth on resume
     runs = planned_runs(cfg)
@@ -352,15 +411,19 @@ def run_experiment(cfg: ExperimentConfig, force: bool = False, log: Log = print,
     t0 = time.perf_counter()
     # Only train/val images are held in memory; evaluated images stream from disk at prediction time.
     if cfg.train.folds > 1 and FOLD_COLUMN not in samples.columns:
-        raise ValueError(f"{exp_dir / art.SAMPLES_FILE} has no `{FOLD_COLUMN}` column but `train.folds` is "
-                         f"{cfg.train.folds}; rerun with --force to rebuild the sample table with folds")
+        raise ValueError(
+            f"{exp_dir / art.SAMPLES_FILE} has no `{FOLD_COLUMN}` column but `train.folds` is "
+            f"{cfg.train.folds}; rerun with --force to rebuild the sample table with folds"
+        )
     fit_rows = np.flatnonzero(samples["split"].isin(["train", "val"]).to_numpy())
     size = cfg.dataset.image_size
     images = np.zeros((len(samples), size, size, 3), np.uint8)
     ok = np.zeros(len(samples), bool)
     images[fit_rows], ok[fit_rows] = decode_all(samples["path"].iloc[fit_rows].tolist(), size, crop=cfg.dataset.crop)
-    log(f"decoded {len(fit_rows)} train/val images in {time.perf_counter() - t0:.1f}s "
-        f"({int(len(fit_rows) - ok[fit_rows].sum())} failed)")
+    log(
+        f"decoded {len(fit_rows)} train/val images in {time.perf_counter() - t0:.1f}s "
+        f"({int(len(fit_rows) - ok[fit_rows].sum())} failed)"
+    )
     jobs = max(1, min(int(jobs), len(todo)))
     bar = tqdm(total=len(todo), desc=f"{cfg.name}", unit="model", disable=not progress)
     if jobs == 1:
@@ -394,20 +457,27 @@ def update_label_issues(exp_dir: Path, log: Log = print) -> Path | None:
     extra = ""
     if flips:  # the demo knows its injected label flips: score the queue against them
         queue["injected_flip"] = queue["sample_id"].isin(flips)
-        precision, recall = precision_recall(queue.loc[queue["is_issue"], "sample_id"],
-                                             queue.loc[queue["injected_flip"], "sample_id"])
-        extra = f"; against the {int(queue['injected_flip'].sum())} injected flips: precision {precision:.2f}, " \
-                f"recall {recall:.2f}"
+        precision, recall = precision_recall(
+            queue.loc[queue["is_issue"], "sample_id"], queue.loc[queue["injected_flip"], "sample_id"]
+        )
+        extra = (
+            f"; against the {int(queue['injected_flip'].sum())} injected flips: precision {precision:.2f}, "
+            f"recall {recall:.2f}"
+        )
     write_label_issues(exp_dir, queue)
-    log(f"label issues: {int(queue['is_issue'].sum())} of {len(queue)} training-pool samples suspected "
-        f"(cleanlab on out-of-fold predictions){extra}")
+    log(
+        f"label issues: {int(queue['is_issue'].sum())} of {len(queue)} training-pool samples suspected "
+        f"(cleanlab on out-of-fold predictions){extra}"
+    )
     return exp_dir
 
 
 def _log_model(log: Log, name: str, info: dict[str, Any]) -> None:
-    log(f"{name}: {info['epochs_run']} epochs in {info['train_seconds']:.0f}s "
+    log(
+        f"{name}: {info['epochs_run']} epochs in {info['train_seconds']:.0f}s "
         f"(best epoch {info.get('best_epoch', '?')}, stopped: {info.get('stop_reason', '?')}), "
-        f"{info['params'] / 1e6:.2f}M params, {info['infer_ms_per_image']:.2f} ms/image")
+        f"{info['params'] / 1e6:.2f}M params, {info['infer_ms_per_image']:.2f} ms/image"
+    )
 
 
 # Rough CPU cost of one training epoch relative to SmallCNN at small inputs (measured on the demo build);
@@ -428,8 +498,15 @@ def _worker_init(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _run_backbone_job(cfg: ExperimentConfig, exp_dir: Path, name: RunSpec, samples: pd.DataFrame, images_file: str,
-                      ok: np.ndarray, n_classes: int) -> dict[str, Any]:
+def _run_backbone_job(
+    cfg: ExperimentConfig,
+    exp_dir: Path,
+    name: RunSpec,
+    samples: pd.DataFrame,
+    images_file: str,
+    ok: np.ndarray,
+    n_classes: int,
+) -> dict[str, Any]:
     """One worker's job: train and predict `name` reading the decoded images memory-mapped."""
     images = np.load(images_file, mmap_mode="r", allow_pickle=False)
     return run_backbone(cfg, exp_dir, name, samples, images, ok, n_classes, log=print)
@@ -454,8 +531,18 @@ def _main_hidden_from_workers() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
-def _run_parallel(cfg: ExperimentConfig, exp_dir: Path, todo: list[RunSpec], samples: pd.DataFrame, images: np.ndarray,
-                  ok: np.ndarray, n_classes: int, jobs: int, bar: Any, log: Log) -> None:
+def _run_parallel(
+    cfg: ExperimentConfig,
+    exp_dir: Path,
+    todo: list[RunSpec],
+    samples: pd.DataFrame,
+    images: np.ndarray,
+    ok: np.ndarray,
+    n_classes: int,
+    jobs: int,
+    bar: Any,
+    log: Log,
+) -> None:
     """Train `todo` in `jobs` spawned processes, each TensorFlow limited to its share of the CPU cores.
 
     Small models on a CPU leave cores idle (TensorFlow's per-op overhead is single-threaded), so two
@@ -468,13 +555,21 @@ def _run_parallel(cfg: ExperimentConfig, exp_dir: Path, todo: list[RunSpec], sam
     images_file = exp_dir / f".decoded.{os.getpid()}.tmp.npy"
     np.save(images_file, images)
     try:
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+        ) as pool:
             with _main_hidden_from_workers():  # the workers start on submit
-                by_backbone = {b: [r for r in todo if r.backbone == b] for b in schedule_order(
-                    list(dict.fromkeys(r.backbone for r in todo)))}
-                futures = {pool.submit(_run_backbone_job, cfg, exp_dir, spec, samples, str(images_file), ok,
-                                       n_classes): spec.model for runs_ in by_backbone.values() for spec in runs_}
+                by_backbone = {
+                    b: [r for r in todo if r.backbone == b]
+                    for b in schedule_order(list(dict.fromkeys(r.backbone for r in todo)))
+                }
+                futures = {
+                    pool.submit(
+                        _run_backbone_job, cfg, exp_dir, spec, samples, str(images_file), ok, n_classes
+                    ): spec.model
+                    for runs_ in by_backbone.values()
+                    for spec in runs_
+                }
             for fut in as_completed(futures):
                 name = futures[fut]
                 if fut.exception() is not None:

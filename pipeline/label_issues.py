@@ -5,6 +5,7 @@ With k-fold runs every training-pool sample has a prediction from a model that n
 (confident learning, Northcutt et al. 2021) and `get_label_quality_scores` (self-confidence), which
 rank the samples whose given label the models most disagree with. The queue feeds the mentor's review.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -44,8 +45,10 @@ def out_of_fold(exp: art.Experiment, *, backbones: Sequence[str] | None = None) 
         if len(oof):
             parts.setdefault(row.backbone, []).append(oof[["sample_id", *cols]])
     if not parts:
-        raise ValueError(f"Invalid value for argument `exp`. Expected an experiment with k-fold runs "
-                         f"(`[train] folds >= 2`, out-of-fold predictions). Received: {exp.name!r} without any")
+        raise ValueError(
+            f"Invalid value for argument `exp`. Expected an experiment with k-fold runs "
+            f"(`[train] folds >= 2`, out-of-fold predictions). Received: {exp.name!r} without any"
+        )
     ids = np.unique(np.concatenate([p["sample_id"].to_numpy(str) for ps in parts.values() for p in ps]))
     by_backbone = {}
     for backbone, frames in parts.items():
@@ -72,17 +75,28 @@ def find_label_issues(oof: OutOfFold, *, class_names: Sequence[str] | None = Non
     k = probs.shape[1]
     present = np.unique(oof.labels)
     if len(present) < 2:
-        raise ValueError(f"Invalid value for argument `oof`. Expected at least two classes among the labels. "
-                         f"Received: {present.tolist()}")
+        raise ValueError(
+            f"Invalid value for argument `oof`. Expected at least two classes among the labels. "
+            f"Received: {present.tolist()}"
+        )
     issue = cl_find(oof.labels, probs, filter_by="prune_by_noise_rate")
     quality = get_label_quality_scores(oof.labels, probs, method="self_confidence")
-    votes = np.stack([np.where(np.isnan(p).any(axis=1), -1, np.nan_to_num(p).argmax(axis=1))
-                      for p in oof.by_backbone.values()])
+    votes = np.stack(
+        [np.where(np.isnan(p).any(axis=1), -1, np.nan_to_num(p).argmax(axis=1)) for p in oof.by_backbone.values()]
+    )
     disagree = ((votes >= 0) & (votes != oof.labels[None, :])).sum(axis=0)
     n_models = (votes >= 0).sum(axis=0)
-    out = pd.DataFrame({"sample_id": oof.sample_ids, "label": oof.labels, "suggested": probs.argmax(axis=1),
-                        "label_quality": quality, "is_issue": issue, "models_disagree": disagree,
-                        "n_models": n_models})
+    out = pd.DataFrame(
+        {
+            "sample_id": oof.sample_ids,
+            "label": oof.labels,
+            "suggested": probs.argmax(axis=1),
+            "label_quality": quality,
+            "is_issue": issue,
+            "models_disagree": disagree,
+            "n_models": n_models,
+        }
+    )
     for i, col in enumerate(art.prob_columns(k)):
         out[col] = probs[:, i]
     if class_names is not None:

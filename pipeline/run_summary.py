@@ -6,6 +6,7 @@ Which test to trust: DeLong/McNemar/bootstrap on one run answer "is this differe
 sample's noise?"; the runs test answers "does it survive retraining?". A backbone should be called better
 only when both agree.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -58,10 +59,19 @@ def _test_train_ratio(exp: art.Experiment, runs: Sequence[str]) -> tuple[float, 
     return 0.0, "paired t-test over seeds (same split and test set)"
 
 
-def compare_runs(exp: art.Experiment, eval_set: str, *, metric: str = "roc_auc", models: Sequence[str] | None = None,
-                 thresholds: Mapping[str, float | None] | None = None, exclude: Collection[str] = (),
-                 n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
-                 read: Callable[[str], ModelData] | None = None) -> RunsComparison:
+def compare_runs(
+    exp: art.Experiment,
+    eval_set: str,
+    *,
+    metric: str = "roc_auc",
+    models: Sequence[str] | None = None,
+    thresholds: Mapping[str, float | None] | None = None,
+    exclude: Collection[str] = (),
+    n_boot: int = 200,
+    seed: int = 0,
+    alpha: float = 0.05,
+    read: Callable[[str], ModelData] | None = None,
+) -> RunsComparison:
     """Spread over runs, rank-first frequency and pairwise run statistics of `metric` on `eval_set`.
 
     All runs are aligned on the samples every run predicted, minus `exclude`. Bootstrap draws resample
@@ -77,38 +87,82 @@ def compare_runs(exp: art.Experiment, eval_set: str, *, metric: str = "roc_auc",
     for backbone, runs in groups_of.items():
         per_run[backbone] = {}
         for m in runs:
-            summary = mt.classification_summary(aligned.y, aligned.probs[m], pos_index=exp.positive_index,
-                                                threshold=thresholds.get(m) if binary else None, undefined_auc="nan")
+            summary = mt.classification_summary(
+                aligned.y,
+                aligned.probs[m],
+                pos_index=exp.positive_index,
+                threshold=thresholds.get(m) if binary else None,
+                undefined_auc="nan",
+            )
             per_run[backbone][m] = float(summary[metric])
-    reps = mt.bootstrap_replicates(aligned.y, aligned.probs, aligned.groups, metrics=[metric], n_boot=n_boot,
-                                   seed=seed, thresholds={m: thresholds.get(m) for m in run_models} if binary else None,
-                                   pos_index=exp.positive_index, paired=True)
-    rank_first = mt.rank_first_frequency({b: np.stack([reps[m][metric] for m in runs])
-                                          for b, runs in groups_of.items()}, seed=seed)
+    reps = mt.bootstrap_replicates(
+        aligned.y,
+        aligned.probs,
+        aligned.groups,
+        metrics=[metric],
+        n_boot=n_boot,
+        seed=seed,
+        thresholds={m: thresholds.get(m) for m in run_models} if binary else None,
+        pos_index=exp.positive_index,
+        paired=True,
+    )
+    rank_first = mt.rank_first_frequency(
+        {b: np.stack([reps[m][metric] for m in runs]) for b, runs in groups_of.items()}, seed=seed
+    )
     rows = []
     for backbone, runs in groups_of.items():
         spread = mt.run_spread(list(per_run[backbone].values()))
         primary = runs[0]
         boot = np.asarray(reps[primary][metric], float)
         boot = boot[np.isfinite(boot)]
-        lo, hi = (np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if len(boot) else (np.nan, np.nan))
-        rows.append({"backbone": backbone, "n_runs": spread.n, "mean": spread.mean, "sd": spread.sd,
-                     "low": spread.low, "high": spread.high, "values": list(spread.values), "runs": list(runs),
-                     "primary": primary, "primary_value": per_run[backbone][primary], "primary_ci_low": float(lo),
-                     "primary_ci_high": float(hi), "rank_first": rank_first.get(backbone, np.nan)})
+        lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if len(boot) else (np.nan, np.nan)
+        rows.append(
+            {
+                "backbone": backbone,
+                "n_runs": spread.n,
+                "mean": spread.mean,
+                "sd": spread.sd,
+                "low": spread.low,
+                "high": spread.high,
+                "values": list(spread.values),
+                "runs": list(runs),
+                "primary": primary,
+                "primary_value": per_run[backbone][primary],
+                "primary_ci_low": float(lo),
+                "primary_ci_high": float(hi),
+                "rank_first": rank_first.get(backbone, np.nan),
+            }
+        )
     table = pd.DataFrame(rows).sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
     ratio, test_name = _test_train_ratio(exp, run_models)
     pairs = []
     order = list(table["backbone"])
     for i, a in enumerate(order):
-        for b in order[i + 1:]:
+        for b in order[i + 1 :]:
             va, vb = _paired_values(per_run[a], per_run[b])
             k, n = mt.wins(va, vb)
             t = mt.corrected_resampled_ttest(np.asarray(va) - np.asarray(vb), test_train_ratio=ratio, alpha=alpha)
-            pairs.append({"a": a, "b": b, "wins": k, "n": n, "mean_diff": t.mean_diff, "ci_low": t.low,
-                          "ci_high": t.high, "t": t.t, "df": t.df, "p": t.p})
-    return RunsComparison(eval_set, metric, table, pd.DataFrame(pairs, columns=[
-        "a", "b", "wins", "n", "mean_diff", "ci_low", "ci_high", "t", "df", "p"]), test_name)
+            pairs.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "wins": k,
+                    "n": n,
+                    "mean_diff": t.mean_diff,
+                    "ci_low": t.low,
+                    "ci_high": t.high,
+                    "t": t.t,
+                    "df": t.df,
+                    "p": t.p,
+                }
+            )
+    return RunsComparison(
+        eval_set,
+        metric,
+        table,
+        pd.DataFrame(pairs, columns=["a", "b", "wins", "n", "mean_diff", "ci_low", "ci_high", "t", "df", "p"]),
+        test_name,
+    )
 
 
 def _run_key(model: str) -> str:

@@ -12,6 +12,7 @@ patient/lesion group (nor a duplicate cluster) and keep the class balance; the t
 evaluation set stay held out. Fold f trains on the other folds and validates on fold f; its held-out
 predictions are written with eval_set `oof` (out-of-fold), which label-issue detection reads.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ def run_id(seed: int, fold: int | None) -> str:
     return f"s{int(seed)}" if fold is None else f"f{int(fold)}-s{int(seed)}"
 
 
-def run_plan(backbones: Sequence[str], seeds: Sequence[int], folds: int = 1, *,
-             repeat: Sequence[str] | None = None) -> list[RunSpec]:
+def run_plan(
+    backbones: Sequence[str], seeds: Sequence[int], folds: int = 1, *, repeat: Sequence[str] | None = None
+) -> list[RunSpec]:
     """Every run of every backbone; a backbone's first run keeps the backbone's own name.
 
     `repeat` names the backbones that get every seed and fold (None: all); the others get the first run only.
@@ -58,8 +60,9 @@ def run_plan(backbones: Sequence[str], seeds: Sequence[int], folds: int = 1, *,
         for fold in fold_ids:
             for seed in seeds:
                 rid = run_id(seed, fold)
-                plan.append(RunSpec(backbone, int(seed), fold, rid, backbone if first else
-                                    f"{backbone}{RUN_SEPARATOR}{rid}"))
+                plan.append(
+                    RunSpec(backbone, int(seed), fold, rid, backbone if first else f"{backbone}{RUN_SEPARATOR}{rid}")
+                )
                 first = False
                 if repeat is not None and backbone not in repeat:
                     break
@@ -75,8 +78,15 @@ def backbone_of(model: str, config: dict | None = None) -> str:
     return model.split(RUN_SEPARATOR, 1)[0]
 
 
-def assign_folds(samples: pd.DataFrame, k: int, *, seed: int, group_column: str = "group",
-                 label_column: str = "label", pool: Sequence[str] = ("train", "val")) -> pd.Series:
+def assign_folds(
+    samples: pd.DataFrame,
+    k: int,
+    *,
+    seed: int,
+    group_column: str = "group",
+    label_column: str = "label",
+    pool: Sequence[str] = ("train", "val"),
+) -> pd.Series:
     """Fold number (0..k-1) of each sample of the training pool, -1 outside it; groups whole, classes balanced.
 
     scikit-learn's StratifiedGroupKFold (shuffled, seeded) on the pool's groups. Pass a group column that
@@ -93,8 +103,10 @@ def assign_folds(samples: pd.DataFrame, k: int, *, seed: int, group_column: str 
     labels = samples[label_column].to_numpy()[idx]
     n_groups = len(np.unique(groups))
     if n_groups < k:
-        raise ValueError(f"Invalid value for argument `k`. Expected at most {n_groups} folds (the training pool "
-                         f"has {n_groups} groups). Received: {k}")
+        raise ValueError(
+            f"Invalid value for argument `k`. Expected at most {n_groups} folds (the training pool "
+            f"has {n_groups} groups). Received: {k}"
+        )
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
     for f, (_, held) in enumerate(cv.split(np.zeros(len(idx)), labels, groups)):
         folds[idx[held]] = f
@@ -107,8 +119,10 @@ def fold_masks(samples: pd.DataFrame, spec: RunSpec) -> tuple[np.ndarray, np.nda
     if spec.fold is None:
         return split == "train", split == "val"
     if FOLD_COLUMN not in samples.columns:
-        raise ValueError(f"Invalid value for argument `samples`. Expected a `{FOLD_COLUMN}` column for the k-fold "
-                         f"run {spec.model!r}. Received: columns {list(samples.columns)}")
+        raise ValueError(
+            f"Invalid value for argument `samples`. Expected a `{FOLD_COLUMN}` column for the k-fold "
+            f"run {spec.model!r}. Received: columns {list(samples.columns)}"
+        )
     fold = samples[FOLD_COLUMN].to_numpy()
     return (fold >= 0) & (fold != spec.fold), fold == spec.fold
 
@@ -124,6 +138,13 @@ def runs_table(exp_dir: object, models: Sequence[str]) -> pd.DataFrame:
         except art.ArtifactError:
             cfg = {}
         fold = cfg.get("fold")
-        rows.append({"model": model, "backbone": backbone_of(model, cfg), "run_id": str(cfg.get("run_id") or "s0"),
-                     "seed": cfg.get("seed"), "fold": int(fold) if isinstance(fold, int) else None})
+        rows.append(
+            {
+                "model": model,
+                "backbone": backbone_of(model, cfg),
+                "run_id": str(cfg.get("run_id") or "s0"),
+                "seed": cfg.get("seed"),
+                "fold": int(fold) if isinstance(fold, int) else None,
+            }
+        )
     return pd.DataFrame(rows, columns=["model", "backbone", "run_id", "seed", "fold"])

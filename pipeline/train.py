@@ -8,9 +8,11 @@ a budget in epochs and/or minutes that every backbone gets alike. The history, e
 why the run stopped and the CPU seconds it used are recorded. `deterministic` makes a rebuild
 bit-identical on the same machine; on a GPU, mixed precision with a float32 output layer.
 """
+
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -49,16 +51,18 @@ def class_weights(labels: np.ndarray, n_classes: int, policy: str = "balanced") 
     return {c: float(n / (n_classes * counts[c])) if counts[c] else 1.0 for c in range(n_classes)}
 
 
-def learning_rate_at(step: int, *, base: float, warmup_steps: int, total_steps: int, kind: str = "cosine",
-                     final_fraction: float = 0.01) -> float:
+def learning_rate_at(
+    step: int, *, base: float, warmup_steps: int, total_steps: int, kind: str = "cosine", final_fraction: float = 0.01
+) -> float:
     """Learning rate at optimizer step `step` (0-based): linear warm-up to `base`, then the decay `kind`.
 
     cosine: from `base` at the end of warm-up to `base * final_fraction` at the last step (`total_steps - 1`);
     step: x0.1 at 50% and again at 75% of the run (the MedMNIST v2 recipe); constant: `base` throughout.
     """
     if kind not in ("cosine", "step", "constant"):
-        raise ValueError(f"Invalid value for argument `kind`. Expected 'cosine', 'step' or 'constant'. "
-                         f"Received: {kind!r}")
+        raise ValueError(
+            f"Invalid value for argument `kind`. Expected 'cosine', 'step' or 'constant'. Received: {kind!r}"
+        )
     total_steps = max(int(total_steps), 1)
     warmup_steps = min(max(int(warmup_steps), 0), total_steps - 1)
     if step < warmup_steps:
@@ -99,8 +103,9 @@ def selection_score(row: Mapping[str, float], measure: str) -> tuple[float, floa
         return -float(row["val_loss_weighted"]), 0.0
     if measure == "loss_unweighted":
         return -float(row["val_loss"]), 0.0
-    raise ValueError(f"Invalid value for argument `measure`. Expected one of {list(SELECTION_MEASURES)}. "
-                     f"Received: {measure!r}")
+    raise ValueError(
+        f"Invalid value for argument `measure`. Expected one of {list(SELECTION_MEASURES)}. Received: {measure!r}"
+    )
 
 
 def first_candidate(planned_epochs: int) -> int:
@@ -139,11 +144,15 @@ def validation_metrics(y: np.ndarray, probs: np.ndarray, weights: Mapping[int, f
     recalls = [float(np.mean(pred[y == c] == c)) for c in present]
     aucs = []
     if len(present) >= 2:
-        for c in (present if n_classes > 2 else [1]):
+        for c in present if n_classes > 2 else [1]:
             aucs.append(mt.roc_auc(y == c, p[:, c]))
-    return {"loss": float(nll.mean()), "loss_weighted": float((nll * w).mean()),
-            "accuracy": float(np.mean(pred == y)), "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
-            "auc": float(np.mean(aucs)) if aucs else float("nan")}
+    return {
+        "loss": float(nll.mean()),
+        "loss_weighted": float((nll * w).mean()),
+        "accuracy": float(np.mean(pred == y)),
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+        "auc": float(np.mean(aucs)) if aucs else float("nan"),
+    }
 
 
 def precision_policy(gpus: Sequence[Any], setting: str = "auto") -> str:
@@ -176,8 +185,12 @@ def accelerator_setup(cfg: TrainConfig, gpus: Sequence[Any] | None = None) -> It
     keras.mixed_precision.set_global_policy(policy)
     try:
         with _cpu_graph_options(bool(gpus)):
-            yield {"device": "GPU" if gpus else "CPU", "n_gpus": len(gpus), "dtype_policy": policy,
-                   "xla": bool(cfg.xla and gpus)}
+            yield {
+                "device": "GPU" if gpus else "CPU",
+                "n_gpus": len(gpus),
+                "dtype_policy": policy,
+                "xla": bool(cfg.xla and gpus),
+            }
     finally:
         keras.mixed_precision.set_global_policy(saved_policy)
 
@@ -200,7 +213,9 @@ def _cpu_graph_options(on_gpu: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": saved.get("disable_meta_optimizer", False)})
+        tf.config.optimizer.set_experimental_options(
+            {"disable_meta_optimizer": saved.get("disable_meta_optimizer", False)}
+        )
 
 
 @contextlib.contextmanager
@@ -219,12 +234,19 @@ def determinism(enabled: bool, seed: int) -> Iterator[dict[str, Any]]:
         yield facts
         return
     with contextlib.suppress(RuntimeError):
-        tf.config.threading.set_intra_op_parallelism_threads(tf.config.threading.get_intra_op_parallelism_threads() or 1)
-        tf.config.threading.set_inter_op_parallelism_threads(tf.config.threading.get_inter_op_parallelism_threads() or 1)
+        tf.config.threading.set_intra_op_parallelism_threads(
+            tf.config.threading.get_intra_op_parallelism_threads() or 1
+        )
+        tf.config.threading.set_inter_op_parallelism_threads(
+            tf.config.threading.get_inter_op_parallelism_threads() or 1
+        )
     facts["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     facts["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
-    was_on = tf.config.experimental.is_op_determinism_enabled() if hasattr(
-        tf.config.experimental, "is_op_determinism_enabled") else False
+    was_on = (
+        tf.config.experimental.is_op_determinism_enabled()
+        if hasattr(tf.config.experimental, "is_op_determinism_enabled")
+        else False
+    )
     tf.config.experimental.enable_op_determinism()
     try:
         yield facts
@@ -239,8 +261,15 @@ def determinism(enabled: bool, seed: int) -> Iterator[dict[str, Any]]:
 # ---------------------------------------------------------------- the compiled step and the epoch loop
 
 
-def make_train_step(model: Any, optimizer: Any, class_weight: dict[int, float] | None, n_classes: int, *,
-                    label_smoothing: float = 0.0, jit_compile: bool = False) -> Any:
+def make_train_step(
+    model: Any,
+    optimizer: Any,
+    class_weight: dict[int, float] | None,
+    n_classes: int,
+    *,
+    label_smoothing: float = 0.0,
+    jit_compile: bool = False,
+) -> Any:
     """A compiled train step: (images, labels, learning rate) -> (summed weighted loss, correct count).
 
     Our own step instead of `model.fit`: Keras's fit machinery cost 40-50 s more than this step to trace
@@ -257,8 +286,11 @@ def make_train_step(model: Any, optimizer: Any, class_weight: dict[int, float] |
     optimizer.build(variables)  # slot variables made eagerly, not inside the trace
     # A fixed signature with a free batch size: one trace, also for the partial last batch (a retrace
     # there cost as much as the first trace, ~50 s for DenseNet121 on one core).
-    spec = (tf.TensorSpec([None, *tuple(model.input_shape)[1:]], tf.float32), tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([], tf.float32))
+    spec = (
+        tf.TensorSpec([None, *tuple(model.input_shape)[1:]], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([], tf.float32),
+    )
     scale_loss = getattr(optimizer, "scale_loss", None)
 
     @tf.function(input_signature=spec, jit_compile=jit_compile)
@@ -279,8 +311,9 @@ def make_train_step(model: Any, optimizer: Any, class_weight: dict[int, float] |
     return step
 
 
-def run_epoch(step: Any, train_ds: Any, *, lr_for: Callable[[int], float] | None = None,
-              start_step: int = 0) -> dict[str, float]:
+def run_epoch(
+    step: Any, train_ds: Any, *, lr_for: Callable[[int], float] | None = None, start_step: int = 0
+) -> dict[str, float]:
     """One pass of `step` over `train_ds` with `lr_for(global step)`: mean training loss and accuracy."""
     import tensorflow as tf
 
@@ -328,8 +361,9 @@ def _all_layers(model: Any) -> list[Any]:
     return out
 
 
-def _evaluate(model: Any, val: tuple[np.ndarray, np.ndarray], batch_size: int,
-              weights: Mapping[int, float] | None = None) -> dict[str, float]:
+def _evaluate(
+    model: Any, val: tuple[np.ndarray, np.ndarray], batch_size: int, weights: Mapping[int, float] | None = None
+) -> dict[str, float]:
     """`validation_metrics` of the model in inference mode on the validation arrays."""
     from pipeline.predict import predict_array
 
@@ -348,13 +382,30 @@ class _Plan:
     deadline: float | None  # clock value after which no new epoch starts
 
 
-def _fit(model: Any, optimizer: Any, train_ds: Any, val: tuple[np.ndarray, np.ndarray], plan: _Plan,
-         cfg: TrainConfig, weights: dict[int, float] | None, calib: np.ndarray | None, stage: str,
-         base_lr: float, clock: Callable[[], float], verbose: int = 0, jit_compile: bool = False
-         ) -> tuple[pd.DataFrame, str]:
+def _fit(
+    model: Any,
+    optimizer: Any,
+    train_ds: Any,
+    val: tuple[np.ndarray, np.ndarray],
+    plan: _Plan,
+    cfg: TrainConfig,
+    weights: dict[int, float] | None,
+    calib: np.ndarray | None,
+    stage: str,
+    base_lr: float,
+    clock: Callable[[], float],
+    verbose: int = 0,
+    jit_compile: bool = False,
+) -> tuple[pd.DataFrame, str]:
     """Epoch loop: scheduled learning rate, precise BN, validation, early stopping, best-epoch restore."""
-    step = make_train_step(model, optimizer, weights, int(model.output_shape[-1]),
-                           label_smoothing=cfg.label_smoothing, jit_compile=jit_compile)
+    step = make_train_step(
+        model,
+        optimizer,
+        weights,
+        int(model.output_shape[-1]),
+        label_smoothing=cfg.label_smoothing,
+        jit_compile=jit_compile,
+    )
     min_epochs = cfg.min_epochs if cfg.min_epochs is not None else auto_min_epochs(plan.max_epochs)
     patience = cfg.patience if cfg.patience is not None else auto_patience(plan.max_epochs)
     rows: list[dict[str, Any]] = []
@@ -364,10 +415,20 @@ def _fit(model: Any, optimizer: Any, train_ds: Any, val: tuple[np.ndarray, np.nd
     while epoch < plan.planned:
         t0 = clock()
         lr_total = plan.planned * plan.steps_per_epoch
-        row: dict[str, Any] = {"lr": learning_rate_at(global_step, base=base_lr, warmup_steps=plan.warmup_steps,
-                                                      total_steps=lr_total, kind=cfg.schedule)}
-        out = run_epoch(step, train_ds, start_step=global_step, lr_for=lambda i: learning_rate_at(
-            i, base=base_lr, warmup_steps=plan.warmup_steps, total_steps=lr_total, kind=cfg.schedule))
+        row: dict[str, Any] = {
+            "lr": learning_rate_at(
+                global_step, base=base_lr, warmup_steps=plan.warmup_steps, total_steps=lr_total, kind=cfg.schedule
+            )
+        }
+        out = run_epoch(
+            step,
+            train_ds,
+            start_step=global_step,
+            lr_for=functools.partial(
+                learning_rate_at, base=base_lr, warmup_steps=plan.warmup_steps, total_steps=lr_total,
+                kind=cfg.schedule,
+            ),
+        )
         global_step += int(out.pop("steps"))
         row.update(out)
         if calib is not None:
@@ -409,9 +470,18 @@ def _fit(model: Any, optimizer: Any, train_ds: Any, val: tuple[np.ndarray, np.nd
 # ---------------------------------------------------------------- one backbone, end to end
 
 
-def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-                   n_classes: int, image_size: int, cfg: TrainConfig, verbose: int = 0, *,
-                   clock: Callable[[], float] = time.perf_counter, gpus: Sequence[Any] | None = None) -> TrainResult:
+def train_backbone(
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+    image_size: int,
+    cfg: TrainConfig,
+    verbose: int = 0,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    gpus: Sequence[Any] | None = None,
+) -> TrainResult:
     """Train backbone `name` on decoded (images, labels) arrays under the protocol; returns the selected model.
 
     `clock` measures the minutes budget (tests pass a fake clock); `gpus` overrides device discovery.
@@ -426,28 +496,47 @@ def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[n
     x_train, y_train = _resize_batch(train[0], size), np.asarray(train[1])
     x_val, y_val = _resize_batch(val[0], size), np.asarray(val[1])
     if len(y_train) == 0 or len(y_val) == 0:
-        raise ValueError(f"Invalid value for argument `train`/`val`. Expected non-empty splits. "
-                         f"Received: {len(y_train)} train and {len(y_val)} val samples")
+        raise ValueError(
+            f"Invalid value for argument `train`/`val`. Expected non-empty splits. "
+            f"Received: {len(y_train)} train and {len(y_val)} val samples"
+        )
     cpu0, start = time.process_time(), clock()
     deadline = start + 60.0 * cfg.budget_minutes if cfg.budget_minutes else None
     with determinism(cfg.deterministic, cfg.seed) as det, accelerator_setup(cfg, gpus) as device:
         weights = parse_weights(cfg.weights)
         model = build_classifier(name, size, n_classes, weights=weights, zero_head=cfg.zero_head)
-        train_ds = training_dataset(x_train, y_train, cfg.batch_size, cfg.augment, cfg.seed,
-                                    deterministic=cfg.deterministic)
+        train_ds = training_dataset(
+            x_train, y_train, cfg.batch_size, cfg.augment, cfg.seed, deterministic=cfg.deterministic
+        )
         cw = class_weights(y_train, n_classes, cfg.class_weights)
         fine_tune = cfg.fine_tune_epochs > 0 and weights is not None
         features = nested_backbone(model)
         # With pretrained weights, first train only the head so large gradients do not wreck the features.
         features.trainable = not fine_tune
         # Precise BN only when training from scratch: pretrained statistics are better than a few hundred images.
-        calib = (x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:256]]
-                 if weights is None and cfg.precise_bn else None)
+        calib = (
+            x_train[np.random.default_rng(cfg.seed).permutation(len(x_train))[:256]]
+            if weights is None and cfg.precise_bn
+            else None
+        )
         steps = math.ceil(len(y_train) / cfg.batch_size)
         plan = _Plan(cfg.epochs, cfg.epochs, steps, round(cfg.warmup_epochs * steps), deadline)
         jit = bool(device["xla"])
-        history, reason = _fit(model, _optimizer(cfg, cfg.learning_rate), train_ds, (x_val, y_val), plan, cfg, cw,
-                               calib, "head" if fine_tune else "full", cfg.learning_rate, clock, verbose, jit)
+        history, reason = _fit(
+            model,
+            _optimizer(cfg, cfg.learning_rate),
+            train_ds,
+            (x_val, y_val),
+            plan,
+            cfg,
+            cw,
+            calib,
+            "head" if fine_tune else "full",
+            cfg.learning_rate,
+            clock,
+            verbose,
+            jit,
+        )
         histories = [history]
         if fine_tune and reason != "budget":
             features.trainable = True
@@ -457,10 +546,24 @@ def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[n
             for layer in features.layers:  # BatchNorm statistics stay as pretrained
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
-            ft_plan = _Plan(cfg.fine_tune_epochs, cfg.fine_tune_epochs, steps, round(cfg.warmup_epochs * steps),
-                            deadline)
-            ft, reason = _fit(model, _optimizer(cfg, cfg.fine_tune_learning_rate), train_ds, (x_val, y_val), ft_plan,
-                              cfg, cw, None, "fine_tune", cfg.fine_tune_learning_rate, clock, verbose, jit)
+            ft_plan = _Plan(
+                cfg.fine_tune_epochs, cfg.fine_tune_epochs, steps, round(cfg.warmup_epochs * steps), deadline
+            )
+            ft, reason = _fit(
+                model,
+                _optimizer(cfg, cfg.fine_tune_learning_rate),
+                train_ds,
+                (x_val, y_val),
+                ft_plan,
+                cfg,
+                cw,
+                None,
+                "fine_tune",
+                cfg.fine_tune_learning_rate,
+                clock,
+                verbose,
+                jit,
+            )
             ft["epoch"] += len(history)
             histories.append(ft)
     wall = clock() - start
@@ -469,28 +572,50 @@ def train_backbone(name: str, train: tuple[np.ndarray, np.ndarray], val: tuple[n
     best = history[history["selected"]].iloc[-1]  # the last stage's selected epoch is the model returned
     best_epoch = int(best["epoch"])
     info = {
-        "backbone": backbone.name, "input_size": size, "image_size": image_size,
-        "weights": cfg.weights, "epochs_run": int(len(history)),
+        "backbone": backbone.name,
+        "input_size": size,
+        "image_size": image_size,
+        "weights": cfg.weights,
+        "epochs_run": int(len(history)),
         "epochs_max": cfg.epochs + (cfg.fine_tune_epochs if fine_tune else 0),
-        "best_epoch": int(best_epoch), "stop_reason": reason,
+        "best_epoch": int(best_epoch),
+        "stop_reason": reason,
         "selected_on": f"val_{cfg.select_on}" if cfg.select_on != "loss" else "val_loss_weighted",
-        "best_val_loss": float(best["val_loss"]), "best_val_auc": _finite_or_none(best["val_auc"]),
+        "best_val_loss": float(best["val_loss"]),
+        "best_val_auc": _finite_or_none(best["val_auc"]),
         "best_val_loss_weighted": float(best["val_loss_weighted"]),
-        "fine_tuned": fine_tune, "seed": cfg.seed, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-        "optimizer": cfg.optimizer, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
-        "warmup_epochs": cfg.warmup_epochs, "label_smoothing": cfg.label_smoothing, "clip_norm": cfg.clip_norm, "zero_head": cfg.zero_head,
+        "fine_tuned": fine_tune,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "optimizer": cfg.optimizer,
+        "weight_decay": cfg.weight_decay,
+        "schedule": cfg.schedule,
+        "warmup_epochs": cfg.warmup_epochs,
+        "label_smoothing": cfg.label_smoothing,
+        "clip_norm": cfg.clip_norm,
+        "zero_head": cfg.zero_head,
         "precise_bn": calib is not None,
         "min_epochs": cfg.min_epochs if cfg.min_epochs is not None else auto_min_epochs(cfg.epochs),
         "patience": cfg.patience if cfg.patience is not None else auto_patience(cfg.epochs),
-        "budget_minutes": cfg.budget_minutes, "input_policy": cfg.input_policy,
-        "augment": list(cfg.augment), "class_weights": cw and {str(k): v for k, v in cw.items()},
-        "train_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+        "budget_minutes": cfg.budget_minutes,
+        "input_policy": cfg.input_policy,
+        "augment": list(cfg.augment),
+        "class_weights": None if cw is None else {str(k): v for k, v in cw.items()},
+        "train_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
         "gpu_seconds": round(wall, 3) if device["device"] == "GPU" else 0.0,
         "train_images_per_s": round(len(y_train) * len(history) / max(wall, 1e-9), 2),
-        "n_train": int(len(y_train)), "n_val": int(len(y_val)),
-        "params": int(model.count_params()), "preprocessing": backbone.preprocess_mode,
-        "preprocess_function": backbone.preprocess_function, "cam_layer": backbone.cam_layer,
-        **device, **det, "tensorflow": tf.__version__, "keras": keras.__version__,
+        "n_train": int(len(y_train)),
+        "n_val": int(len(y_val)),
+        "params": int(model.count_params()),
+        "preprocessing": backbone.preprocess_mode,
+        "preprocess_function": backbone.preprocess_function,
+        "cam_layer": backbone.cam_layer,
+        **device,
+        **det,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
     }
     return TrainResult(model, history, info)
 
@@ -507,8 +632,9 @@ def _optimizer(cfg: TrainConfig, lr: float) -> Any:
     elif cfg.optimizer == "adam":
         opt = keras.optimizers.Adam(lr, **clip)
     else:
-        raise ValueError(f"Invalid value for argument `optimizer`. Expected 'adamw' or 'adam'. "
-                         f"Received: {cfg.optimizer!r}")
+        raise ValueError(
+            f"Invalid value for argument `optimizer`. Expected 'adamw' or 'adam'. Received: {cfg.optimizer!r}"
+        )
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -525,4 +651,6 @@ def _resize_batch(images: np.ndarray, size: int) -> np.ndarray:
         return images
     from pipeline.preprocess import resize_square
 
-    return np.stack([resize_square(im, size) for im in images]) if len(images) else np.zeros((0, size, size, 3), np.uint8)
+    return (
+        np.stack([resize_square(im, size) for im in images]) if len(images) else np.zeros((0, size, size, 3), np.uint8)
+    )

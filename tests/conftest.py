@@ -21,7 +21,8 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          eval_sets=("test", "uncropped"))
     make_fake_experiment(root, "multi7", n_samples=420, n_models=2, n_classes=7, seed=2)
     make_fake_experiment(root, "single", n_samples=200, n_models=1, n_classes=2, seed=3)
-    make_fake_experiment(root, "runs", n_samples=240, n_models=3, n_classes=2, seed=8, runs=3, eval_sets=("test", "val"))
+    make_fake_experiment(root, "runs", n_samples=240, n_models=3, n_classes=2, seed=8, runs=3,
+                         eval_sets=("test", "val"))
     return root
 
 

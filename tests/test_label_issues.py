@@ -1,4 +1,5 @@
 """Suspected label errors (cleanlab confident learning on out-of-fold probabilities) find injected flips."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,15 @@ def test_queue_finds_injected_flips():
     top = queue.head(len(flipped))  # the ranking puts the flips first
     assert len(set(top["sample_id"]) & flipped) >= 0.8 * len(flipped)
     assert (queue.loc[queue["sample_id"].isin(flipped), "models_disagree"] >= 1).mean() > 0.9
-    assert list(queue.columns[:7]) == ["sample_id", "label", "suggested", "label_quality", "is_issue",
-                                       "models_disagree", "n_models"]
+    assert list(queue.columns[:7]) == [
+        "sample_id",
+        "label",
+        "suggested",
+        "label_quality",
+        "is_issue",
+        "models_disagree",
+        "n_models",
+    ]
 
 
 def test_precision_recall_by_hand_and_one_class_refused():

@@ -1,5 +1,6 @@
 """Metrics over repeated runs: spread, wins, rank stability (by hand) and the corrected resampled t-test
 (scipy's paired t-test as the reference at zero correction; Nadeau & Bengio's formula by hand)."""
+
 from __future__ import annotations
 
 import math

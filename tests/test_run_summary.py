@@ -1,5 +1,6 @@
 """Backbones with several runs: mean/SD over runs (scikit-learn AUC per run as the oracle), rank stability,
 pairwise wins and the t-test over runs (scipy's paired t-test for seeds), on a generated multi-run experiment."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,11 @@ def exp(tmp_path_factory):
 
 def test_runs_are_grouped_by_backbone(exp):
     groups = backbone_runs(exp)
-    assert groups == {"MobileNetV2": ["MobileNetV2", "MobileNetV2@s1", "MobileNetV2@s2"],
-                      "ResNet50": ["ResNet50", "ResNet50@s1", "ResNet50@s2"],
-                      "EfficientNetB0": ["EfficientNetB0", "EfficientNetB0@s1", "EfficientNetB0@s2"]}
+    assert groups == {
+        "MobileNetV2": ["MobileNetV2", "MobileNetV2@s1", "MobileNetV2@s2"],
+        "ResNet50": ["ResNet50", "ResNet50@s1", "ResNet50@s2"],
+        "EfficientNetB0": ["EfficientNetB0", "EfficientNetB0@s1", "EfficientNetB0@s2"],
+    }
 
 
 def test_spread_rank_stability_and_pairs_match_references(exp):

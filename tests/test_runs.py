@@ -1,5 +1,6 @@
 """Repeated runs (issue 12): run plan and names, grouped stratified folds (property test), and a k-fold x
 seeds experiment end to end: every run resumable, out-of-fold predictions cover the training pool once."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,11 @@ def test_run_plan_names_the_first_run_after_the_backbone():
     assert [r.model for r in plan[:3]] == ["SmallCNN", "SmallCNN@s1", "SmallCNN@s2"]
     assert [r.run_id for r in plan[3:]] == ["s0", "s1", "s2"] and len(plan) == 6
     cv = run_plan(["SmallCNN"], [7], folds=3)
-    assert [(r.model, r.fold, r.seed) for r in cv] == [("SmallCNN", 0, 7), ("SmallCNN@f1-s7", 1, 7),
-                                                       ("SmallCNN@f2-s7", 2, 7)]
+    assert [(r.model, r.fold, r.seed) for r in cv] == [
+        ("SmallCNN", 0, 7),
+        ("SmallCNN@f1-s7", 1, 7),
+        ("SmallCNN@f2-s7", 2, 7),
+    ]
     some = run_plan(["SmallCNN", "ResNet50"], [0, 1], folds=2, repeat=["SmallCNN"])
     assert [r.model for r in some] == ["SmallCNN", "SmallCNN@f0-s1", "SmallCNN@f1-s0", "SmallCNN@f1-s1", "ResNet50"]
     with pytest.raises(ValueError, match=r"argument `seeds`.*Received: \[1, 1\]"):
@@ -61,8 +65,9 @@ def test_folds_keep_groups_whole_hold_out_test_and_stratify(samples: pd.DataFram
 
 
 def test_folds_need_enough_groups():
-    s = pd.DataFrame({"sample_id": list("abcd"), "group": ["g1", "g1", "g2", "g2"], "label": [0, 0, 1, 1],
-                      "split": "train"})
+    s = pd.DataFrame(
+        {"sample_id": list("abcd"), "group": ["g1", "g1", "g2", "g2"], "label": [0, 0, 1, 1], "split": "train"}
+    )
     with pytest.raises(ValueError, match=r"argument `k`.*at most 2 folds.*Received: 3"):
         assign_folds(s, 3, seed=0)
 
@@ -78,7 +83,7 @@ def test_kfold_and_seeds_experiment_end_to_end(tmp_path):
     cfg_path.write_text(f"""
 [experiment]
 name = "cv"
-output = "{tmp_path / 'artifacts'}"
+output = "{tmp_path / "artifacts"}"
 [dataset]
 layout = "patient_class_folders"
 root = "{data}"
@@ -104,8 +109,9 @@ augment = []
     assert set(runs["backbone"]) == {"SmallCNN"}
     pool = exp.samples[exp.samples["split"].isin(["train", "val"])]
     for seed in (0, 1):
-        oof = pd.concat([art.read_predictions(exp, m).query("eval_set == 'oof'")
-                         for m in runs.index[runs["seed"] == seed]])
+        oof = pd.concat(
+            [art.read_predictions(exp, m).query("eval_set == 'oof'") for m in runs.index[runs["seed"] == seed]]
+        )
         assert sorted(oof["sample_id"]) == sorted(pool["sample_id"])  # every pool sample once, held out
     for m in models:
         preds = art.read_predictions(exp, m)

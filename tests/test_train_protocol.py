@@ -1,5 +1,6 @@
 """The training protocol (issue 11): schedule, early stopping floor, checkpoint selection, determinism,
 the minutes budget (fake clock), the mixed-precision switch and the config keys that drive them."""
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,8 @@ def test_warmup_reaches_the_base_rate_and_cosine_ends_at_the_floor():
 def test_step_and_constant_schedules():
     kw = dict(base=1e-3, warmup_steps=0, total_steps=100)
     assert [learning_rate_at(s, kind="step", **kw) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx(
-        [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+        [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5]
+    )
     assert learning_rate_at(99, kind="constant", **kw) == 1e-3
     with pytest.raises(ValueError, match=r"argument `kind`.*Received: 'linear'"):
         learning_rate_at(0, kind="linear", **kw)
@@ -72,10 +74,14 @@ def test_auto_floor_and_patience_scale_with_the_budget():
 
 
 def test_selection_picks_the_best_auc_then_the_lower_weighted_loss():
-    h = pd.DataFrame({"epoch": [1, 2, 3, 4, 5, 6],
-                      "val_auc": [0.99, 0.70, 0.85, 0.90, 0.90, float("nan")],
-                      "val_loss_weighted": [0.1, 0.6, 0.5, 0.45, 0.40, 0.01],
-                      "val_loss": [0.1, 0.6, 0.5, 0.30, 0.41, 0.01]})
+    h = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4, 5, 6],
+            "val_auc": [0.99, 0.70, 0.85, 0.90, 0.90, float("nan")],
+            "val_loss_weighted": [0.1, 0.6, 0.5, 0.45, 0.40, 0.01],
+            "val_loss": [0.1, 0.6, 0.5, 0.30, 0.41, 0.01],
+        }
+    )
     assert select_best_epoch(h, "auc") == 1
     assert select_best_epoch(h, "auc", from_epoch=3) == 5  # 0.90 twice: lower weighted loss wins; NaN never
     assert select_best_epoch(h, "loss", from_epoch=3) == 6
@@ -179,8 +185,9 @@ def test_mixed_precision_is_wired_when_a_gpu_is_found():
         assert isinstance(_optimizer(cfg, 1e-3), keras.optimizers.LossScaleOptimizer)
     assert keras.mixed_precision.global_policy().name == before
     with accelerator_setup(cfg, gpus=[]) as device:
-        assert device["dtype_policy"] == "float32" and not isinstance(_optimizer(cfg, 1e-3),
-                                                                      keras.optimizers.LossScaleOptimizer)
+        assert device["dtype_policy"] == "float32" and not isinstance(
+            _optimizer(cfg, 1e-3), keras.optimizers.LossScaleOptimizer
+        )
 
 
 # ---------------------------------------------------------------- config
@@ -192,16 +199,34 @@ def _cfg(train: dict) -> TrainConfig:
 
 
 def test_protocol_keys_parse_and_bad_values_name_the_key():
-    t = _cfg({"optimizer": "adam", "schedule": "step", "label_smoothing": 0.1, "budget_minutes": 5,
-              "deterministic": True, "select_on": "loss", "min_epochs": 4})
-    assert (t.optimizer, t.schedule, t.label_smoothing, t.budget_minutes, t.deterministic, t.select_on,
-            t.min_epochs) == ("adam", "step", 0.1, 5.0, True, "loss", 4)
-    for bad, match in [({"optimizer": "sgd"}, r"`train.optimizer`.*'sgd'"),
-                       ({"label_smoothing": 0.9}, r"`train.label_smoothing`.*0.9"),
-                       ({"budget_minutes": 0}, r"`train.budget_minutes`"),
-                       ({"deterministic": "yes"}, r"`train.deterministic`.*true or false"),
-                       ({"min_epochs": 0}, r"`train.min_epochs`.*positive integer"),
-                       ({"select_on": "f1"}, r"`train.select_on`")]:
+    t = _cfg(
+        {
+            "optimizer": "adam",
+            "schedule": "step",
+            "label_smoothing": 0.1,
+            "budget_minutes": 5,
+            "deterministic": True,
+            "select_on": "loss",
+            "min_epochs": 4,
+        }
+    )
+    assert (
+        t.optimizer,
+        t.schedule,
+        t.label_smoothing,
+        t.budget_minutes,
+        t.deterministic,
+        t.select_on,
+        t.min_epochs,
+    ) == ("adam", "step", 0.1, 5.0, True, "loss", 4)
+    for bad, match in [
+        ({"optimizer": "sgd"}, r"`train.optimizer`.*'sgd'"),
+        ({"label_smoothing": 0.9}, r"`train.label_smoothing`.*0.9"),
+        ({"budget_minutes": 0}, r"`train.budget_minutes`"),
+        ({"deterministic": "yes"}, r"`train.deterministic`.*true or false"),
+        ({"min_epochs": 0}, r"`train.min_epochs`.*positive integer"),
+        ({"select_on": "f1"}, r"`train.select_on`"),
+    ]:
         with pytest.raises(ValueError, match=match):
             _cfg(bad)
 

@@ -55,8 +55,8 @@ def report_ui(sel: state.Selection, models: list[str], thresholds: dict[str, flo
         st.session_state[REPORT_KEY] = request
     if st.session_state.get(REPORT_KEY) != request:
         st.caption("Press **Build meeting report** (a few seconds); it uses the models, evaluation set, thresholds "
-                   "and resamples chosen now" + (f", without the {len(excluded)} sample(s) left out (marked 'label wrong' and/or leak-free) "
-                                                 "(as every page)." if excluded else "."))
+                   "and resamples chosen now" + (f", without the {len(excluded)} sample(s) left out (marked 'label "
+                                                 "wrong' and/or leak-free) (as every page)." if excluded else "."))
         return
     try:
         html_bytes, pdf_bytes = da.get_meeting_report(sel.exp, models, sel.eval_set, thresholds, n_boot=n_boot,

@@ -1,4 +1,5 @@
 """Runs & stability: is a backbone better, or did it get a lucky seed? Training noise beside test-sample noise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,9 +13,11 @@ from pipeline.artifacts import ArtifactError
 
 sel = state.selection()
 st.title("Runs & stability")
-st.caption("Each backbone may be trained several times (`[train] seeds`, `[train] folds`). The spread over runs "
-           "is the training noise; the first run's 95% interval is the test-sample noise. Call a backbone better "
-           "only when it wins across runs *and* the per-run tests on *Paired comparison* agree.")
+st.caption(
+    "Each backbone may be trained several times (`[train] seeds`, `[train] folds`). The spread over runs "
+    "is the training noise; the first run's 95% interval is the test-sample noise. Call a backbone better "
+    "only when it wins across runs *and* the per-run tests on *Paired comparison* agree."
+)
 
 groups = da.get_backbone_runs(sel.exp)
 selected = [b for b, runs in groups.items() if any(r in sel.models for r in runs)] or list(groups)
@@ -27,53 +30,83 @@ if not runs:
     st.info("No readable models selected.")
     st.stop()
 if max(len(groups[b]) for b in selected) < 2:
-    st.info("Every selected backbone has a single run: rebuild with `[train] seeds = [0, 1, 2]` or "
-            "`[train] folds = 5` (or `--seeds` / `--folds`) to see training noise here. The numbers below are "
-            "the single runs.")
+    st.info(
+        "Every selected backbone has a single run: rebuild with `[train] seeds = [0, 1, 2]` or "
+        "`[train] folds = 5` (or `--seeds` / `--folds`) to see training noise here. The numbers below are "
+        "the single runs."
+    )
 
 c1, c2 = st.columns(2)
 with c1:
-    metric = st.selectbox("Metric", da.LEADERBOARD_METRICS, index=da.LEADERBOARD_METRICS.index("roc_auc"),
-                          format_func=lambda m: figures.METRIC_LABELS.get(m, m), key="runs_metric")
+    metric = st.selectbox(
+        "Metric",
+        da.LEADERBOARD_METRICS,
+        index=da.LEADERBOARD_METRICS.index("roc_auc"),
+        format_func=lambda m: figures.METRIC_LABELS.get(m, m),
+        key="runs_metric",
+    )
 with c2:
     n_boot = st.select_slider("Bootstrap resamples (grouped)", [100, 200, 500, 1000], value=200, key="runs_n_boot")
 try:
-    res = da.get_runs_comparison(sel.exp, runs, sel.eval_set, metric,
-                                 {m: state.decision_threshold(sel, m) for m in runs}, n_boot=n_boot)
+    res = da.get_runs_comparison(
+        sel.exp, runs, sel.eval_set, metric, {m: state.decision_threshold(sel, m) for m in runs}, n_boot=n_boot
+    )
 except (ArtifactError, ValueError) as exc:
     st.error(f"Cannot compare runs on **{sel.eval_set}**: {exc}")
     st.stop()
 
 label = figures.METRIC_LABELS.get(metric, metric)
 table = res.table
-shown = pd.DataFrame({
-    "backbone": table["backbone"], "runs": table["n_runs"],
-    f"{label} mean": table["mean"].round(4), "SD over runs": table["sd"].round(4),
-    "range": [f"{lo:.3f} – {hi:.3f}" for lo, hi in zip(table["low"], table["high"])],
-    "first run [95% CI]": [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
-                           zip(table["primary_value"], table["primary_ci_low"], table["primary_ci_high"])],
-    "ranks first": [f"{f:.0%}" for f in table["rank_first"]],
-})
+shown = pd.DataFrame(
+    {
+        "backbone": table["backbone"],
+        "runs": table["n_runs"],
+        f"{label} mean": table["mean"].round(4),
+        "SD over runs": table["sd"].round(4),
+        "range": [f"{lo:.3f} – {hi:.3f}" for lo, hi in zip(table["low"], table["high"])],
+        "first run [95% CI]": [
+            f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+            for v, lo, hi in zip(table["primary_value"], table["primary_ci_low"], table["primary_ci_high"])
+        ],
+        "ranks first": [f"{f:.0%}" for f in table["rank_first"]],
+    }
+)
 st.subheader("Mean over runs, beside the test-sample interval")
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table")
-st.caption(f"*Ranks first*: share of {n_boot} draws in which the backbone has the best {label}; each draw "
-           "resamples whole patients/lesions of the test set and picks one of each backbone's runs at random, so "
-           "it moves with both sources of noise.")
-st.plotly_chart(figures.runs_figure(table, label, colors=sel.colors, height=max(260, 70 * len(table) + 80)),
-                width="stretch", key="runs_fig")
+st.caption(
+    f"*Ranks first*: share of {n_boot} draws in which the backbone has the best {label}; each draw "
+    "resamples whole patients/lesions of the test set and picks one of each backbone's runs at random, so "
+    "it moves with both sources of noise."
+)
+st.plotly_chart(
+    figures.runs_figure(table, label, colors=sel.colors, height=max(260, 70 * len(table) + 80)),
+    width="stretch",
+    key="runs_fig",
+)
 
 st.subheader("Pairs over runs")
 if res.pairs.empty:
     st.info("Select at least two backbones.")
 else:
     pairs = res.pairs
-    st.dataframe(pd.DataFrame({
-        "pair": [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])],
-        "A beats B": [f"{k} of {n} runs" for k, n in zip(pairs["wins"], pairs["n"])],
-        "mean difference [95% CI]": [f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" if np.isfinite(lo) else f"{d:+.4f}"
-                                     for d, lo, hi in zip(pairs["mean_diff"], pairs["ci_low"], pairs["ci_high"])],
-        "p": ["—" if not np.isfinite(p) else f"{p:.3g}" for p in pairs["p"]],
-    }), hide_index=True, width="stretch", key="runs_pairs")
-    st.caption(f"Test: {res.test_name}. With k-fold runs the training sets overlap, so a plain t-test over folds "
-               "is far too confident; Nadeau and Bengio's correction widens the variance by n_test/n_train. "
-               "With seeds on one split it is the paired t-test over seeds. Fewer than two paired runs: no p.")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "pair": [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])],
+                "A beats B": [f"{k} of {n} runs" for k, n in zip(pairs["wins"], pairs["n"])],
+                "mean difference [95% CI]": [
+                    f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" if np.isfinite(lo) else f"{d:+.4f}"
+                    for d, lo, hi in zip(pairs["mean_diff"], pairs["ci_low"], pairs["ci_high"])
+                ],
+                "p": ["—" if not np.isfinite(p) else f"{p:.3g}" for p in pairs["p"]],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key="runs_pairs",
+    )
+    st.caption(
+        f"Test: {res.test_name}. With k-fold runs the training sets overlap, so a plain t-test over folds "
+        "is far too confident; Nadeau and Bengio's correction widens the variance by n_test/n_train. "
+        "With seeds on one split it is the paired t-test over seeds. Fewer than two paired runs: no p."
+    )

@@ -136,6 +136,7 @@ rows = []
 for name in data:
     t_m = state.get_threshold(sel, name, ci)
     mm = da.metrics_at_threshold(sel.exp, name, sel.eval_set, ci, t_m)
-    rows.append({"model": name, "threshold": t_m, "chosen": state.threshold_source(sel, name, ci), **{figures.METRIC_LABELS.get(k, k): mm[k] for k in
+    rows.append({"model": name, "threshold": t_m, "chosen": state.threshold_source(sel, name, ci),
+                 **{figures.METRIC_LABELS.get(k, k): mm[k] for k in
                  ("sensitivity", "specificity", "precision", "npv", "f1", "balanced_accuracy")}})
 st.dataframe(rows, width="stretch", key="thr_table")

@@ -43,14 +43,14 @@ def wins(a: ArrayLike, b: ArrayLike) -> tuple[int, int]:
     """(k, n): in how many of the n paired runs A's value is strictly higher than B's (runs paired by position)."""
     x, y = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     if x.shape != y.shape:
-        raise ValueError(f"Invalid value for argument `b`. Expected as many runs as `a` ({len(x)}). "
-                         f"Received: {len(y)}")
+        raise ValueError(f"Invalid value for argument `b`. Expected as many runs as `a` ({len(x)}). Received: {len(y)}")
     ok = np.isfinite(x) & np.isfinite(y)
     return int(np.sum(x[ok] > y[ok])), int(ok.sum())
 
 
-def rank_first_frequency(replicates: Mapping[str, ArrayLike], *, seed: int | None = 0,
-                         n_draws: int | None = None) -> dict[str, float]:
+def rank_first_frequency(
+    replicates: Mapping[str, ArrayLike], *, seed: int | None = 0, n_draws: int | None = None
+) -> dict[str, float]:
     """How often each model ranks first over runs and bootstrap draws (ties share the win).
 
     `replicates[model]` is an (n_runs, n_boot) array of the ranking metric: row r is run r's bootstrap
@@ -65,8 +65,10 @@ def rank_first_frequency(replicates: Mapping[str, ArrayLike], *, seed: int | Non
     reps = [np.atleast_2d(np.asarray(replicates[m], np.float64)) for m in names]
     n_boot = reps[0].shape[1]
     if any(r.shape[1] != n_boot for r in reps):
-        raise ValueError(f"Invalid value for argument `replicates`. Expected the same number of bootstrap "
-                         f"columns for every model. Received: {[r.shape for r in reps]}")
+        raise ValueError(
+            f"Invalid value for argument `replicates`. Expected the same number of bootstrap "
+            f"columns for every model. Received: {[r.shape for r in reps]}"
+        )
     rng = np.random.default_rng(seed)
     draws = n_draws or max(n_boot, 1)
     cols = np.arange(draws) % n_boot
@@ -92,8 +94,7 @@ class RunsTTest:
     correction: float  # n_test / n_train of the Nadeau-Bengio correction (0: the plain paired t-test)
 
 
-def corrected_resampled_ttest(diffs: ArrayLike, *, test_train_ratio: float = 0.0,
-                              alpha: float = 0.05) -> RunsTTest:
+def corrected_resampled_ttest(diffs: ArrayLike, *, test_train_ratio: float = 0.0, alpha: float = 0.05) -> RunsTTest:
     """Nadeau and Bengio's corrected resampled t-test on per-run differences A - B (paired runs).
 
     Var = (1/J + n_test/n_train) * s^2 over J runs: the second term accounts for the overlap of the runs'
@@ -107,8 +108,10 @@ def corrected_resampled_ttest(diffs: ArrayLike, *, test_train_ratio: float = 0.0
     d = np.asarray(diffs, np.float64).ravel()
     d = d[np.isfinite(d)]
     if test_train_ratio < 0 or not math.isfinite(test_train_ratio):
-        raise ValueError(f"Invalid value for argument `test_train_ratio`. Expected a finite number >= 0. "
-                         f"Received: {test_train_ratio!r}")
+        raise ValueError(
+            f"Invalid value for argument `test_train_ratio`. Expected a finite number >= 0. "
+            f"Received: {test_train_ratio!r}"
+        )
     j = len(d)
     mean = float(d.mean()) if j else float("nan")
     if j < 2:

@@ -1,7 +1,7 @@
 # Two commands for a fresh machine (Python 3.11, pip; no GPU; no internet but the package registries):
 #   make run   - create .venv, install requirements, build the demo artifacts if missing, serve the dashboard
 #   make test  - create .venv, install requirements + test requirements, lint and type-check, run the whole test suite
-#   make lint  - ruff check + mypy pipeline (part of make test); make format - ruff format --check (not yet in test)
+#   make lint  - ruff check + ruff format --check + mypy pipeline (part of make test); make format - ruff format
 # The project itself is installed editable (pyproject.toml) after its requirements, so no sys.path edits are needed.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -39,11 +39,12 @@ run: demo serve
 # Lint and types first, so CI fails on them before the (long) test run.
 lint: install-dev
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy pipeline
 
-# Not part of `make test` until the repo-wide `ruff format` lands.
+# Rewrites files: run before committing when `make lint` reports formatting.
 format: install-dev
-	$(PY) -m ruff format --check .
+	$(PY) -m ruff format .
 
 test: lint
 	$(PY) -m pytest

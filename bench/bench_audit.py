@@ -9,6 +9,7 @@ Generated images: smooth multi-scale gray textures with blobs. Images of one *fa
 low-frequency layout (look-alike distractors: same anatomy, different image); planted duplicates are a base
 image resized, JPEG re-encoded, cropped by a few pixels or brightness-shifted (or two of these).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,21 +53,25 @@ def transform(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
         h, w = out.shape[:2]
         if part == "resize":
             f = float(rng.choice([rng.uniform(0.5, 0.8), rng.uniform(1.25, 1.6)]))
-            out = cv2.resize(out, (max(8, round(w * f)), max(8, round(h * f))),
-                             interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+            out = cv2.resize(
+                out,
+                (max(8, round(w * f)), max(8, round(h * f))),
+                interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR,
+            )
         elif part == "jpeg":
             ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 86))])
             out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         elif part == "crop":
             t, b, left, r = (int(v) for v in rng.integers(0, 4, 4))
             t, left = max(t, 1), max(left, 1)
-            out = out[t:h - b, left:w - r]
+            out = out[t : h - b, left : w - r]
         elif part == "brightness":
             shift = int(rng.choice([-1, 1]) * rng.integers(20, 45))
             out = np.clip(out.astype(np.int16) + shift, 0, 255).astype(np.uint8)
         else:
-            raise ValueError(f"Invalid value for argument `kind`. Expected parts among {TRANSFORMS}. "
-                             f"Received: {kind!r}")
+            raise ValueError(
+                f"Invalid value for argument `kind`. Expected parts among {TRANSFORMS}. Received: {kind!r}"
+            )
     return np.ascontiguousarray(out)
 
 
@@ -87,12 +92,18 @@ class Planted:
         frame = pd.DataFrame({"id": self.ids, "origin": self.origin})
         for _, part in frame.groupby("origin"):
             members = sorted(part["id"])
-            out.update((a, b) for i, a in enumerate(members) for b in members[i + 1:])
+            out.update((a, b) for i, a in enumerate(members) for b in members[i + 1 :])
         return out
 
 
-def planted_set(n_families: int = 30, per_family: int = 5, n_dups: int = 100, seed: int = 0,
-                sizes: tuple[int, int] = (64, 112), n_conflicts: int = 5) -> Planted:
+def planted_set(
+    n_families: int = 30,
+    per_family: int = 5,
+    n_dups: int = 100,
+    seed: int = 0,
+    sizes: tuple[int, int] = (64, 112),
+    n_conflicts: int = 5,
+) -> Planted:
     """Bases in look-alike families plus `n_dups` planted copies (cycling through TRANSFORMS).
 
     Labels follow the family; `n_conflicts` planted copies get the other label (conflicting duplicates).
@@ -155,6 +166,7 @@ def cluster_recall(quality: pd.DataFrame, truth: set[tuple[str, str]]) -> float:
 
 # ============================================================================ benchmarks
 
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process and its finished children, in MiB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -175,9 +187,12 @@ def bench_planted(args: argparse.Namespace) -> dict:
         table = write_planted(planted, Path(tmp))
         for threshold in args.thresholds:
             res = audit_samples(table, AuditSettings(threshold=threshold), jobs=1)
-            row = {"threshold": threshold, **score(res.pairs, truth, origin_of),
-                   "cluster_recall": round(cluster_recall(res.quality, truth), 4),
-                   "candidates": res.summary["search"]["candidates"]}
+            row = {
+                "threshold": threshold,
+                **score(res.pairs, truth, origin_of),
+                "cluster_recall": round(cluster_recall(res.quality, truth), 4),
+                "candidates": res.summary["search"]["candidates"],
+            }
             out["rows"].append(row)
             print(row, flush=True)
     return out
@@ -228,10 +243,16 @@ def bench_breastmnist(args: argparse.Namespace) -> dict:
         ia, ib = np.triu_indices(n, 1)
         rb = pearson_pairs(feats.thumb, ia, ib)
         brute = int((rb >= threshold).sum())
-        row = {"threshold": threshold, "test_leaky": len(leaky), "test_with_direct_pair": len(direct),
-               "n_test": int(test.sum()), "pairs": res.summary["n_pairs"], "brute_force_pairs": brute,
-               "conflicting_clusters": res.summary["conflicting_clusters"],
-               "seconds": round(time.perf_counter() - t0, 2)}
+        row = {
+            "threshold": threshold,
+            "test_leaky": len(leaky),
+            "test_with_direct_pair": len(direct),
+            "n_test": int(test.sum()),
+            "pairs": res.summary["n_pairs"],
+            "brute_force_pairs": brute,
+            "conflicting_clusters": res.summary["conflicting_clusters"],
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         row.update({k: v for k, v in out.items() if k.startswith("raw28")})
         out["rows"].append(row)
         print(row, flush=True)
@@ -243,8 +264,9 @@ def bench_breastmnist(args: argparse.Namespace) -> dict:
     return out
 
 
-def save_pair_grid(pairs: pd.DataFrame, table: pd.DataFrame, out: Path, n: int = 40, seed: int = 0,
-                   lowest: bool = False) -> None:
+def save_pair_grid(
+    pairs: pd.DataFrame, table: pd.DataFrame, out: Path, n: int = 40, seed: int = 0, lowest: bool = False
+) -> None:
     """A PNG of `n` random (or the `lowest`-r) pairs side by side (a | b) with r and splits, to check by eye."""
     from pipeline.preprocess import load_image
 
@@ -260,13 +282,13 @@ def save_pair_grid(pairs: pd.DataFrame, table: pd.DataFrame, out: Path, n: int =
         a = cv2.resize(load_image(path_of[row.a]).rgb[..., 0], (side, side), interpolation=cv2.INTER_NEAREST)
         b = cv2.resize(load_image(path_of[row.b]).rgb[..., 0], (side, side), interpolation=cv2.INTER_NEAREST)
         tile = np.full((side + 14, 2 * side + 6), 255, np.uint8)
-        tile[14:, :side], tile[14:, side + 6:] = a, b
+        tile[14:, :side], tile[14:, side + 6 :] = a, b
         text = f"{row.similarity:.3f} {str(split_of[row.a])[:2]}/{str(split_of[row.b])[:2]}"
         cv2.putText(tile, text, (2, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.38, 0, 1)
         tiles.append(np.pad(tile, 4, constant_values=255))
     while len(tiles) % 5:
         tiles.append(np.full_like(tiles[0], 255))
-    rows = [np.hstack(tiles[i:i + 5]) for i in range(0, len(tiles), 5)]
+    rows = [np.hstack(tiles[i : i + 5]) for i in range(0, len(tiles), 5)]
     cv2.imwrite(str(out), np.vstack(rows))
 
 
@@ -328,15 +350,24 @@ def bench_scale(args: argparse.Namespace) -> dict:
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     true_found = int(((hi % 50 == 49) & (hi - lo == 1)).sum())
     planted = int(sum(1 for k in range(args.n) if k % 50 == 49 and k % 5000 != 0))
-    out = {"n": len(table), "make_seconds": round(t_make, 1), "ingest_seconds": round(t_ingest, 1),
-           "features_seconds": round(t_feat, 1), "search_verify_cluster_seconds": round(t_audit, 1),
-           "audit_seconds": round(total, 1), "images_per_s": round(len(table) / total, 1),
-           "peak_rss_mb_parent": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           "peak_rss_mb_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-           "pairs": res.summary["n_pairs"], "planted_pairs": planted, "planted_found": true_found,
-           "recall": round(true_found / max(planted, 1), 4),
-           "precision": round(true_found / max(res.summary["n_pairs"], 1), 4), "search": res.summary["search"],
-           "jobs": args.jobs}
+    out = {
+        "n": len(table),
+        "make_seconds": round(t_make, 1),
+        "ingest_seconds": round(t_ingest, 1),
+        "features_seconds": round(t_feat, 1),
+        "search_verify_cluster_seconds": round(t_audit, 1),
+        "audit_seconds": round(total, 1),
+        "images_per_s": round(len(table) / total, 1),
+        "peak_rss_mb_parent": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "pairs": res.summary["n_pairs"],
+        "planted_pairs": planted,
+        "planted_found": true_found,
+        "recall": round(true_found / max(planted, 1), 4),
+        "precision": round(true_found / max(res.summary["n_pairs"], 1), 4),
+        "search": res.summary["search"],
+        "jobs": args.jobs,
+    }
     print(json.dumps(out, indent=1), flush=True)
     return out
 
@@ -358,19 +389,26 @@ def bench_leakfree(args: argparse.Namespace) -> dict:
         y = (part["label"].to_numpy() == pos).astype(int)
         p = part[f"prob_{pos}"].to_numpy()
         clean = ~part["sample_id"].isin(leaky).to_numpy()
-        row = {"model": model, "n_all": int(len(part)), "auc_all": round(float(roc_auc_score(y, p)), 4),
-               "n_leak_free": int(clean.sum()), "auc_leak_free": round(float(roc_auc_score(y[clean], p[clean])), 4),
-               "n_leaky": int((~clean).sum()),
-               "auc_leaky_only": round(float(roc_auc_score(y[~clean], p[~clean])), 4)
-               if len(set(y[~clean])) == 2 else None}
+        row = {
+            "model": model,
+            "n_all": int(len(part)),
+            "auc_all": round(float(roc_auc_score(y, p)), 4),
+            "n_leak_free": int(clean.sum()),
+            "auc_leak_free": round(float(roc_auc_score(y[clean], p[clean])), 4),
+            "n_leaky": int((~clean).sum()),
+            "auc_leaky_only": round(float(roc_auc_score(y[~clean], p[~clean])), 4)
+            if len(set(y[~clean])) == 2
+            else None,
+        }
         out["rows"].append(row)
         print(row, flush=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_audit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("planted")
     p.add_argument("--families", type=int, default=60)

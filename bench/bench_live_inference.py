@@ -15,6 +15,7 @@ For each saved model of an experiment (default: the first `artifacts/demo-*` wit
 Ours and bare run interleaved in the same process, so background load slows both alike.
 Run: `python -m bench.bench_live_inference [--exp DIR] [--repeats 60] [--side 0]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -126,20 +127,40 @@ def bench_model(exp_dir: Path, model: str, data: bytes, name: str, repeats: int)
         cams.append(_ms(time.perf_counter() - start))
     p50 = statistics.median(ours)
     return {
-        "model": model, "input": f"{live.input_size}px", "params": int(live.model.count_params()),
-        "load_s": load_s, "cold_first_ms": cold_ms, "warmup_s": warm_s, "first_ms": first_ms,
-        "ours_p50_ms": p50, "ours_p95_ms": percentile(ours, 95), "measured_p50_ms": statistics.median(inner),
-        "bare_p50_ms": statistics.median(bare), "bare_p95_ms": percentile(bare, 95),
-        "predict_p50_ms": statistics.median(pred_only), "gradcam_p50_ms": statistics.median(cams),
-        "first_over_p50": first_ms / p50, "cold_over_p50": cold_ms / p50,
+        "model": model,
+        "input": f"{live.input_size}px",
+        "params": int(live.model.count_params()),
+        "load_s": load_s,
+        "cold_first_ms": cold_ms,
+        "warmup_s": warm_s,
+        "first_ms": first_ms,
+        "ours_p50_ms": p50,
+        "ours_p95_ms": percentile(ours, 95),
+        "measured_p50_ms": statistics.median(inner),
+        "bare_p50_ms": statistics.median(bare),
+        "bare_p95_ms": percentile(bare, 95),
+        "predict_p50_ms": statistics.median(pred_only),
+        "gradcam_p50_ms": statistics.median(cams),
+        "first_over_p50": first_ms / p50,
+        "cold_over_p50": cold_ms / p50,
     }
 
 
-COLUMNS = [("model", "model"), ("input", "input"), ("params", "params"), ("load_s", "load s"),
-           ("cold_first_ms", "cold 1st ms"), ("warmup_s", "warm-up s"), ("first_ms", "1st after warm-up ms"),
-           ("ours_p50_ms", "ours p50 ms"), ("ours_p95_ms", "ours p95 ms"), ("bare_p50_ms", "bare p50 ms"),
-           ("bare_p95_ms", "bare p95 ms"), ("predict_p50_ms", "predict-only p50 ms"),
-           ("gradcam_p50_ms", "Grad-CAM p50 ms")]
+COLUMNS = [
+    ("model", "model"),
+    ("input", "input"),
+    ("params", "params"),
+    ("load_s", "load s"),
+    ("cold_first_ms", "cold 1st ms"),
+    ("warmup_s", "warm-up s"),
+    ("first_ms", "1st after warm-up ms"),
+    ("ours_p50_ms", "ours p50 ms"),
+    ("ours_p95_ms", "ours p95 ms"),
+    ("bare_p50_ms", "bare p50 ms"),
+    ("bare_p95_ms", "bare p95 ms"),
+    ("predict_p50_ms", "predict-only p50 ms"),
+    ("gradcam_p50_ms", "Grad-CAM p50 ms"),
+]
 
 
 def _fmt(v: Any) -> str:
@@ -171,28 +192,46 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline import artifacts as art
 
     exp_dir = (args.exp or find_experiment()).resolve()
-    models = args.models or [m for m in art.list_models(exp_dir)
-                             if art.model_dir(exp_dir, m).joinpath(art.MODEL_FILE).is_file()]
+    models = args.models or [
+        m for m in art.list_models(exp_dir) if art.model_dir(exp_dir, m).joinpath(art.MODEL_FILE).is_file()
+    ]
     data, name, desc = test_image_bytes(exp_dir, args.side)
     import keras  # noqa: F401 - imported before timing, so the first load does not pay for it
     import tensorflow as tf
 
-    print(f"experiment {exp_dir} · image {desc} · {args.repeats} repeats · TF {tf.__version__} · "
-          f"{os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"experiment {exp_dir} · image {desc} · {args.repeats} repeats · TF {tf.__version__} · "
+        f"{os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     rows = []
     for model in models:
         rows.append(bench_model(exp_dir, model, data, name, args.repeats))
-        print(f"  {model}: ours p50 {rows[-1]['ours_p50_ms']:.1f} ms, bare p50 {rows[-1]['bare_p50_ms']:.1f} ms",
-              flush=True)
+        print(
+            f"  {model}: ours p50 {rows[-1]['ours_p50_ms']:.1f} ms, bare p50 {rows[-1]['bare_p50_ms']:.1f} ms",
+            flush=True,
+        )
     print()
     print(table(rows))
-    print("\nours = run_live_inference wall time (decode + resize + compiled predict); bare = model(x, training=False)"
-          " on the preprocessed tensor; cold 1st = first request on a model loaded without warm-up.")
+    print(
+        "\nours = run_live_inference wall time (decode + resize + compiled predict); bare = model(x, training=False)"
+        " on the preprocessed tensor; cold 1st = first request on a model loaded without warm-up."
+    )
     out = REPO_ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "live_inference.json").write_text(json.dumps(
-        {"experiment": str(exp_dir), "image": desc, "repeats": args.repeats, "load_average": os.getloadavg()[0],
-         "rows": rows}, indent=2), encoding="utf-8")
+    (out / "live_inference.json").write_text(
+        json.dumps(
+            {
+                "experiment": str(exp_dir),
+                "image": desc,
+                "repeats": args.repeats,
+                "load_average": os.getloadavg()[0],
+                "rows": rows,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ Per extra session = (RSS with 10 - RSS with 1) / 9. Target < 50 MB.
 
 Run: python -m bench.bench_memory [--n-samples 300000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,22 +38,45 @@ def page_urls() -> list[str]:
         target = getattr(node, "target", None) or (node.targets[0] if isinstance(node, ast.Assign) else None)
         if isinstance(target, ast.Name) and target.id == "PAGES" and node.value is not None:
             pages = ast.literal_eval(node.value)
-            urls = [url for entries in pages.values() for file, _, _, url in entries
-                    if (c.REPO_ROOT / "dashboard" / "app_pages" / file).is_file()]
+            urls = [
+                url
+                for entries in pages.values()
+                for file, _, _, url in entries
+                if (c.REPO_ROOT / "dashboard" / "app_pages" / file).is_file()
+            ]
             return [""] + urls[1:]  # the first (default) page is served at the root URL
     raise RuntimeError("dashboard/app.py has no PAGES table")
 
 
-def start_server(artifacts: Path, port: int, log_path: Path, extra_env: dict[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.Popen:
+def start_server(
+    artifacts: Path, port: int, log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.Popen:
     """The dashboard exactly as `make run` serves it (headless, loopback only); waits for /_stcore/health."""
     env = {**os.environ, "MEDCOMPARE_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=c.REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard/app.py",
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=c.REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + timeout
     while True:
         try:
@@ -72,8 +96,10 @@ def settle(page: Any, timeout: float) -> None:
     deadline = time.time() + timeout
     time.sleep(0.5)
     while time.time() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0 \
-                and page.locator('[data-testid="stSpinner"]').count() == 0:
+        if (
+            page.locator('[data-testid="stStatusWidget"]').count() == 0
+            and page.locator('[data-testid="stSpinner"]').count() == 0
+        ):
             break
         time.sleep(0.3)
     time.sleep(0.5)
@@ -85,8 +111,9 @@ def sample_rss(pid: int, settle_s: float = 2.0) -> tuple[float, float]:
     return c.rss_mb(pid)
 
 
-def measure(artifacts: Path, n_sessions: int, timeout: float, extra_env: dict[str, str] | None = None
-            ) -> dict[str, Any]:
+def measure(
+    artifacts: Path, n_sessions: int, timeout: float, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Start a server, open sessions, return RSS readings in MiB."""
     from playwright.sync_api import sync_playwright
 
@@ -98,9 +125,16 @@ def measure(artifacts: Path, n_sessions: int, timeout: float, extra_env: dict[st
     try:
         out["idle"] = sample_rss(proc.pid)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             try:
                 contexts = []
                 first = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -132,8 +166,14 @@ def measure(artifacts: Path, n_sessions: int, timeout: float, extra_env: dict[st
     return out
 
 
-def run(n_samples: int, n_sessions: int, timeout: float, root: Path | None = None, n_models: int = 10,
-        arena_variant: bool = False) -> dict[str, Any]:
+def run(
+    n_samples: int,
+    n_sessions: int,
+    timeout: float,
+    root: Path | None = None,
+    n_models: int = 10,
+    arena_variant: bool = False,
+) -> dict[str, Any]:
     """Measure the default server (and optionally one with MALLOC_ARENA_MAX=2) with 1 and `n_sessions` sessions."""
     from bench.bench_dashboard import make_artifacts
 
@@ -146,12 +186,21 @@ def run(n_samples: int, n_sessions: int, timeout: float, root: Path | None = Non
         m = measure(artifacts, n_sessions, timeout, env)
         one, many = m["1 session"][0], m[f"{n_sessions} sessions"][0]
         per = (many - one) / max(n_sessions - 1, 1)
-        rows.append({"server": label, "samples x models": f"{n_samples:,} x {n_models}",
-                     "idle MiB": m["idle"][0], "1 session MiB": one, f"{n_sessions} sessions MiB": many,
-                     "peak MiB": max(m[f"{n_sessions} sessions"][1], m["after close"][1]),
-                     "per extra session MiB": per, "after close MiB": m["after close"][0],
-                     "first session (all pages) s": m["first session s"], "tracebacks": m["server tracebacks"],
-                     "target <50 MB": c.verdict(per * 1.048576, 50.0, higher_is_better=False)})
+        rows.append(
+            {
+                "server": label,
+                "samples x models": f"{n_samples:,} x {n_models}",
+                "idle MiB": m["idle"][0],
+                "1 session MiB": one,
+                f"{n_sessions} sessions MiB": many,
+                "peak MiB": max(m[f"{n_sessions} sessions"][1], m["after close"][1]),
+                "per extra session MiB": per,
+                "after close MiB": m["after close"][0],
+                "first session (all pages) s": m["first session s"],
+                "tracebacks": m["server tracebacks"],
+                "target <50 MB": c.verdict(per * 1.048576, 50.0, higher_is_better=False),
+            }
+        )
         print(f"  {label}: 1 session {one:.0f} MiB, {n_sessions} sessions {many:.0f} MiB", flush=True)
     return {"settings": {"n_samples": n_samples, "n_models": n_models, "n_sessions": n_sessions}, "rows": rows}
 
@@ -159,8 +208,10 @@ def run(n_samples: int, n_sessions: int, timeout: float, root: Path | None = Non
 def report(result: dict[str, Any]) -> str:
     """Markdown table of a `run` result."""
     s = result["settings"]
-    return (f"Memory: dashboard server, {s['n_samples']:,} x {s['n_models']} binary artifact, "
-            f"{s['n_sessions']} chromium sessions\n\n" + c.table(result["rows"]))
+    return (
+        f"Memory: dashboard server, {s['n_samples']:,} x {s['n_models']} binary artifact, "
+        f"{s['n_sessions']} chromium sessions\n\n" + c.table(result["rows"])
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

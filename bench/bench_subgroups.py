@@ -12,6 +12,7 @@ Measured:
 Run: `nice -n 10 python -m bench.bench_subgroups` (`--n`, `--models`, `--subgroups`, `--n-boot`, `--repeats`).
 Wall times on a loaded machine move with the load; the CPU column (process time, all threads) does not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,9 @@ from bench.common import interleaved, machine, ratio, table, verdict
 from pipeline import metrics as mt
 
 
-def make_data(n: int, n_models: int, n_subgroups: int, seed: int = 0
-              ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def make_data(
+    n: int, n_models: int, n_subgroups: int, seed: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Labels, probabilities, subgroup codes (unequal sizes) and patient groups (3 samples each on average)."""
     rng = np.random.default_rng(seed)
     groups = rng.integers(0, n // 3, n)
@@ -55,8 +57,12 @@ def ours_move(y, probs, sub, thresholds):
 
 def _sk_metrics(yy, pp, t):
     pred = pp >= t
-    return (skm.recall_score(yy, pred, zero_division=0), skm.recall_score(1 - yy, ~pred, zero_division=0),
-            skm.balanced_accuracy_score(yy, pred), skm.roc_auc_score(yy, pp))
+    return (
+        skm.recall_score(yy, pred, zero_division=0),
+        skm.recall_score(1 - yy, ~pred, zero_division=0),
+        skm.balanced_accuracy_score(yy, pred),
+        skm.roc_auc_score(yy, pp),
+    )
 
 
 def naive_points(y, probs, sub, thresholds):
@@ -99,44 +105,69 @@ def main(argv: list[str] | None = None) -> int:
     thr = {m: 0.5 for m in probs}
     moved = {m: 0.42 for m in probs}
     print(machine())
-    print(f"data: {args.n:,} samples x {args.models} models x {args.subgroups} subgroups, "
-          f"{np.unique(groups).size:,} patients; {args.n_boot} resamples")
+    print(
+        f"data: {args.n:,} samples x {args.models} models x {args.subgroups} subgroups, "
+        f"{np.unique(groups).size:,} patients; {args.n_boot} resamples"
+    )
 
     # Correctness first: our points equal scikit-learn's on every slice.
     res = mt.subgroup_metrics(y, probs, sub, groups, thresholds=thr, n_boot=20, min_size=30)
     ref = naive_points(y, probs, sub, thr)
-    worst = max(abs(res.values[m][k][s].point - ref[m][s][j]) for m in probs for s in range(args.subgroups)
-                for j, k in enumerate(("sensitivity", "specificity", "balanced_accuracy", "roc_auc")))
+    worst = max(
+        abs(res.values[m][k][s].point - ref[m][s][j])
+        for m in probs
+        for s in range(args.subgroups)
+        for j, k in enumerate(("sensitivity", "specificity", "balanced_accuracy", "roc_auc"))
+    )
     print(f"max |ours - scikit-learn| over every point: {worst:.2e}")
 
-    first = interleaved({
-        "ours": lambda: ours_first(y, probs, sub, groups, args.n_boot, thr),
-        "naive": lambda: naive_first(y, probs, sub, groups, args.naive_boot, thr),
-    }, repeats=args.repeats, warmup=0)
+    first = interleaved(
+        {
+            "ours": lambda: ours_first(y, probs, sub, groups, args.n_boot, thr),
+            "naive": lambda: naive_first(y, probs, sub, groups, args.naive_boot, thr),
+        },
+        repeats=args.repeats,
+        warmup=0,
+    )
     naive_points_t = time.perf_counter()
     naive_points(y, probs, sub, thr)
     naive_points_t = time.perf_counter() - naive_points_t
     ours_first_s = first.median_wall("ours")
     naive_boot_part = max(first.median_wall("naive") - naive_points_t, 0.0)
     naive_first_s = naive_points_t + naive_boot_part * args.n_boot / args.naive_boot
-    move = interleaved({
-        "ours": lambda: ours_move(y, probs, sub, moved),
-        "naive": lambda: naive_points(y, probs, sub, moved),
-    }, repeats=max(args.repeats, 5))
+    move = interleaved(
+        {
+            "ours": lambda: ours_move(y, probs, sub, moved),
+            "naive": lambda: naive_points(y, probs, sub, moved),
+        },
+        repeats=max(args.repeats, 5),
+    )
     ours_move_s, naive_move_s = move.median_wall("ours"), move.median_wall("naive")
     rows = [
-        {"measurement": f"first: every number with {args.n_boot} grouped resamples, gaps, ECE",
-         "ours s": ours_first_s, "ours CPU s": first.median_cpu("ours"),
-         "naive s": naive_first_s, "naive / ours": ratio(naive_first_s, ours_first_s),
-         "target": "<= 2 s", "verdict": verdict(ours_first_s, 2.0, higher_is_better=False)},
-        {"measurement": "threshold move: point values at new thresholds",
-         "ours s": ours_move_s, "ours CPU s": move.median_cpu("ours"),
-         "naive s": naive_move_s, "naive / ours": ratio(naive_move_s, ours_move_s),
-         "target": "<= 0.05 s", "verdict": verdict(ours_move_s, 0.05, higher_is_better=False)},
+        {
+            "measurement": f"first: every number with {args.n_boot} grouped resamples, gaps, ECE",
+            "ours s": ours_first_s,
+            "ours CPU s": first.median_cpu("ours"),
+            "naive s": naive_first_s,
+            "naive / ours": ratio(naive_first_s, ours_first_s),
+            "target": "<= 2 s",
+            "verdict": verdict(ours_first_s, 2.0, higher_is_better=False),
+        },
+        {
+            "measurement": "threshold move: point values at new thresholds",
+            "ours s": ours_move_s,
+            "ours CPU s": move.median_cpu("ours"),
+            "naive s": naive_move_s,
+            "naive / ours": ratio(naive_move_s, ours_move_s),
+            "target": "<= 0.05 s",
+            "verdict": verdict(ours_move_s, 0.05, higher_is_better=False),
+        },
     ]
     print(table(rows))
-    print(f"naive first: points {naive_points_t:.2f} s + {args.naive_boot} resamples measured "
-          f"({naive_boot_part:.2f} s), scaled to {args.n_boot}")
+    print(
+        f"naive first: points {naive_points_t:.2f} s + {args.naive_boot} resamples measured "
+        f"({naive_boot_part:.2f} s), scaled to {args.n_boot}"
+    )
     return 0
 
 

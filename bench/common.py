@@ -4,6 +4,7 @@ The machine is small and shared, so a single timing means little. Every benchmar
 baseline and ours in the same process, alternating (A B C, then B C A, ...), several times, and reports
 the median of each and the ratio of the medians: background load slows all contenders alike.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,12 @@ class Timings:
         return median(self.cpu[name])
 
 
-def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1,
-                on_result: Callable[[str, int, float, Any], None] | None = None) -> Timings:
+def interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int = 1,
+    on_result: Callable[[str, int, float, Any], None] | None = None,
+) -> Timings:
     """Wall and CPU seconds of each callable over `repeats` rounds, rotating the order every round.
 
     Each callable first runs `warmup` untimed times (tracing, caches, page-in). `on_result(name, round,
@@ -100,7 +105,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return "nan"
-        if abs(value) >= 10 ** digits:
+        if abs(value) >= 10**digits:
             return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
@@ -137,8 +142,9 @@ def machine() -> str:
         pass
     mem = ""
     try:
-        kb = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines()
-                      if ln.startswith("MemTotal")).split()[1])
+        kb = int(
+            next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1]
+        )
         mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
@@ -156,8 +162,13 @@ def save_result(name: str, payload: dict[str, Any]) -> Path:
     """Write a benchmark's result (with the machine line and a timestamp) to bench/out/<name>.json."""
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"{name}.json"
-    payload = {"bench": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "load_average_1_5_15min": os.getloadavg(), **payload}
+    payload = {
+        "bench": name,
+        "machine": machine(),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1_5_15min": os.getloadavg(),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
     return path
 
@@ -208,8 +219,13 @@ def png_folder(n_images: int, size: int, seed: int = 0, n_classes: int = 2, root
         img += rng.normal(0, 12, (size, size, 3)).astype(np.float32)
         for _ in range(int(rng.integers(3, 9)) + 4 * k):
             c = rng.integers(0, size, 2)
-            cv2.circle(img, (int(c[0]), int(c[1])), int(rng.integers(2, max(size // 10, 3))),
-                       tuple(float(v) for v in rng.uniform(20, 110, 3)), -1)
+            cv2.circle(
+                img,
+                (int(c[0]), int(c[1])),
+                int(rng.integers(2, max(size // 10, 3))),
+                tuple(float(v) for v in rng.uniform(20, 110, 3)),
+                -1,
+            )
         rgb = np.clip(img, 0, 255).astype(np.uint8)
         cv2.imwrite(str(root / f"class_{k}" / f"img_{i:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     marker.write_text("ok", encoding="utf-8")

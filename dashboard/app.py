@@ -3,6 +3,7 @@
 Run from the repository root: `python -m streamlit run dashboard/app.py` (the project is installed editable by
 `make install`, so `dashboard` and `pipeline` import from anywhere).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,10 @@ PAGES: dict[str, list[tuple[str, str, str, str]]] = {
         ("subgroups.py", "Subgroups", ":material/diversity_3:", "subgroups"),
         ("runs.py", "Runs & stability", ":material/stacked_line_chart:", "runs"),
     ],
-    "Images": [("review.py", "Misclassifications", ":material/image_search:", "misclassifications"),
-               ("segmentation.py", "Segmentation preview", ":material/blur_on:", "segmentation")],
+    "Images": [
+        ("review.py", "Misclassifications", ":material/image_search:", "misclassifications"),
+        ("segmentation.py", "Segmentation preview", ":material/blur_on:", "segmentation"),
+    ],
     "Demo day": [("live.py", "Live inference", ":material/bolt:", "live")],
     "Data": [("audit.py", "Data audit", ":material/fact_check:", "audit")],
 }
@@ -49,8 +52,9 @@ def build_pages() -> dict[str, list[st.Page]]:
             path = PAGES_DIR / file
             if path.is_file():
                 if not out:
-                    out[section] = [st.Page(_root, title=title, icon=icon, url_path=ROOT_URL, default=True,
-                                            visibility="hidden")]
+                    out[section] = [
+                        st.Page(_root, title=title, icon=icon, url_path=ROOT_URL, default=True, visibility="hidden")
+                    ]
                 out.setdefault(section, []).append(st.Page(path, title=title, icon=icon, url_path=url))
     return out
 
@@ -61,8 +65,7 @@ def _root() -> None:
 
 def main() -> None:
     """Draw the sidebar, then run the current page with the selection in session state."""
-    st.set_page_config(page_title="MedCompare: compare CNN backbones", page_icon=":material/biotech:",
-                       layout="wide")
+    st.set_page_config(page_title="MedCompare: compare CNN backbones", page_icon=":material/biotech:", layout="wide")
     state.restore_from_url()
     pages = build_pages()
     current = st.navigation(pages, position="sidebar")

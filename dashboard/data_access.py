@@ -7,6 +7,7 @@ rebuilt artifact is re-read without restarting the app. Functions taking an `Exp
 cached helper as an unhashed `_exp` argument and key on (folder, stamp) instead: hashing a 300,000-row
 sample table on every rerun would cost more than the work it saves.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,6 +36,7 @@ Stamp = tuple
 
 
 # ---------------------------------------------------------------- paths and stamps
+
 
 def artifacts_root() -> Path:
     """The artifacts folder: $MEDCOMPARE_ARTIFACTS if set, else <repo>/artifacts."""
@@ -75,6 +77,7 @@ def model_stamp(exp_dir: Path | str, model: str) -> Stamp:
 
 # ---------------------------------------------------------------- experiment-level reads
 
+
 @st.cache_resource(show_spinner="Loading experiment…", max_entries=32)
 def _load_experiment(exp_dir: str, stamp: Stamp) -> art.Experiment:
     return art.load_experiment(exp_dir)
@@ -85,8 +88,9 @@ def get_experiment(name: str, root: Path | str | None = None) -> art.Experiment:
     base = Path(root or artifacts_root())
     # A folder directly inside the root: "../x", "/etc" or "a/b" (from a URL or a caller) never leave it.
     if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
-        raise art.ArtifactError(base, f"Invalid experiment name {name!r}: expected a folder name inside the "
-                                      "artifacts folder")
+        raise art.ArtifactError(
+            base, f"Invalid experiment name {name!r}: expected a folder name inside the artifacts folder"
+        )
     exp_dir = base / name
     return _load_experiment(str(exp_dir), experiment_stamp(exp_dir))
 
@@ -142,6 +146,7 @@ def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # ---------------------------------------------------------------- per-model arrays
 
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -173,8 +178,9 @@ def _split_stamp(stamp: Stamp) -> tuple[Stamp, tuple[str, ...]]:
 
 
 @st.cache_resource(show_spinner="Reading predictions…", max_entries=128)
-def _model_data(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
-                _exp: art.Experiment) -> ModelData:
+def _model_data(
+    exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, _exp: art.Experiment
+) -> ModelData:
     base, excluded = _split_stamp(exp_stamp)
     if excluded:  # the shared, complete arrays minus this user's exclusions
         return cmp.without_samples(_model_data(exp_dir, base, model, m_stamp, eval_set, _exp), frozenset(excluded))
@@ -191,8 +197,9 @@ def _keys(exp: art.Experiment, model: str) -> tuple[str, Stamp, str, Stamp]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
-def _sweep(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
-           _exp: art.Experiment) -> mt.Sweep:
+def _sweep(
+    exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int, _exp: art.Experiment
+) -> mt.Sweep:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     return mt.make_sweep(md.y == class_index, md.P[:, class_index])
 
@@ -204,68 +211,121 @@ def get_sweep(exp: art.Experiment, model: str, eval_set: str, class_index: int) 
 
 # ---------------------------------------------------------------- derived results (small, cached by value)
 
+
 @st.cache_data(show_spinner=False, max_entries=512)
-def _curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
-            max_points: int, _exp: art.Experiment) -> dict[str, Any]:
+def _curves(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    model: str,
+    m_stamp: Stamp,
+    eval_set: str,
+    class_index: int,
+    max_points: int,
+    _exp: art.Experiment,
+) -> dict[str, Any]:
     sweep = _sweep(exp_dir, exp_stamp, model, m_stamp, eval_set, class_index, _exp)
     return mt.curve_summary(sweep, max_points)
 
 
-def get_curves(exp: art.Experiment, model: str, eval_set: str, class_index: int,
-               max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+def get_curves(
+    exp: art.Experiment, model: str, eval_set: str, class_index: int, max_points: int = MAX_CURVE_POINTS
+) -> dict[str, Any]:
     """Downsampled ROC (x=fpr, y=tpr, thr) and PR (x=recall, y=precision, thr) curves plus AUC and AP."""
     return _curves(*_keys(exp, model), eval_set, int(class_index), int(max_points), exp)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _average_curves(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
-                    max_points: int, _exp: art.Experiment) -> dict[str, Any]:
+def _average_curves(
+    exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, max_points: int, _exp: art.Experiment
+) -> dict[str, Any]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     avg = mt.micro_macro_roc(md.y, md.P)
     micro, macro = avg["micro"], avg["macro"]
-    m_fpr, m_tpr, m_thr = mt.downsample_curve(micro["fpr"], micro["tpr"], np.minimum(micro["thresholds"], 1.0),
-                                              max_points)
+    m_fpr, m_tpr, m_thr = mt.downsample_curve(
+        micro["fpr"], micro["tpr"], np.minimum(micro["thresholds"], 1.0), max_points
+    )
     g_fpr, g_tpr, _ = mt.downsample_curve(macro["fpr"], macro["tpr"], np.zeros(len(macro["fpr"])), max_points)
-    return {"micro": {"fpr": m_fpr, "tpr": m_tpr, "thresholds": m_thr, "roc_auc": float(micro["roc_auc"])},
-            "macro": {"fpr": g_fpr, "tpr": g_tpr, "thresholds": None, "roc_auc": float(macro["roc_auc"])}}
+    return {
+        "micro": {"fpr": m_fpr, "tpr": m_tpr, "thresholds": m_thr, "roc_auc": float(micro["roc_auc"])},
+        "macro": {"fpr": g_fpr, "tpr": g_tpr, "thresholds": None, "roc_auc": float(macro["roc_auc"])},
+    }
 
 
-def get_average_curves(exp: art.Experiment, model: str, eval_set: str,
-                       max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+def get_average_curves(
+    exp: art.Experiment, model: str, eval_set: str, max_points: int = MAX_CURVE_POINTS
+) -> dict[str, Any]:
     """Micro- and macro-averaged one-vs-rest ROC curves (downsampled) and AUCs of a multiclass model."""
     return _average_curves(*_keys(exp, model), eval_set, int(max_points), exp)
 
 
 @st.cache_data(show_spinner="Bootstrapping confidence intervals…", max_entries=256)
-def _bootstrap(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
-               threshold: float | None, pos_index: int, n_boot: int, seed: int,
-               _exp: art.Experiment) -> dict[str, mt.Estimate]:
+def _bootstrap(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    model: str,
+    m_stamp: Stamp,
+    eval_set: str,
+    threshold: float | None,
+    pos_index: int,
+    n_boot: int,
+    seed: int,
+    _exp: art.Experiment,
+) -> dict[str, mt.Estimate]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     # AUCs are undefined on a set with one class only: NaN, and the threshold metrics are kept.
-    return mt.bootstrap_all(md.y, md.P, md.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
-                            threshold=threshold, pos_index=pos_index, undefined_auc="nan")
+    return mt.bootstrap_all(
+        md.y,
+        md.P,
+        md.groups,
+        metrics=LEADERBOARD_METRICS,
+        n_boot=n_boot,
+        seed=seed,
+        threshold=threshold,
+        pos_index=pos_index,
+        undefined_auc="nan",
+    )
 
 
-def get_bootstrap(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
-                  n_boot: int = 1000, seed: int = 0) -> dict[str, mt.Estimate]:
+def get_bootstrap(
+    exp: art.Experiment, model: str, eval_set: str, threshold: float | None, n_boot: int = 1000, seed: int = 0
+) -> dict[str, mt.Estimate]:
     """Leaderboard metrics with 95% patient-grouped bootstrap intervals: {metric: (point, lo, hi)} (cached)."""
     thr = None if threshold is None else round(float(threshold), 6)
     return _bootstrap(*_keys(exp, model), eval_set, thr, exp.positive_index, int(n_boot), int(seed), exp)
 
 
-def _bootstrap_aligned(mds: list[ModelData], thresholds: dict[str, float | None], pos_index: int, n_boot: int,
-                       seed: int) -> dict[str, dict[str, mt.Estimate]]:
+def _bootstrap_aligned(
+    mds: list[ModelData], thresholds: dict[str, float | None], pos_index: int, n_boot: int, seed: int
+) -> dict[str, dict[str, mt.Estimate]]:
     """Models scored on the same samples share one set of group resamples (metrics.bootstrap_models)."""
     first = mds[0]
     probs = {md.model: md.P for md in mds}
-    return mt.bootstrap_models(first.y, probs, first.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
-                               thresholds=thresholds, pos_index=pos_index, undefined_auc="nan")
+    return mt.bootstrap_models(
+        first.y,
+        probs,
+        first.groups,
+        metrics=LEADERBOARD_METRICS,
+        n_boot=n_boot,
+        seed=seed,
+        thresholds=thresholds,
+        pos_index=pos_index,
+        undefined_auc="nan",
+    )
 
 
 @st.cache_data(show_spinner="Bootstrapping confidence intervals…", max_entries=64)
-def _leaderboard_ci(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                    eval_set: str, thresholds: tuple[float | None, ...], pos_index: int, n_boot: int, seed: int,
-                    _exp: art.Experiment) -> dict[str, dict[str, mt.Estimate]]:
+def _leaderboard_ci(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    thresholds: tuple[float | None, ...],
+    pos_index: int,
+    n_boot: int,
+    seed: int,
+    _exp: art.Experiment,
+) -> dict[str, dict[str, mt.Estimate]]:
     mds = [_model_data(exp_dir, exp_stamp, m, st_, eval_set, _exp) for m, st_ in zip(models, m_stamps)]
     thr = dict(zip(models, thresholds))
     # Group models whose predictions cover the same samples in the same order (the usual case).
@@ -283,51 +343,81 @@ def _leaderboard_ci(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_s
     return out
 
 
-def get_leaderboard_ci(exp: art.Experiment, models: list[str], eval_set: str,
-                       thresholds: dict[str, float | None], n_boot: int = 1000,
-                       seed: int = 0) -> dict[str, dict[str, mt.Estimate]]:
+def get_leaderboard_ci(
+    exp: art.Experiment,
+    models: list[str],
+    eval_set: str,
+    thresholds: dict[str, float | None],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, mt.Estimate]]:
     """{model: {metric: (point, lo, hi)}}: leaderboard metrics with 95% patient-grouped bootstrap intervals.
 
     Models scored on the same samples share the resamples (faster, and paired); cached as a whole.
     """
     models = list(models)
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _leaderboard_ci(str(exp.path), metrics_stamp(exp), tuple(models),
-                           tuple(model_stamp(exp.path, m) for m in models), eval_set, thr, exp.positive_index,
-                           int(n_boot), int(seed), exp)
+    return _leaderboard_ci(
+        str(exp.path),
+        metrics_stamp(exp),
+        tuple(models),
+        tuple(model_stamp(exp.path, m) for m in models),
+        eval_set,
+        thr,
+        exp.positive_index,
+        int(n_boot),
+        int(seed),
+        exp,
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _calibration(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int | None,
-                 n_bins: int, strategy: str, _exp: art.Experiment) -> dict[str, Any]:
+def _calibration(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    model: str,
+    m_stamp: Stamp,
+    eval_set: str,
+    class_index: int | None,
+    n_bins: int,
+    strategy: str,
+    _exp: art.Experiment,
+) -> dict[str, Any]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     counts, edges = mt.confidence_histogram(md.P, bins=n_bins)
     if class_index is None:  # top label: is the model's confidence in its own answer right?
-        return {"reliability": mt.top_label_reliability(md.y, md.P, n_bins=n_bins),
-                "ece": mt.top_label_ece(md.y, md.P, n_bins=n_bins),
-                "brier": mt.multiclass_brier_score(md.y, md.P), "histogram": (edges, counts)}
+        return {
+            "reliability": mt.top_label_reliability(md.y, md.P, n_bins=n_bins),
+            "ece": mt.top_label_ece(md.y, md.P, n_bins=n_bins),
+            "brier": mt.multiclass_brier_score(md.y, md.P),
+            "histogram": (edges, counts),
+        }
     y_bool, prob = md.y == class_index, md.P[:, class_index]
-    return {"reliability": mt.reliability_curve(y_bool, prob, n_bins=n_bins, strategy=strategy),
-            "ece": mt.expected_calibration_error(y_bool, prob, n_bins=n_bins),
-            "brier": mt.brier_score(y_bool, prob), "histogram": (edges, counts)}
+    return {
+        "reliability": mt.reliability_curve(y_bool, prob, n_bins=n_bins, strategy=strategy),
+        "ece": mt.expected_calibration_error(y_bool, prob, n_bins=n_bins),
+        "brier": mt.brier_score(y_bool, prob),
+        "histogram": (edges, counts),
+    }
 
 
-def get_calibration(exp: art.Experiment, model: str, eval_set: str, class_index: int | None, n_bins: int = 10,
-                    strategy: str = "uniform") -> dict[str, Any]:
+def get_calibration(
+    exp: art.Experiment, model: str, eval_set: str, class_index: int | None, n_bins: int = 10, strategy: str = "uniform"
+) -> dict[str, Any]:
     """Reliability curve, ECE (equal-width bins) and Brier score of class `class_index` against the rest, or of
     the top label when `class_index` is None; plus the histogram (edges, counts) of top-label confidence."""
     ci = None if class_index is None else int(class_index)
     return _calibration(*_keys(exp, model), eval_set, ci, int(n_bins), strategy, exp)
 
 
-def metrics_at_threshold(exp: art.Experiment, model: str, eval_set: str, class_index: int,
-                         threshold: float) -> dict[str, float]:
+def metrics_at_threshold(
+    exp: art.Experiment, model: str, eval_set: str, class_index: int, threshold: float
+) -> dict[str, float]:
     """Metrics of class `class_index` against the rest at `threshold`, from the cached sweep: O(log n)."""
     return mt.metrics_at(get_sweep(exp, model, eval_set, class_index), float(threshold))
 
 
-def threshold_for_sensitivity(exp: art.Experiment, model: str, eval_set: str, class_index: int,
-                              target: float) -> float:
+def threshold_for_sensitivity(exp: art.Experiment, model: str, eval_set: str, class_index: int, target: float) -> float:
     """Highest threshold whose sensitivity for `class_index` reaches `target`."""
     return float(mt.threshold_for_sensitivity(get_sweep(exp, model, eval_set, class_index), float(target)))
 
@@ -338,27 +428,45 @@ def youden_threshold(exp: art.Experiment, model: str, eval_set: str, class_index
 
 
 @st.cache_data(show_spinner="Bootstrapping curve bands…", max_entries=256)
-def _curve_bands(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str, class_index: int,
-                 n_boot: int, seed: int, _exp: art.Experiment) -> dict[str, Any]:
+def _curve_bands(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    model: str,
+    m_stamp: Stamp,
+    eval_set: str,
+    class_index: int,
+    n_boot: int,
+    seed: int,
+    _exp: art.Experiment,
+) -> dict[str, Any]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     y_bool, score = md.y == class_index, md.P[:, class_index]
     out = mt.bootstrap_curve_bands(y_bool, score, md.groups, n_boot=n_boot, seed=seed)
     out["roc_auc_ci"] = out["ap_ci"] = None
     if out["roc"] is not None:
         # Class-vs-rest as a two-column problem, so the intervals come from the metrics package's bootstrap.
-        ci = mt.bootstrap_all(y_bool.astype(np.int64), np.column_stack([1.0 - score, score]), md.groups,
-                              metrics=["roc_auc", "pr_auc"], n_boot=n_boot, seed=seed, pos_index=1)
+        ci = mt.bootstrap_all(
+            y_bool.astype(np.int64),
+            np.column_stack([1.0 - score, score]),
+            md.groups,
+            metrics=["roc_auc", "pr_auc"],
+            n_boot=n_boot,
+            seed=seed,
+            pos_index=1,
+        )
         out["roc_auc_ci"], out["ap_ci"] = ci["roc_auc"][1:], ci["pr_auc"][1:]
     return out
 
 
-def get_curve_bands(exp: art.Experiment, model: str, eval_set: str, class_index: int, n_boot: int = 200,
-                    seed: int = 0) -> dict[str, Any]:
+def get_curve_bands(
+    exp: art.Experiment, model: str, eval_set: str, class_index: int, n_boot: int = 200, seed: int = 0
+) -> dict[str, Any]:
     """95% grouped-bootstrap bands of the ROC and PR curves, and intervals of ROC AUC and AP (cached)."""
     return _curve_bands(*_keys(exp, model), eval_set, int(class_index), int(n_boot), int(seed), exp)
 
 
 # ---------------------------------------------------------------- cheap per-rerun helpers (no cache needed)
+
 
 def predicted_labels(md: ModelData, threshold: float | None, pos_index: int) -> np.ndarray:
     """Predicted class per sample: binary at `threshold` on the positive class, multiclass by argmax."""
@@ -371,8 +479,9 @@ def confusion_counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndar
     return np.asarray(mt.confusion_matrix(y, pred, n_classes))
 
 
-def cell_indices(y: np.ndarray, pred: np.ndarray, true_index: int, pred_index: int,
-                 confidence: np.ndarray | None = None) -> np.ndarray:
+def cell_indices(
+    y: np.ndarray, pred: np.ndarray, true_index: int, pred_index: int, confidence: np.ndarray | None = None
+) -> np.ndarray:
     """Row indices of the samples in confusion cell (true, pred), most confident first when `confidence` is given."""
     idx = np.flatnonzero((y == true_index) & (pred == pred_index))
     if confidence is not None and idx.size:
@@ -381,8 +490,16 @@ def cell_indices(y: np.ndarray, pred: np.ndarray, true_index: int, pred_index: i
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
-def _summary(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
-             threshold: float | None, pos_index: int, _exp: art.Experiment) -> dict[str, float]:
+def _summary(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    model: str,
+    m_stamp: Stamp,
+    eval_set: str,
+    threshold: float | None,
+    pos_index: int,
+    _exp: art.Experiment,
+) -> dict[str, float]:
     md = _model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp)
     # One class only: AUCs are NaN, the threshold metrics still mean something.
     return mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index, undefined_auc="nan")
@@ -394,8 +511,7 @@ def get_summary(exp: art.Experiment, model: str, eval_set: str, threshold: float
     return _summary(*_keys(exp, model), eval_set, thr, exp.positive_index, exp)
 
 
-def leaderboard_frame(results: dict[str, dict[str, mt.Estimate]],
-                      configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def leaderboard_frame(results: dict[str, dict[str, mt.Estimate]], configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per model: each metric's point, lower and upper bound, then size/speed from config.json.
 
     The meeting report's table, so the page and the report can never disagree.
@@ -411,21 +527,38 @@ EXCLUDE_LABEL_WRONG_KEY = "exclude_label_wrong"  # session-state key of the revi
 
 
 @st.cache_resource(show_spinner="Aligning predictions…", max_entries=16)
-def _review_arrays(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                   eval_set: str, _exp: art.Experiment) -> rv.ReviewArrays:
+def _review_arrays(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    _exp: art.Experiment,
+) -> rv.ReviewArrays:
     stamps = dict(zip(models, m_stamps))
     # The union of every model's samples, in sample-table order (the gallery shows excluded samples too).
-    aligned = cmp.load_aligned(_exp, models, eval_set, join="outer",
-                               index=_sample_arrays(exp_dir, exp_stamp, _exp),
-                               read=lambda m: _model_data(exp_dir, exp_stamp, m, stamps[m], eval_set, _exp))
+    aligned = cmp.load_aligned(
+        _exp,
+        models,
+        eval_set,
+        join="outer",
+        index=_sample_arrays(exp_dir, exp_stamp, _exp),
+        read=lambda m: _model_data(exp_dir, exp_stamp, m, stamps[m], eval_set, _exp),
+    )
     return rv.from_aligned(aligned)
 
 
 def get_review_arrays(exp: art.Experiment, models: list[str], eval_set: str) -> rv.ReviewArrays:
     """`pipeline.review.ReviewArrays` of `models` on `eval_set` (built once, shared); raises ArtifactError."""
     models_t = tuple(models)
-    return _review_arrays(str(exp.path), experiment_stamp(exp.path), models_t,
-                          tuple(model_stamp(exp.path, m) for m in models_t), eval_set, exp)
+    return _review_arrays(
+        str(exp.path),
+        experiment_stamp(exp.path),
+        models_t,
+        tuple(model_stamp(exp.path, m) for m in models_t),
+        eval_set,
+        exp,
+    )
 
 
 def notes_stamp(exp: art.Experiment) -> int:
@@ -509,27 +642,47 @@ def leaky_ids(exp: art.Experiment) -> frozenset[str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _summary_excluding(exp_dir: str, exp_stamp: Stamp, model: str, m_stamp: Stamp, eval_set: str,
-                       threshold: float | None, pos_index: int, excluded: tuple[str, ...],
-                       _exp: art.Experiment) -> dict[str, float]:
+def _summary_excluding(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    model: str,
+    m_stamp: Stamp,
+    eval_set: str,
+    threshold: float | None,
+    pos_index: int,
+    excluded: tuple[str, ...],
+    _exp: art.Experiment,
+) -> dict[str, float]:
     md = cmp.without_samples(_model_data(exp_dir, exp_stamp, model, m_stamp, eval_set, _exp), frozenset(excluded))
     out: dict[str, float] = {"n": float(md.n)}
     if md.n == 0:
         return {**out, **{m: float("nan") for m in LEADERBOARD_METRICS}}
     # One class left: AUCs NaN, threshold metrics still meaningful.
-    return {**out, **mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index,
-                                               undefined_auc="nan")}
+    return {
+        **out,
+        **mt.classification_summary(md.y, md.P, threshold=threshold, pos_index=pos_index, undefined_auc="nan"),
+    }
 
 
-def get_summary_excluding(exp: art.Experiment, model: str, eval_set: str, threshold: float | None,
-                          excluded: set[str] | frozenset[str]) -> dict[str, float]:
+def get_summary_excluding(
+    exp: art.Experiment, model: str, eval_set: str, threshold: float | None, excluded: set[str] | frozenset[str]
+) -> dict[str, float]:
     """Point metrics (and "n", the samples counted) of a model without exactly the `excluded` samples (cached).
 
     Independent of the session's exclusion toggle: the review page shows before and after side by side.
     """
     thr = None if threshold is None else float(threshold)
-    return _summary_excluding(str(exp.path), experiment_stamp(exp.path), model, model_stamp(exp.path, model),
-                              eval_set, thr, exp.positive_index, tuple(sorted(excluded)), exp)
+    return _summary_excluding(
+        str(exp.path),
+        experiment_stamp(exp.path),
+        model,
+        model_stamp(exp.path, model),
+        eval_set,
+        thr,
+        exp.positive_index,
+        tuple(sorted(excluded)),
+        exp,
+    )
 
 
 def sample_image(exp: art.Experiment, sample_id: str) -> np.ndarray | None:
@@ -561,8 +714,9 @@ def grad_cam_unavailable_reason(exp: art.Experiment, model: str) -> str | None:
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
-def _grad_cam(exp_dir: str, model: str, m_stamp: Stamp, sample_id: str, class_index: int,
-              _exp: art.Experiment) -> np.ndarray:
+def _grad_cam(
+    exp_dir: str, model: str, m_stamp: Stamp, sample_id: str, class_index: int, _exp: art.Experiment
+) -> np.ndarray:
     from pipeline import explain
 
     image = sample_image(_exp, sample_id)
@@ -592,6 +746,7 @@ def notes_csv(exp: art.Experiment) -> bytes:
 
 
 # ---------------------------------------------------------------- segmentation preview
+
 
 @st.cache_resource(show_spinner="Loading masks…", max_entries=8)
 def _thumbnail_masks(exp_dir: str, stamp: Stamp) -> pd.Series:
@@ -633,7 +788,7 @@ def notes_csv_or_message(exp: art.Experiment) -> bytes:
     try:
         return notes_csv(exp)
     except art.ArtifactError as exc:
-        return f"error\n\"{exc.problem}\"\n".encode()
+        return f'error\n"{exc.problem}"\n'.encode()
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -648,6 +803,7 @@ def get_sample_row(exp: art.Experiment, sample_id: str) -> pd.Series:
 
 
 # ---------------------------------------------------------------- saved models (live inference, Grad-CAM)
+
 
 @st.cache_resource(show_spinner="Loading and warming up the model…", max_entries=32)
 def _live_model(exp_dir: str, model: str, stamp: Stamp) -> LiveModel:
@@ -671,18 +827,30 @@ def load_model(exp_dir: Path | str, model_name: str) -> Any:
 
 # ---------------------------------------------------------------- paired comparison, ensemble, meeting report
 
+
 def _models_key(exp: art.Experiment, models: list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Stamp, ...]]:
     models_t = tuple(models)
     return models_t, tuple(model_stamp(exp.path, m) for m in models_t)
 
 
 @st.cache_resource(show_spinner="Aligning predictions…", max_entries=32)
-def _aligned(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
-             _exp: art.Experiment) -> cmp.Aligned:
+def _aligned(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    _exp: art.Experiment,
+) -> cmp.Aligned:
     base, excluded = _split_stamp(exp_stamp)
     stamps = dict(zip(models, m_stamps))
-    return cmp.load_aligned(_exp, models, eval_set, exclude=excluded,
-                            read=lambda m: _model_data(exp_dir, base, m, stamps[m], eval_set, _exp))
+    return cmp.load_aligned(
+        _exp,
+        models,
+        eval_set,
+        exclude=excluded,
+        read=lambda m: _model_data(exp_dir, base, m, stamps[m], eval_set, _exp),
+    )
 
 
 def get_aligned(exp: art.Experiment, models: list[str], eval_set: str) -> cmp.Aligned:
@@ -692,59 +860,140 @@ def get_aligned(exp: art.Experiment, models: list[str], eval_set: str) -> cmp.Al
 
 
 @st.cache_data(show_spinner="Running the paired tests…", max_entries=64)
-def _pairwise(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
-              thresholds: tuple[float | None, ...], pos_index: int, n_boot: int, seed: int,
-              _exp: art.Experiment) -> list[dict[str, Any]]:
+def _pairwise(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    thresholds: tuple[float | None, ...],
+    pos_index: int,
+    n_boot: int,
+    seed: int,
+    _exp: art.Experiment,
+) -> list[dict[str, Any]]:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
-    return mt.pairwise_comparisons(al.y, al.probs, al.groups, thresholds=dict(zip(models, thresholds)),
-                                   pos_index=pos_index, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed)
+    return mt.pairwise_comparisons(
+        al.y,
+        al.probs,
+        al.groups,
+        thresholds=dict(zip(models, thresholds)),
+        pos_index=pos_index,
+        metrics=LEADERBOARD_METRICS,
+        n_boot=n_boot,
+        seed=seed,
+    )
 
 
-def get_pairwise(exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None],
-                 n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+def get_pairwise(
+    exp: art.Experiment,
+    models: list[str],
+    eval_set: str,
+    thresholds: dict[str, float | None],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """`metrics.pairwise_comparisons` rows for every pair of `models` (DeLong, McNemar, paired bootstrap of every
     leaderboard metric, Holm-adjusted over the pairs), on their common samples (cached)."""
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _pairwise(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
-                     exp.positive_index, int(n_boot), int(seed), exp)
+    return _pairwise(
+        str(exp.path),
+        metrics_stamp(exp),
+        *_models_key(exp, models),
+        eval_set,
+        thr,
+        exp.positive_index,
+        int(n_boot),
+        int(seed),
+        exp,
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _ensemble_P(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
-                _exp: art.Experiment) -> np.ndarray:
+def _ensemble_P(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    _exp: art.Experiment,
+) -> np.ndarray:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     return _readonly(mt.ensemble_mean(al.probs))
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
-def _ensemble_sweep(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                    eval_set: str, class_index: int, _exp: art.Experiment) -> mt.Sweep:
+def _ensemble_sweep(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    class_index: int,
+    _exp: art.Experiment,
+) -> mt.Sweep:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     return mt.make_sweep(al.y == class_index, P[:, class_index])
 
 
 @st.cache_data(show_spinner="Bootstrapping the ensemble…", max_entries=128)
-def _ensemble_bootstrap(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                        eval_set: str, threshold: float | None, pos_index: int, n_boot: int, seed: int,
-                        _exp: art.Experiment) -> dict[str, mt.Estimate]:
+def _ensemble_bootstrap(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    threshold: float | None,
+    pos_index: int,
+    n_boot: int,
+    seed: int,
+    _exp: art.Experiment,
+) -> dict[str, mt.Estimate]:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     P = _ensemble_P(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
-    return mt.bootstrap_all(al.y, P, al.groups, metrics=LEADERBOARD_METRICS, n_boot=n_boot, seed=seed,
-                            threshold=threshold, pos_index=pos_index, undefined_auc="nan")
+    return mt.bootstrap_all(
+        al.y,
+        P,
+        al.groups,
+        metrics=LEADERBOARD_METRICS,
+        n_boot=n_boot,
+        seed=seed,
+        threshold=threshold,
+        pos_index=pos_index,
+        undefined_auc="nan",
+    )
 
 
-def get_ensemble_bootstrap(exp: art.Experiment, models: list[str], eval_set: str, threshold: float | None,
-                           n_boot: int = 1000, seed: int = 0) -> dict[str, mt.Estimate]:
+def get_ensemble_bootstrap(
+    exp: art.Experiment, models: list[str], eval_set: str, threshold: float | None, n_boot: int = 1000, seed: int = 0
+) -> dict[str, mt.Estimate]:
     """Leaderboard metrics with 95% grouped-bootstrap intervals of the mean-probability ensemble of `models`."""
     thr = None if threshold is None else round(float(threshold), 6)
-    return _ensemble_bootstrap(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
-                               exp.positive_index, int(n_boot), int(seed), exp)
+    return _ensemble_bootstrap(
+        str(exp.path),
+        metrics_stamp(exp),
+        *_models_key(exp, models),
+        eval_set,
+        thr,
+        exp.positive_index,
+        int(n_boot),
+        int(seed),
+        exp,
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _ensemble_curves(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                     eval_set: str, class_index: int, max_points: int, _exp: art.Experiment) -> dict[str, Any]:
+def _ensemble_curves(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    class_index: int,
+    max_points: int,
+    _exp: art.Experiment,
+) -> dict[str, Any]:
     from pipeline import report as rp
 
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
@@ -754,44 +1003,72 @@ def _ensemble_curves(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_
     return out
 
 
-def get_ensemble_curves(exp: art.Experiment, models: list[str], eval_set: str, class_index: int,
-                        max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+def get_ensemble_curves(
+    exp: art.Experiment, models: list[str], eval_set: str, class_index: int, max_points: int = MAX_CURVE_POINTS
+) -> dict[str, Any]:
     """ROC and PR curves (downsampled), AUC and AP of the ensemble for class `class_index` against the rest."""
-    return _ensemble_curves(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set,
-                            int(class_index), int(max_points), exp)
+    return _ensemble_curves(
+        str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, int(class_index), int(max_points), exp
+    )
 
 
-def ensemble_metrics_at(exp: art.Experiment, models: list[str], eval_set: str, class_index: int,
-                        threshold: float) -> dict[str, float]:
+def ensemble_metrics_at(
+    exp: art.Experiment, models: list[str], eval_set: str, class_index: int, threshold: float
+) -> dict[str, float]:
     """The ensemble's metrics of class `class_index` against the rest at `threshold` (from a cached sweep)."""
-    sweep = _ensemble_sweep(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set,
-                            int(class_index), exp)
+    sweep = _ensemble_sweep(
+        str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, int(class_index), exp
+    )
     return mt.metrics_at(sweep, float(threshold))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _disagreement(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...], eval_set: str,
-                  thresholds: tuple[float | None, ...], pos_index: int, _exp: art.Experiment) -> dict[str, Any]:
+def _disagreement(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    thresholds: tuple[float | None, ...],
+    pos_index: int,
+    _exp: art.Experiment,
+) -> dict[str, Any]:
     al = _aligned(exp_dir, exp_stamp, models, m_stamps, eval_set, _exp)
     preds = {m: mt.predict_labels(al.probs[m], thresholds=t, pos_index=pos_index) for m, t in zip(models, thresholds)}
     names, matrix = mt.disagreement_matrix(preds)
     correct = np.vstack([preds[m] == al.y for m in models])
-    return {"names": names, "matrix": matrix, "unique_correct": mt.unique_correct(al.y, preds),
-            "all_right": int(correct.all(axis=0).sum()), "all_wrong": int((~correct).all(axis=0).sum()), "n": al.n}
+    return {
+        "names": names,
+        "matrix": matrix,
+        "unique_correct": mt.unique_correct(al.y, preds),
+        "all_right": int(correct.all(axis=0).sum()),
+        "all_wrong": int((~correct).all(axis=0).sum()),
+        "n": al.n,
+    }
 
 
-def get_disagreement(exp: art.Experiment, models: list[str], eval_set: str,
-                     thresholds: dict[str, float | None]) -> dict[str, Any]:
+def get_disagreement(
+    exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None]
+) -> dict[str, Any]:
     """Pairwise disagreement matrix, per-model "only this one is right" counts, all-right/all-wrong counts (cached)."""
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _disagreement(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
-                         exp.positive_index, exp)
+    return _disagreement(
+        str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr, exp.positive_index, exp
+    )
 
 
 @st.cache_data(show_spinner="Building the meeting report…", max_entries=8)
-def _meeting_report(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                    eval_set: str, thresholds: tuple[tuple[str, float], ...], n_boot: int, notes: int,
-                    pdf: bool) -> tuple[bytes, bytes | None]:
+def _meeting_report(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    thresholds: tuple[tuple[str, float], ...],
+    n_boot: int,
+    notes: int,
+    pdf: bool,
+) -> tuple[bytes, bytes | None]:
     _, excluded = _split_stamp(exp_stamp)
     import tempfile
 
@@ -800,13 +1077,27 @@ def _meeting_report(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_s
     with tempfile.TemporaryDirectory(prefix="medcompare-report-") as tmp:
         html_path = Path(tmp) / "report.html"
         pdf_path = Path(tmp) / "report.pdf" if pdf else None
-        rp.build_report(exp_dir, list(models), eval_set, dict(thresholds), n_boot, out_html=html_path,
-                        out_pdf=pdf_path, exclude=excluded)
+        rp.build_report(
+            exp_dir,
+            list(models),
+            eval_set,
+            dict(thresholds),
+            n_boot,
+            out_html=html_path,
+            out_pdf=pdf_path,
+            exclude=excluded,
+        )
         return html_path.read_bytes(), (pdf_path.read_bytes() if pdf_path is not None else None)
 
 
-def get_meeting_report(exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None],
-                       n_boot: int = 1000, pdf: bool = False) -> tuple[bytes, bytes | None]:
+def get_meeting_report(
+    exp: art.Experiment,
+    models: list[str],
+    eval_set: str,
+    thresholds: dict[str, float | None],
+    n_boot: int = 1000,
+    pdf: bool = False,
+) -> tuple[bytes, bytes | None]:
     """(HTML bytes, PDF bytes or None) of `pipeline.report.build_report` with these thresholds and this session's
     exclusions, so it shows the numbers of the pages it is downloaded from (cached until an artifact or a mentor
     note changes); raises ArtifactError, or FileNotFoundError when a PDF needs chromium."""
@@ -815,28 +1106,59 @@ def get_meeting_report(exp: art.Experiment, models: list[str], eval_set: str, th
     except art.ArtifactError:
         notes = -1
     thr = tuple(sorted((m, round(float(t), 6)) for m, t in thresholds.items() if t is not None))
-    return _meeting_report(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr,
-                           int(n_boot), notes, bool(pdf))
+    return _meeting_report(
+        str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr, int(n_boot), notes, bool(pdf)
+    )
 
 
 @st.cache_data(show_spinner="Comparing runs…", max_entries=64)
-def _runs_comparison(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                     eval_set: str, metric: str, thresholds: tuple[float | None, ...], n_boot: int,
-                     _exp: art.Experiment) -> RunsComparison:
+def _runs_comparison(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    metric: str,
+    thresholds: tuple[float | None, ...],
+    n_boot: int,
+    _exp: art.Experiment,
+) -> RunsComparison:
     def read(model: str) -> ModelData:
         return _model_data(exp_dir, exp_stamp, model, m_stamps[models.index(model)], eval_set, _exp)
 
-    return compare_runs(_exp, eval_set, metric=metric, models=list(models), thresholds=dict(zip(models, thresholds)),
-                        n_boot=n_boot, read=read)
+    return compare_runs(
+        _exp,
+        eval_set,
+        metric=metric,
+        models=list(models),
+        thresholds=dict(zip(models, thresholds)),
+        n_boot=n_boot,
+        read=read,
+    )
 
 
-def get_runs_comparison(exp: art.Experiment, models: list[str], eval_set: str, metric: str,
-                        thresholds: dict[str, float | None], n_boot: int = 200) -> RunsComparison:
+def get_runs_comparison(
+    exp: art.Experiment,
+    models: list[str],
+    eval_set: str,
+    metric: str,
+    thresholds: dict[str, float | None],
+    n_boot: int = 200,
+) -> RunsComparison:
     """Spread over runs, rank stability and pairwise run tests of `metric` (pipeline.run_summary), cached."""
     models = list(models)
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _runs_comparison(str(exp.path), metrics_stamp(exp), tuple(models),
-                            tuple(model_stamp(exp.path, m) for m in models), eval_set, metric, thr, int(n_boot), exp)
+    return _runs_comparison(
+        str(exp.path),
+        metrics_stamp(exp),
+        tuple(models),
+        tuple(model_stamp(exp.path, m) for m in models),
+        eval_set,
+        metric,
+        thr,
+        int(n_boot),
+        exp,
+    )
 
 
 def get_backbone_runs(exp: art.Experiment) -> dict[str, list[str]]:
@@ -845,6 +1167,7 @@ def get_backbone_runs(exp: art.Experiment) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------- subgroups (pipeline/subgroups.py, metrics._subgroups)
+
 
 def subgroups_config(exp: art.Experiment) -> Any:
     """The experiment's [subgroups] settings (experiment.json keeps the config under "config"), else the defaults;
@@ -862,8 +1185,9 @@ def subgroups_config(exp: art.Experiment) -> Any:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _subgroup_frame(exp_dir: str, exp_stamp: Stamp, named: tuple[str, ...], regex: str | None, regex_source: str,
-                    _exp: art.Experiment) -> pd.DataFrame:
+def _subgroup_frame(
+    exp_dir: str, exp_stamp: Stamp, named: tuple[str, ...], regex: str | None, regex_source: str, _exp: art.Experiment
+) -> pd.DataFrame:
     from pipeline import subgroups as sg
 
     frame = sg.subgroup_frame(_exp.samples, columns=named, regex=regex, regex_source=regex_source)
@@ -871,23 +1195,32 @@ def _subgroup_frame(exp_dir: str, exp_stamp: Stamp, named: tuple[str, ...], rege
     return frame
 
 
-def get_subgroup_frame(exp: art.Experiment, named: tuple[str, ...] = (), regex: str | None = None,
-                       regex_source: str = "sample_id") -> pd.DataFrame:
+def get_subgroup_frame(
+    exp: art.Experiment, named: tuple[str, ...] = (), regex: str | None = None, regex_source: str = "sample_id"
+) -> pd.DataFrame:
     """The sample table's subgroup columns (raw values) indexed by sample id, with `regex`'s named groups; raises
     ValueError for a bad regex (cached, shared)."""
     return _subgroup_frame(str(exp.path), experiment_stamp(exp.path), tuple(named), regex or None, regex_source, exp)
 
 
 @st.cache_resource(show_spinner="Aligning predictions…", max_entries=32)
-def _subgroup_inputs(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                     eval_sets: tuple[str, ...], _exp: art.Experiment) -> cmp.Aligned:
+def _subgroup_inputs(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_sets: tuple[str, ...],
+    _exp: art.Experiment,
+) -> cmp.Aligned:
     parts = [_aligned(exp_dir, exp_stamp, models, m_stamps, es, _exp) for es in eval_sets]
     if len(parts) == 1:
         return parts[0]
-    return cmp.Aligned(sample_ids=_readonly(np.concatenate([p.sample_ids for p in parts])),
-                       y=_readonly(np.concatenate([p.y for p in parts])),
-                       groups=_readonly(np.concatenate([p.groups for p in parts])),
-                       probs={m: _readonly(np.concatenate([p.probs[m] for p in parts])) for m in models})
+    return cmp.Aligned(
+        sample_ids=_readonly(np.concatenate([p.sample_ids for p in parts])),
+        y=_readonly(np.concatenate([p.y for p in parts])),
+        groups=_readonly(np.concatenate([p.groups for p in parts])),
+        probs={m: _readonly(np.concatenate([p.probs[m] for p in parts])) for m in models},
+    )
 
 
 def get_subgroup_inputs(exp: art.Experiment, models: list[str], eval_sets: list[str]) -> cmp.Aligned:
@@ -897,9 +1230,20 @@ def get_subgroup_inputs(exp: art.Experiment, models: list[str], eval_sets: list[
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _subgroup_codes(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                    eval_sets: tuple[str, ...], column: str, named: tuple[str, ...], regex: str | None,
-                    regex_source: str, bins: tuple[float, ...] | None, quantiles: int, _exp: art.Experiment) -> Any:
+def _subgroup_codes(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_sets: tuple[str, ...],
+    column: str,
+    named: tuple[str, ...],
+    regex: str | None,
+    regex_source: str,
+    bins: tuple[float, ...] | None,
+    quantiles: int,
+    _exp: art.Experiment,
+) -> Any:
     from pipeline import subgroups as sg
 
     al = _subgroup_inputs(exp_dir, exp_stamp, models, m_stamps, eval_sets, _exp)
@@ -913,13 +1257,24 @@ def get_subgroups(exp: art.Experiment, models: list[str], eval_sets: list[str], 
     """`pipeline.subgroups.Subgroups` of `column` for the samples of `get_subgroup_inputs` (same order), binned as
     `cfg` (a SubgroupsConfig) says (cached)."""
     bins = cfg.bins.get(column)
-    return _subgroup_codes(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), tuple(eval_sets), column,
-                           tuple(cfg.columns), cfg.regex or None, cfg.regex_source,
-                           None if bins is None else tuple(bins), int(cfg.quantiles), exp)
+    return _subgroup_codes(
+        str(exp.path),
+        metrics_stamp(exp),
+        *_models_key(exp, models),
+        tuple(eval_sets),
+        column,
+        tuple(cfg.columns),
+        cfg.regex or None,
+        cfg.regex_source,
+        None if bins is None else tuple(bins),
+        int(cfg.quantiles),
+        exp,
+    )
 
 
-def _one_vs_rest(al: cmp.Aligned, class_index: int, pos_index: int, binary: bool
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+def _one_vs_rest(
+    al: cmp.Aligned, class_index: int, pos_index: int, binary: bool
+) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
     """Binary tasks as they are; a multiclass task as `class_index` against the rest (positive index 1)."""
     if binary:
         return al.y, al.probs, pos_index
@@ -929,21 +1284,51 @@ def _one_vs_rest(al: cmp.Aligned, class_index: int, pos_index: int, binary: bool
 
 
 @st.cache_resource(show_spinner="Bootstrapping subgroup intervals…", max_entries=32)
-def _subgroup_metrics(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                      eval_sets: tuple[str, ...], column: str, sg_key: tuple[Any, ...],
-                      thresholds: tuple[float | None, ...],
-                      class_index: int, binary: bool, pos_index: int, n_boot: int, min_size: int, seed: int,
-                      _exp: art.Experiment, _subgroups: Any) -> mt.SubgroupMetrics:
+def _subgroup_metrics(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_sets: tuple[str, ...],
+    column: str,
+    sg_key: tuple[Any, ...],
+    thresholds: tuple[float | None, ...],
+    class_index: int,
+    binary: bool,
+    pos_index: int,
+    n_boot: int,
+    min_size: int,
+    seed: int,
+    _exp: art.Experiment,
+    _subgroups: Any,
+) -> mt.SubgroupMetrics:
     al = _subgroup_inputs(exp_dir, exp_stamp, models, m_stamps, eval_sets, _exp)
     y, probs, pos = _one_vs_rest(al, class_index, pos_index, binary)
-    return mt.subgroup_metrics(y, probs, _subgroups.codes, al.groups, names=_subgroups.names,
-                               thresholds=dict(zip(models, thresholds)), pos_index=pos, n_boot=n_boot, seed=seed,
-                               min_size=min_size)
+    return mt.subgroup_metrics(
+        y,
+        probs,
+        _subgroups.codes,
+        al.groups,
+        names=_subgroups.names,
+        thresholds=dict(zip(models, thresholds)),
+        pos_index=pos,
+        n_boot=n_boot,
+        seed=seed,
+        min_size=min_size,
+    )
 
 
-def get_subgroup_metrics(exp: art.Experiment, models: list[str], eval_sets: list[str], column: str, cfg: Any,
-                         thresholds: dict[str, float | None], class_index: int, n_boot: int = 500,
-                         seed: int = 0) -> mt.SubgroupMetrics:
+def get_subgroup_metrics(
+    exp: art.Experiment,
+    models: list[str],
+    eval_sets: list[str],
+    column: str,
+    cfg: Any,
+    thresholds: dict[str, float | None],
+    class_index: int,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> mt.SubgroupMetrics:
     """`metrics.subgroup_metrics` of `models` on `column`'s subgroups at `thresholds` (binary: the models'
     thresholds; multiclass: `class_index` against the rest at its one-vs-rest threshold), with patient-grouped
     bootstrap intervals (cached per threshold set)."""
@@ -951,38 +1336,90 @@ def get_subgroup_metrics(exp: art.Experiment, models: list[str], eval_sets: list
     key = (tuple(cfg.columns), cfg.regex, cfg.regex_source, tuple(cfg.bins.get(column, ())), cfg.quantiles)
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
     binary = len(exp.class_names) == 2
-    return _subgroup_metrics(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), tuple(eval_sets), column,
-                             key, thr, int(class_index), binary, exp.positive_index, int(n_boot),
-                             int(cfg.min_size), int(seed), exp, groups)
+    return _subgroup_metrics(
+        str(exp.path),
+        metrics_stamp(exp),
+        *_models_key(exp, models),
+        tuple(eval_sets),
+        column,
+        key,
+        thr,
+        int(class_index),
+        binary,
+        exp.positive_index,
+        int(n_boot),
+        int(cfg.min_size),
+        int(seed),
+        exp,
+        groups,
+    )
 
 
-def get_subgroup_ece(exp: art.Experiment, models: list[str], eval_sets: list[str], column: str, cfg: Any,
-                     class_index: int, n_bins: int = 15) -> dict[str, np.ndarray]:
+def get_subgroup_ece(
+    exp: art.Experiment,
+    models: list[str],
+    eval_sets: list[str],
+    column: str,
+    cfg: Any,
+    class_index: int,
+    n_bins: int = 15,
+) -> dict[str, np.ndarray]:
     """{model: ECE per subgroup} of the probability of `class_index` (binary: the positive class); one bincount
     per model, so not cached."""
     al = get_subgroup_inputs(exp, models, eval_sets)
     groups = get_subgroups(exp, models, eval_sets, column, cfg)
     ci = exp.positive_index if len(exp.class_names) == 2 else int(class_index)
-    return {m: mt.subgroup_ece(al.y == ci, P[:, ci], groups.codes, n_subgroups=groups.n_subgroups, n_bins=n_bins)
-            for m, P in al.probs.items()}
+    return {
+        m: mt.subgroup_ece(al.y == ci, P[:, ci], groups.codes, n_subgroups=groups.n_subgroups, n_bins=n_bins)
+        for m, P in al.probs.items()
+    }
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _worst_subgroup(exp_dir: str, exp_stamp: Stamp, models: tuple[str, ...], m_stamps: tuple[Stamp, ...],
-                    eval_set: str, column: str, sg_key: tuple[Any, ...], thresholds: tuple[float | None, ...],
-                    class_index: int, binary: bool, pos_index: int, metric: str, min_size: int,
-                    _exp: art.Experiment, _subgroups: Any) -> dict[str, tuple[str, float] | None]:
+def _worst_subgroup(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    column: str,
+    sg_key: tuple[Any, ...],
+    thresholds: tuple[float | None, ...],
+    class_index: int,
+    binary: bool,
+    pos_index: int,
+    metric: str,
+    min_size: int,
+    _exp: art.Experiment,
+    _subgroups: Any,
+) -> dict[str, tuple[str, float] | None]:
     al = _subgroup_inputs(exp_dir, exp_stamp, models, m_stamps, (eval_set,), _exp)
     y, probs, pos = _one_vs_rest(al, class_index, pos_index, binary)
-    res = mt.subgroup_metrics(y, probs, _subgroups.codes, al.groups, names=_subgroups.names, metrics=[metric],
-                              thresholds=dict(zip(models, thresholds)), pos_index=pos, n_boot=1, min_size=min_size)
+    res = mt.subgroup_metrics(
+        y,
+        probs,
+        _subgroups.codes,
+        al.groups,
+        names=_subgroups.names,
+        metrics=[metric],
+        thresholds=dict(zip(models, thresholds)),
+        pos_index=pos,
+        n_boot=1,
+        min_size=min_size,
+    )
     key = res.metrics[0]
     return {m: None if w is None else (w[0], float(w[1].point)) for m, w in mt.worst_subgroup(res, key).items()}
 
 
-def get_worst_subgroup(exp: art.Experiment, models: list[str], eval_set: str, column: str, metric: str,
-                       thresholds: dict[str, float | None],
-                       class_index: int = 0) -> dict[str, tuple[str, float] | None]:
+def get_worst_subgroup(
+    exp: art.Experiment,
+    models: list[str],
+    eval_set: str,
+    column: str,
+    metric: str,
+    thresholds: dict[str, float | None],
+    class_index: int = 0,
+) -> dict[str, tuple[str, float] | None]:
     """For the leaderboard's "worst subgroup" column: per model (subgroup name, value) of the lowest `metric`
     (any leaderboard metric) among `column`'s subgroups with at least the configured minimum size, at the
     thresholds in force; None when no subgroup has a value (cached; points only, no resampling)."""
@@ -990,9 +1427,22 @@ def get_worst_subgroup(exp: art.Experiment, models: list[str], eval_set: str, co
     groups = get_subgroups(exp, models, [eval_set], column, cfg)
     key = (tuple(cfg.columns), cfg.regex, cfg.regex_source, tuple(cfg.bins.get(column, ())), cfg.quantiles)
     thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
-    return _worst_subgroup(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, column, key, thr,
-                           int(class_index), len(exp.class_names) == 2, exp.positive_index, metric,
-                           int(cfg.min_size), exp, groups)
+    return _worst_subgroup(
+        str(exp.path),
+        metrics_stamp(exp),
+        *_models_key(exp, models),
+        eval_set,
+        column,
+        key,
+        thr,
+        int(class_index),
+        len(exp.class_names) == 2,
+        exp.positive_index,
+        metric,
+        int(cfg.min_size),
+        exp,
+        groups,
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -1006,8 +1456,15 @@ def _label_issue_queue(exp_dir: str, stamp: Stamp) -> pd.DataFrame:
         frames.append(queue.assign(source="out-of-fold predictions (cleanlab)"))
     conflicts = sorted(conflicting_sample_ids(exp_dir))
     if conflicts:
-        frames.append(pd.DataFrame({"sample_id": conflicts, "is_issue": True,
-                                    "source": "duplicate cluster with conflicting labels (data audit)"}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "sample_id": conflicts,
+                    "is_issue": True,
+                    "source": "duplicate cluster with conflicting labels (data audit)",
+                }
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=["sample_id", "is_issue", "source"])
     return pd.concat(frames, ignore_index=True)

@@ -10,6 +10,7 @@ as a plain function call. The path timed for each model is the one a user waits 
 The backbone's pixel preprocessing (e.g. ``x / 127.5 - 1``) runs inside the model, so it is part of
 "predict". TensorFlow and Keras are imported inside the functions that need them, never at import time.
 """
+
 from __future__ import annotations
 
 import threading
@@ -76,6 +77,7 @@ class LiveResult:
 
 # ---------------------------------------------------------------- loading
 
+
 def load_live_model(exp_dir: Path | str, model_name: str, warm_up: bool = True) -> LiveModel:
     """Load `models/<model_name>/model.keras` with Keras safe mode, check it, and warm it up; raises ArtifactError."""
     path = art.model_dir(exp_dir, model_name) / art.MODEL_FILE
@@ -83,13 +85,19 @@ def load_live_model(exp_dir: Path | str, model_name: str, warm_up: bool = True) 
         imported = _imported_live_model(exp_dir, model_name, warm_up)
         if imported is not None:
             return imported
-        raise art.ArtifactError(path, f"model file is missing: {model_name} has predictions only, so it cannot "
-                                      "answer live (re-run the pipeline's train step to save the model)")
+        raise art.ArtifactError(
+            path,
+            f"model file is missing: {model_name} has predictions only, so it cannot "
+            "answer live (re-run the pipeline's train step to save the model)",
+        )
     if path.stat().st_size == 0:
         raise art.ArtifactError(path, "model file is empty (0 bytes); the save was interrupted, retrain the model")
     if not zipfile.is_zipfile(path):
-        raise art.ArtifactError(path, "cannot load the Keras model: not a .keras archive (not a valid zip file); "
-                                      "the file may be truncated or overwritten, retrain the model")
+        raise art.ArtifactError(
+            path,
+            "cannot load the Keras model: not a .keras archive (not a valid zip file); "
+            "the file may be truncated or overwritten, retrain the model",
+        )
     try:
         config = art.read_model_config(exp_dir, model_name)
     except art.ArtifactError:
@@ -103,9 +111,12 @@ def load_live_model(exp_dir: Path | str, model_name: str, warm_up: bool = True) 
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - zip, JSON, h5 and deserialisation errors all mean "unusable"
-        raise art.ArtifactError(path, f"cannot load the Keras model ({type(exc).__name__}: "
-                                      f"{_one_line(exc)}); the file may be truncated or from an "
-                                      "incompatible Keras version") from None
+        raise art.ArtifactError(
+            path,
+            f"cannot load the Keras model ({type(exc).__name__}: "
+            f"{_one_line(exc)}); the file may be truncated or from an "
+            "incompatible Keras version",
+        ) from None
     load_seconds = time.perf_counter() - start
     live = _describe(model_name, model, config, path, load_seconds)
     if warm_up:
@@ -122,22 +133,31 @@ def _imported_live_model(exp_dir: Path | str, model_name: str, warm_up: bool) ->
     from pipeline import importers
 
     if importers.is_predictions_only(config):
-        raise art.ArtifactError(art.model_dir(exp_dir, model_name), f"{model_name} was imported from a table of "
-                                "predictions (predictions only): live inference and heat maps need a model file "
-                                "(python -m pipeline add-model)")
+        raise art.ArtifactError(
+            art.model_dir(exp_dir, model_name),
+            f"{model_name} was imported from a table of "
+            "predictions (predictions only): live inference and heat maps need a model file "
+            "(python -m pipeline add-model)",
+        )
     if config.get("format") != "onnx":
         return None
     start = time.perf_counter()
     try:
         clf = importers.onnx_classifier(exp_dir, model_name)
     except (importers.ImportProblem, KeyError, ValueError) as exc:
-        raise art.ArtifactError(art.model_dir(exp_dir, model_name) / importers.ONNX_FILE,
-                                f"cannot load the ONNX model: {_one_line(exc)}") from None
-    live = LiveModel(name=model_name, model=clf, input_size=clf.spec.input_size, n_classes=clf.output_shape[1],
-                     preprocess_mode=str(config.get("preprocessing", "?")),
-                     preprocess_function=str(config.get("preprocess_function") or ""),
-                     cam_layer="occlusion sensitivity: ONNX has no gradients here",  # shown where the layer is
-                     load_seconds=time.perf_counter() - start)
+        raise art.ArtifactError(
+            art.model_dir(exp_dir, model_name) / importers.ONNX_FILE, f"cannot load the ONNX model: {_one_line(exc)}"
+        ) from None
+    live = LiveModel(
+        name=model_name,
+        model=clf,
+        input_size=clf.spec.input_size,
+        n_classes=clf.output_shape[1],
+        preprocess_mode=str(config.get("preprocessing", "?")),
+        preprocess_function=str(config.get("preprocess_function") or ""),
+        cam_layer="occlusion sensitivity: ONNX has no gradients here",  # shown where the layer is
+        load_seconds=time.perf_counter() - start,
+    )
     if warm_up:
         live.warmup_ms.update(warm_up_model(live))
     return live
@@ -146,16 +166,23 @@ def _imported_live_model(exp_dir: Path | str, model_name: str, warm_up: bool) ->
 def _describe(name: str, model: Any, config: Mapping[str, Any], path: Path, load_seconds: float) -> LiveModel:
     shape = tuple(getattr(model, "input_shape", ()) or ())
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
-        raise art.ArtifactError(path, f"expected a model taking square RGB images (None, S, S, 3), "
-                                      f"got input shape {shape}")
+        raise art.ArtifactError(
+            path, f"expected a model taking square RGB images (None, S, S, 3), got input shape {shape}"
+        )
     out = tuple(model.output_shape)
     if len(out) != 2 or not out[-1] or out[-1] < 2:
         raise art.ArtifactError(path, f"expected a classifier with (None, K>=2) output, got {out}")
     mode = str(config.get("preprocessing") or _preprocess_mode_in(model) or "?")
     return LiveModel(
-        name=name, model=model, input_size=int(shape[1]), n_classes=int(out[-1]), preprocess_mode=mode,
+        name=name,
+        model=model,
+        input_size=int(shape[1]),
+        n_classes=int(out[-1]),
+        preprocess_mode=mode,
         preprocess_function=str(config.get("preprocess_function") or ""),
-        cam_layer=str(config["cam_layer"]) if config.get("cam_layer") else None, load_seconds=load_seconds)
+        cam_layer=str(config["cam_layer"]) if config.get("cam_layer") else None,
+        load_seconds=load_seconds,
+    )
 
 
 def _preprocess_mode_in(model: Any) -> str | None:
@@ -182,6 +209,7 @@ def warm_up_model(live: LiveModel) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- predicting
+
 
 def predict_fn(model: Any) -> Any:
     """The model's compiled float32 (n, S, S, 3) -> probabilities function, traced once and kept on the model."""
@@ -219,8 +247,9 @@ def explain(live: LiveModel, rgb: np.ndarray, class_index: int) -> np.ndarray:
     return grad_cam(live.model, rgb, int(class_index), layer_name=live.cam_layer)
 
 
-def run_live_inference(image_bytes: bytes | None, name: str, models: Mapping[str, LiveModel | str],
-                       max_pixels: int = DEFAULT_MAX_PIXELS) -> LiveResult:
+def run_live_inference(
+    image_bytes: bytes | None, name: str, models: Mapping[str, LiveModel | str], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> LiveResult:
     """Decode `image_bytes` once and let every model answer; a model given as a str is a load error to report."""
     if image_bytes is None:
         return LiveResult(name, None, None, 0.0, {}, "no image: upload a file, pick a sample or take a photo")
@@ -228,11 +257,19 @@ def run_live_inference(image_bytes: bytes | None, name: str, models: Mapping[str
     try:
         decoded = decode_image(image_bytes, name=name, max_pixels=max_pixels)
     except (ImageDecodeError, TypeError) as exc:
-        return LiveResult(name, None, None, (time.perf_counter() - start) * 1000, {},
-                          f"Cannot use {name or 'this file'!r}: {_one_line(exc)}")
+        return LiveResult(
+            name,
+            None,
+            None,
+            (time.perf_counter() - start) * 1000,
+            {},
+            f"Cannot use {name or 'this file'!r}: {_one_line(exc)}",
+        )
     decode_ms = (time.perf_counter() - start) * 1000
-    answers = {m: answer_one(live, decoded, decode_ms) if isinstance(live, LiveModel)
-               else ModelAnswer(m, error=str(live)) for m, live in models.items()}
+    answers = {
+        m: answer_one(live, decoded, decode_ms) if isinstance(live, LiveModel) else ModelAnswer(m, error=str(live))
+        for m, live in models.items()
+    }
     return LiveResult(name, decoded.rgb, decoded, decode_ms, answers)
 
 
@@ -246,11 +283,17 @@ def answer_one(live: LiveModel, decoded: DecodedImage, decode_ms: float) -> Mode
         probs = np.asarray(predict_fn(live.model)(x))[0].astype(np.float32)
         done = time.perf_counter()
     except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
-        return ModelAnswer(live.name, preprocessing=steps,
-                           error=f"{live.name} could not predict: {type(exc).__name__}: {_one_line(exc)}")
+        return ModelAnswer(
+            live.name,
+            preprocessing=steps,
+            error=f"{live.name} could not predict: {type(exc).__name__}: {_one_line(exc)}",
+        )
     if probs.shape != (live.n_classes,) or not np.isfinite(probs).all():
-        return ModelAnswer(live.name, preprocessing=steps,
-                           error=f"{live.name} returned unusable output (shape {probs.shape}, non-finite values)")
+        return ModelAnswer(
+            live.name,
+            preprocessing=steps,
+            error=f"{live.name} returned unusable output (shape {probs.shape}, non-finite values)",
+        )
     timings = {"decode": decode_ms, "preprocess": (prep - start) * 1000, "predict": (done - prep) * 1000}
     timings["total"] = sum(timings.values())
     return ModelAnswer(live.name, probs, timings, steps)
@@ -277,6 +320,7 @@ def preprocessing_steps(live: LiveModel, decoded: DecodedImage) -> tuple[str, ..
 
 
 # ---------------------------------------------------------------- deciding
+
 
 def decide(probs: np.ndarray, class_names: Sequence[str], threshold: float | None, pos_index: int) -> int:
     """The predicted class: binary at `threshold` on the positive class, otherwise (or when None) the argmax."""

@@ -3,6 +3,7 @@
 Everything lives in `st.session_state` (one per browser tab), never in module globals. The URL carries
 `exp`, `models`, `eval`, `cls`, `thr` and `page`, so a pasted link reopens the same view.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,6 +65,7 @@ def set_selection(sel: Selection | None) -> None:
 
 # ---------------------------------------------------------------- thresholds
 
+
 def threshold_key(model: str, class_index: int | None = None) -> str:
     """Key of a model's threshold: the model name (binary) or `model@class_index` (one-vs-rest)."""
     return model if class_index is None else f"{model}@{int(class_index)}"
@@ -81,8 +83,9 @@ def get_threshold(sel: Selection, model: str, class_index: int | None = None) ->
     return float(_store(sel.exp.name).get(key, DEFAULT_THRESHOLD))
 
 
-def set_threshold(sel: Selection, model: str, value: float, class_index: int | None = None, *,
-                  source: str | None = None) -> None:
+def set_threshold(
+    sel: Selection, model: str, value: float, class_index: int | None = None, *, source: str | None = None
+) -> None:
     """Set a model's threshold (shared by every page of this session), with where it came from.
 
     `source` says how it was chosen ("Youden's J on val", "sensitivity ≥ 0.95 on test (optimistic)"); a value
@@ -126,6 +129,7 @@ def decision_threshold(sel: Selection, model: str) -> float | None:
 
 
 # ---------------------------------------------------------------- URL query parameters
+
 
 def encode_thresholds(thresholds: Mapping[str, float]) -> str:
     """`{"A": 0.3, "B@2": 0.41}` -> `"A:0.3,B@2:0.41"` (sorted, defaults omitted)."""

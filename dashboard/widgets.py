@@ -3,6 +3,7 @@
 Widget defaults are written into session state before the widget is created (never passed as `index=` or
 `default=` as well), so URL-restored values and values set by buttons on other pages take effect.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,8 +55,11 @@ def sidebar_ui(root: Path) -> state.Selection | None:
         st.caption("Pick another experiment in the sidebar; the others are unaffected.")
         return None
     if not exp.models:
-        st.warning(f"Experiment **{name}** has no finished models yet (no `models/*/config.json` marked complete). "
-                   "Run the pipeline to train or predict, then reload.", icon="⏳")
+        st.warning(
+            f"Experiment **{name}** has no finished models yet (no `models/*/config.json` marked complete). "
+            "Run the pipeline to train or predict, then reload.",
+            icon="⏳",
+        )
         return None
     return _selection_widgets(root, exp)
 
@@ -74,40 +78,63 @@ def _selection_widgets(root: Path, exp: Experiment) -> state.Selection | None:
     if st.session_state.get(state.CLASS_KEY) not in names:
         st.session_state[state.CLASS_KEY] = names[exp.positive_index]
     with st.sidebar:
-        models = st.multiselect("Models", exp.models, key=state.MODELS_KEY,
-                                help="Backbones to compare; every page shows these. Extra runs of a backbone "
-                                     "(`name@s1`, `name@f2-s0`) are summarised on *Runs & stability*.")
-        eval_set = st.selectbox("Evaluation set", eval_sets, key=state.EVAL_KEY,
-                                help="Which set of predictions to score (e.g. cropped vs uncropped test images).")
+        models = st.multiselect(
+            "Models",
+            exp.models,
+            key=state.MODELS_KEY,
+            help="Backbones to compare; every page shows these. Extra runs of a backbone "
+            "(`name@s1`, `name@f2-s0`) are summarised on *Runs & stability*.",
+        )
+        eval_set = st.selectbox(
+            "Evaluation set",
+            eval_sets,
+            key=state.EVAL_KEY,
+            help="Which set of predictions to score (e.g. cropped vs uncropped test images).",
+        )
         if len(names) > 2:
-            cls = st.selectbox("Class (one-vs-rest)", names, key=state.CLASS_KEY,
-                               help="Positive class for curves, thresholds and calibration of a multiclass task.")
+            cls = st.selectbox(
+                "Class (one-vs-rest)",
+                names,
+                key=state.CLASS_KEY,
+                help="Positive class for curves, thresholds and calibration of a multiclass task.",
+            )
         else:
             cls = names[exp.positive_index]
             st.caption(f"Positive class: **{cls}**")
         st.caption(f"{exp.task} · {len(names)} classes · {len(exp.samples):,} samples · {len(exp.models)} models")
         leaky = da.leaky_ids(exp)
         if leaky:
-            st.toggle(f"Leak-free: leave out {len(leaky):,} evaluated images with a near-duplicate in training",
-                      key=da.EXCLUDE_LEAKY_KEY,
-                      help="From the data audit (Data audit page). Every metric page, the leaderboard and the meeting "
-                           "report then score only images the models have not seen a copy of.")
+            st.toggle(
+                f"Leak-free: leave out {len(leaky):,} evaluated images with a near-duplicate in training",
+                key=da.EXCLUDE_LEAKY_KEY,
+                help="From the data audit (Data audit page). Every metric page, the leaderboard and the meeting "
+                "report then score only images the models have not seen a copy of.",
+            )
         excluded = da.excluded_sample_ids(exp)
         if excluded:
-            st.caption(f"{len(excluded):,} sample(s) are left out of every metric (marked 'label wrong', toggle on "
-                       "the Misclassifications page, and/or leak-free above).")
+            st.caption(
+                f"{len(excluded):,} sample(s) are left out of every metric (marked 'label wrong', toggle on "
+                "the Misclassifications page, and/or leak-free above)."
+            )
         for problem in exp.problems:
             st.warning(str(problem))
     if not models:
         st.info("Select at least one model in the sidebar.")
         return None
     ordered = [m for m in exp.models if m in models]
-    return state.Selection(root=root, exp=exp, models=ordered, eval_set=eval_set,
-                           class_index=names.index(cls), colors=model_colors(exp.models))
+    return state.Selection(
+        root=root,
+        exp=exp,
+        models=ordered,
+        eval_set=eval_set,
+        class_index=names.index(cls),
+        colors=model_colors(exp.models),
+    )
 
 
-def model_data_ui(sel: state.Selection, models: Sequence[str] | None = None,
-                  eval_set: str | None = None) -> dict[str, da.ModelData]:
+def model_data_ui(
+    sel: state.Selection, models: Sequence[str] | None = None, eval_set: str | None = None
+) -> dict[str, da.ModelData]:
     """Load each model's predictions; a bad or empty model gets a message and is left out, the rest load."""
     out: dict[str, da.ModelData] = {}
     es = eval_set or sel.eval_set
@@ -121,8 +148,10 @@ def model_data_ui(sel: state.Selection, models: Sequence[str] | None = None,
             st.warning(f"Model **{model}** has no predictions on evaluation set **{es}**.")
             continue
         if md.n_unknown:
-            st.caption(f"⚠️ {model}: {md.n_unknown:,} prediction rows name sample ids that are not in "
-                       "samples.parquet; they are left out.")
+            st.caption(
+                f"⚠️ {model}: {md.n_unknown:,} prediction rows name sample ids that are not in "
+                "samples.parquet; they are left out."
+            )
         out[model] = md
     if not out:
         st.info("None of the selected models can be shown; see the messages above.")
@@ -148,13 +177,15 @@ def clicked_point(event: Any) -> list[Any] | None:
 
 def clickable_chart_ui(fig: Any, key: str, on_click: Callable[[list[Any]], None]) -> None:
     """Draw a Plotly chart whose point clicks call `on_click(customdata)` (once per new click)."""
+
     def _changed() -> None:
         custom = clicked_point(st.session_state.get(key))
         if custom is not None:
             on_click(custom)
 
-    st.plotly_chart(fig, key=key, on_select=_changed, selection_mode="points", width="stretch",
-                    config={"displayModeBar": False})
+    st.plotly_chart(
+        fig, key=key, on_select=_changed, selection_mode="points", width="stretch", config={"displayModeBar": False}
+    )
 
 
 def pager_ui(n_items: int, page_size: int, key: str) -> tuple[int, int]:
@@ -164,14 +195,20 @@ def pager_ui(n_items: int, page_size: int, key: str) -> tuple[int, int]:
         return 0, n_items
     if st.session_state.get(key, 1) > n_pages:
         st.session_state[key] = 1
-    page = st.columns([1, 4])[0].number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, step=1,
-                                              key=key)
+    page = st.columns([1, 4])[0].number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, step=1, key=key)
     start = (int(page) - 1) * page_size
     return start, min(start + page_size, n_items)
 
 
-def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.ndarray, key: str,
-               page_size: int = GALLERY_PAGE_SIZE, columns: int = 6) -> None:
+def gallery_ui(
+    exp: Experiment,
+    md: da.ModelData,
+    indices: np.ndarray,
+    pred: np.ndarray,
+    key: str,
+    page_size: int = GALLERY_PAGE_SIZE,
+    columns: int = 6,
+) -> None:
     """Paginated thumbnails of `indices` (rows of `md`) with true/predicted class and probability."""
     names = exp.class_names
     if indices.size == 0:
@@ -185,8 +222,10 @@ def gallery_ui(exp: Experiment, md: da.ModelData, indices: np.ndarray, pred: np.
     except ArtifactError as exc:
         artifact_error_ui(exc, "Thumbnails")
         images = [None] * len(ids)
-    st.caption(f"Samples {start + 1:,}–{stop:,} of {indices.size:,}, most confident first. Under each image: "
-               "sample id, true → predicted class, p = probability of the predicted class.")
+    st.caption(
+        f"Samples {start + 1:,}–{stop:,} of {indices.size:,}, most confident first. Under each image: "
+        "sample id, true → predicted class, p = probability of the predicted class."
+    )
     cols = st.columns(columns)
     for i, (row, sid, img) in enumerate(zip(page, ids, images)):
         t, p = int(md.y[row]), int(pred[row])
@@ -209,8 +248,20 @@ _CHAR_PX = 6.3
 _CELL_PAD_PX = 16
 # Column priority when not every column fits: what a review meeting reads first (imbalanced medical data:
 # balanced accuracy, sensitivity, specificity and AUC before plain accuracy), then cost.
-LEADERBOARD_PRIORITY = ("ROC AUC", "Balanced acc.", "Sensitivity", "Specificity", "F1", "PR AUC", "Precision",
-                        "Accuracy", "Params (M)", "ms / image", "Size (MB)", "Train (min)")
+LEADERBOARD_PRIORITY = (
+    "ROC AUC",
+    "Balanced acc.",
+    "Sensitivity",
+    "Specificity",
+    "F1",
+    "PR AUC",
+    "Precision",
+    "Accuracy",
+    "Params (M)",
+    "ms / image",
+    "Size (MB)",
+    "Train (min)",
+)
 ALWAYS_SHOWN = ("Rank", "Threshold")
 
 
@@ -228,8 +279,9 @@ def fit_columns(display: Any, budget_px: float = LAPTOP_TABLE_PX) -> list[str]:
     always = [c for c in ALWAYS_SHOWN if c in display.columns]
     used = column_px(display, None) + sum(column_px(display, c) for c in always)
     chosen: list[str] = []
-    for c in [c for c in LEADERBOARD_PRIORITY if c in display.columns] + \
-             [c for c in display.columns if c not in LEADERBOARD_PRIORITY and c not in always]:
+    for c in [c for c in LEADERBOARD_PRIORITY if c in display.columns] + [
+        c for c in display.columns if c not in LEADERBOARD_PRIORITY and c not in always
+    ]:
         w = column_px(display, c)
         if used + w <= budget_px or not chosen:
             chosen.append(c)
@@ -246,8 +298,12 @@ def leaderboard_columns_ui(display: Any, key: str = "overview_columns") -> list[
     chosen = st.session_state.get(key)
     if not chosen or not set(chosen) <= set(options):  # first visit, another experiment, or emptied
         st.session_state[key] = default
-    picked = st.multiselect("Columns", options, key=key,
-                            help="The leaderboard shows the columns that fit a laptop screen; add any other here "
-                                 "(the table then scrolls sideways).")
+    picked = st.multiselect(
+        "Columns",
+        options,
+        key=key,
+        help="The leaderboard shows the columns that fit a laptop screen; add any other here "
+        "(the table then scrolls sideways).",
+    )
     shown = set(picked) | set(ALWAYS_SHOWN)
     return [c for c in display.columns if c in shown]

@@ -9,6 +9,7 @@ Stages, each usable on its own (`run` chains ingest -> train -> predict):
 Also: demo (build the embedded demo), validate (check artifact folders), audit (duplicates, leakage, quality),
 add-model / add-predictions (bring a Keras or ONNX model, or a table of probabilities, trained elsewhere).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.experiment import run_experiment
 
     cfg = load_config(args.config)
-    cfg = with_overrides(cfg, backbones=args.backbones.split(",") if args.backbones else None,
-                         epochs=args.epochs, weights=args.weights, folds=args.folds,
-                         seeds=[int(x) for x in args.seeds.split(",")] if args.seeds else None)
+    cfg = with_overrides(
+        cfg,
+        backbones=args.backbones.split(",") if args.backbones else None,
+        epochs=args.epochs,
+        weights=args.weights,
+        folds=args.folds,
+        seeds=[int(x) for x in args.seeds.split(",")] if args.seeds else None,
+    )
     if args.output:
         from dataclasses import replace
+
         cfg = replace(cfg, output=Path(args.output))
     start = time.perf_counter()
     exp_dir = run_experiment(cfg, force=args.force, jobs=args.jobs)
@@ -80,8 +87,9 @@ def _print_summary(exp_dir: Path, eval_sets: list[str] | None = None, exclude: s
             if al.n == 0:
                 continue
             s = classification_summary(al.y, al.probs[model], pos_index=exp.positive_index, undefined_auc="nan")
-            rows.append(f"  {model:<16} {es:<12} n={al.n:<5} AUC={s['roc_auc']:.3f}  "
-                        f"balanced acc={s['balanced_accuracy']:.3f}")
+            rows.append(
+                f"  {model:<16} {es:<12} n={al.n:<5} AUC={s['roc_auc']:.3f}  balanced acc={s['balanced_accuracy']:.3f}"
+            )
     print("\n".join(rows))
     return 0
 
@@ -110,8 +118,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from pipeline.artifacts import list_experiments, validate_experiment
 
     target = Path(args.path)
-    dirs = [target] if (target / "experiment.json").exists() or not target.is_dir() else \
-        [target / n for n in list_experiments(target)] or [target]
+    dirs = (
+        [target]
+        if (target / "experiment.json").exists() or not target.is_dir()
+        else [target / n for n in list_experiments(target)] or [target]
+    )
     worst = 0
     for d in dirs:
         problems = validate_experiment(d)
@@ -168,8 +179,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             continue
         if args.again:  # forget these evaluation sets' predictions, so they are predicted again
             preds = art.read_predictions(art.load_experiment(exp_dir), name)
-            art.write_predictions(exp_dir, name, preds[~preds["eval_set"].isin(args.again)].reset_index(drop=True),
-                                  len(class_names))
+            art.write_predictions(
+                exp_dir, name, preds[~preds["eval_set"].isin(args.again)].reset_index(drop=True), len(class_names)
+            )
         total += predict_missing(cfg, exp_dir, name, samples, print)
     print(f"{total} predictions written")
     return _print_summary(exp_dir)
@@ -195,10 +207,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
         report.find_chromium()  # fail before the work when the PDF cannot be printed
         base = out_html or exp_dir / "reports" / f"report-{args.eval_set}-{time.strftime('%Y%m%dT%H%M%S')}.html"
         out_html, out_pdf = base, base.with_suffix(".pdf")
-    html_path = report.build_report(exp_dir, models=models, eval_set=args.eval_set,
-                                    thresholds=_parse_thresholds(args.threshold), n_boot=args.n_boot,
-                                    out_html=out_html, out_pdf=out_pdf, seed=args.seed,
-                                    exclude=_excluded(exp_dir, args.exclude_label_wrong))
+    html_path = report.build_report(
+        exp_dir,
+        models=models,
+        eval_set=args.eval_set,
+        thresholds=_parse_thresholds(args.threshold),
+        n_boot=args.n_boot,
+        out_html=out_html,
+        out_pdf=out_pdf,
+        seed=args.seed,
+        exclude=_excluded(exp_dir, args.exclude_label_wrong),
+    )
     print(f"report written in {time.perf_counter() - start:.1f}s: {html_path}" + (f" and {out_pdf}" if out_pdf else ""))
     return 0
 
@@ -216,19 +235,35 @@ def _cmd_add_model(args: argparse.Namespace) -> int:
     if prep and ":" in prep:  # "MEAN:STD", each one number or three comma-separated
         mean, std = prep.split(":", 1)
         prep = ([float(v) for v in mean.split(",")], [float(v) for v in std.split(",")])
-    cfg = add_model(Path(args.experiment), name=args.name, file=args.file, input_size=args.input_size,
-                    preprocessing=prep, channel_order=args.channel_order, outputs=args.outputs,
-                    class_order=args.class_order.split(",") if args.class_order else None, replace=args.replace)
-    print(f"{args.name}: imported {cfg['format']} model ({cfg['outputs']}, input {cfg['input_size']} px, "
-          f"preprocessing {cfg['preprocessing']}), {cfg['n_predicted']} predictions")
+    cfg = add_model(
+        Path(args.experiment),
+        name=args.name,
+        file=args.file,
+        input_size=args.input_size,
+        preprocessing=prep,
+        channel_order=args.channel_order,
+        outputs=args.outputs,
+        class_order=args.class_order.split(",") if args.class_order else None,
+        replace=args.replace,
+    )
+    print(
+        f"{args.name}: imported {cfg['format']} model ({cfg['outputs']}, input {cfg['input_size']} px, "
+        f"preprocessing {cfg['preprocessing']}), {cfg['n_predicted']} predictions"
+    )
     return _print_summary(Path(args.experiment))
 
 
 def _cmd_add_predictions(args: argparse.Namespace) -> int:
     from pipeline.importers import add_predictions
 
-    cfg = add_predictions(Path(args.experiment), name=args.name, file=args.file, normalise=args.normalise,
-                          eval_sets=args.eval_set, replace=args.replace)
+    cfg = add_predictions(
+        Path(args.experiment),
+        name=args.name,
+        file=args.file,
+        normalise=args.normalise,
+        eval_sets=args.eval_set,
+        replace=args.replace,
+    )
     for note in cfg["notes"]:
         print(f"note: {note}")
     print(f"{args.name}: imported {cfg['n_predicted']} predictions (predictions only: no live inference)")
@@ -243,15 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(DEMO_DATA), help="where to write the synthetic images")
     p.add_argument("--output", help="artifacts root (default: from the configs, artifacts/)")
     p.add_argument("--force", action="store_true", help="rebuild even when complete")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="models trained side by side, each in its own process (default: 2 on 2+ cores)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="models trained side by side, each in its own process (default: 2 on 2+ cores)",
+    )
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("ingest", help="ingest and split a data set; print the split summary")
     p.add_argument("--config", required=True)
     p.add_argument("--out", help="also write the sample table as CSV here")
     p.set_defaults(func=_cmd_ingest)
-    for name, help_text in (("run", "ingest -> train -> predict every backbone in the config"),
-                            ("train", "same as run: train and predict the backbones not yet complete")):
+    for name, help_text in (
+        ("run", "ingest -> train -> predict every backbone in the config"),
+        ("train", "same as run: train and predict the backbones not yet complete"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", required=True)
         p.add_argument("--backbones", help="comma-separated list overriding [train].backbones")
@@ -261,23 +302,41 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", help="imagenet | none | path to a weights file")
         p.add_argument("--output", help="artifacts root")
         p.add_argument("--force", action="store_true", help="delete the experiment folder and rebuild")
-        p.add_argument("--jobs", type=int, default=1,
-                       help="models trained side by side in separate processes (CPU machines; default 1)")
+        p.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            help="models trained side by side in separate processes (CPU machines; default 1)",
+        )
         p.set_defaults(func=_cmd_run)
-    p = sub.add_parser("predict", help="predict with the saved models only (no training): new evaluation sets, "
-                                       "or again with --again (e.g. with --tta)")
+    p = sub.add_parser(
+        "predict",
+        help="predict with the saved models only (no training): new evaluation sets, "
+        "or again with --again (e.g. with --tta)",
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--backbones", help="comma-separated list overriding [train].backbones")
-    p.add_argument("--again", action="append", metavar="EVAL_SET",
-                   help="predict this evaluation set again, replacing its predictions (repeatable)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="test-time augmentation on or off (default: the config's [predict].tta)")
+    p.add_argument(
+        "--again",
+        action="append",
+        metavar="EVAL_SET",
+        help="predict this evaluation set again, replacing its predictions (repeatable)",
+    )
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time augmentation on or off (default: the config's [predict].tta)",
+    )
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("evaluate", help="print every model's metrics per evaluation set (no training, no TF)")
     p.add_argument("experiment", help="experiment folder, e.g. artifacts/demo-histology")
     p.add_argument("--eval-set", help="only this evaluation set")
-    p.add_argument("--exclude-label-wrong", action="store_true",
-                   help="leave out the samples mentors marked 'label wrong' (as the dashboard's toggle)")
+    p.add_argument(
+        "--exclude-label-wrong",
+        action="store_true",
+        help="leave out the samples mentors marked 'label wrong' (as the dashboard's toggle)",
+    )
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("validate", help="check an experiment folder (or every one under a root)")
     p.add_argument("path")
@@ -286,14 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment folder, e.g. artifacts/demo-histology")
     p.add_argument("--models", help="comma-separated models (default: every finished model)")
     p.add_argument("--eval-set", default="test", help="evaluation set to report on (default: test)")
-    p.add_argument("--threshold", action="append", metavar="MODEL=VALUE",
-                   help="binary decision threshold of a model (repeatable; default 0.5)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        metavar="MODEL=VALUE",
+        help="binary decision threshold of a model (repeatable; default 0.5)",
+    )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="HTML path (default: <experiment>/reports/report-<eval set>-<time>.html)")
     p.add_argument("--pdf", action="store_true", help="also print a PDF beside the HTML (headless chromium)")
-    p.add_argument("--exclude-label-wrong", action="store_true",
-                   help="leave out the samples mentors marked 'label wrong' (as the dashboard's toggle)")
+    p.add_argument(
+        "--exclude-label-wrong",
+        action="store_true",
+        help="leave out the samples mentors marked 'label wrong' (as the dashboard's toggle)",
+    )
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("audit", help="duplicates, cross-split leakage, label conflicts and quality flags")
     p.add_argument("experiment", nargs="?", help="experiment folder (or use --config)")
@@ -306,8 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="model name shown on every page")
     p.add_argument("--file", required=True, help=".keras, .h5, .hdf5 or .onnx file")
     p.add_argument("--input-size", type=int, help="input size in pixels (when the file accepts any size)")
-    p.add_argument("--preprocessing", help="tf | caffe | torch | unit | none | MEAN:STD on [0,1] pixels "
-                                           "(e.g. 0.5:0.25 or 0.485,0.456,0.406:0.229,0.224,0.225); default unit")
+    p.add_argument(
+        "--preprocessing",
+        help="tf | caffe | torch | unit | none | MEAN:STD on [0,1] pixels "
+        "(e.g. 0.5:0.25 or 0.485,0.456,0.406:0.229,0.224,0.225); default unit",
+    )
     p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
     p.add_argument("--class-order", help="comma-separated class names of the model's outputs, in its order")
     p.add_argument("--outputs", choices=("auto", "probabilities", "logits"), default="auto")

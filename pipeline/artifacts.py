@@ -479,6 +479,7 @@ def validate_experiment(exp_dir: Path | str) -> list[Problem]:
     known = samples["sample_id"].astype(str) if samples is not None and "sample_id" in samples else None
     for d in model_dirs:
         cfg_path = d / MODEL_CONFIG_FILE
+        cfg: Any = None
         try:
             cfg = read_json(cfg_path)
             if not isinstance(cfg, dict) or cfg.get("status") != "complete":
@@ -486,10 +487,12 @@ def validate_experiment(exp_dir: Path | str) -> list[Problem]:
         except ArtifactError as exc:
             out.append(Problem(exc.path, exc.problem if cfg_path.exists() else
                                "file is missing: the model did not finish (rerun the pipeline to resume)"))
-        if not (d / MODEL_FILE).is_file():
+        cfg_dict = cfg if isinstance(cfg, dict) else {}
+        imported = cfg_dict.get("source") == "imported"
+        if not (d / MODEL_FILE).is_file() and not (d / "model.onnx").is_file() and not cfg_dict.get("predictions_only"):
             out.append(Problem(str(d / MODEL_FILE), "file is missing: live inference and Grad-CAM are unavailable "
                                                      "for this model (its predictions still work)", "warning"))
-        if not (d / HISTORY_FILE).is_file():
+        if not (d / HISTORY_FILE).is_file() and not imported:
             out.append(Problem(str(d / HISTORY_FILE), "file is missing: no training curves", "warning"))
         try:
             preds = read_parquet(d / PREDICTIONS_FILE)

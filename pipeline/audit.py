@@ -22,6 +22,7 @@ recomputed from these and ``samples.parquet`` on read, so it always describes th
 
 No TensorFlow here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,6 +58,7 @@ Log = Callable[[str], None]
 
 # ============================================================================ settings and results
 
+
 @dataclass(frozen=True)
 class AuditSettings:
     """How duplicates are searched and confirmed (the [audit] section of a config maps onto this)."""
@@ -69,20 +71,24 @@ class AuditSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.threshold, (int, float)) or not 0 < float(self.threshold) <= 1:
-            raise ValueError(f"Invalid value for argument `threshold`. Expected a number in (0, 1]. "
-                             f"Received: {self.threshold!r}")
+            raise ValueError(
+                f"Invalid value for argument `threshold`. Expected a number in (0, 1]. Received: {self.threshold!r}"
+            )
         if self.hash_size not in (4, 8, 12, 16):
-            raise ValueError(f"Invalid value for argument `hash_size`. Expected 4, 8, 12 or 16 (hash bits = "
-                             f"hash_size squared, cut into 16-bit bands). Received: {self.hash_size!r}")
+            raise ValueError(
+                f"Invalid value for argument `hash_size`. Expected 4, 8, 12 or 16 (hash bits = "
+                f"hash_size squared, cut into 16-bit bands). Received: {self.hash_size!r}"
+            )
         if not isinstance(self.thumb_size, int) or not 4 <= self.thumb_size <= 64:
-            raise ValueError(f"Invalid value for argument `thumb_size`. Expected an int in [4, 64]. "
-                             f"Received: {self.thumb_size!r}")
+            raise ValueError(
+                f"Invalid value for argument `thumb_size`. Expected an int in [4, 64]. Received: {self.thumb_size!r}"
+            )
         if self.radius not in (0, 1, 2):
             raise ValueError(f"Invalid value for argument `radius`. Expected 0, 1 or 2. Received: {self.radius!r}")
 
     @property
     def hamming_limit(self) -> int:
-        bits = self.hash_size ** 2
+        bits = self.hash_size**2
         return int(self.max_hamming) if self.max_hamming is not None else int(round(0.25 * bits))
 
 
@@ -104,16 +110,28 @@ class Features:
     def take(self, rows: np.ndarray) -> Features:
         """The features of rows `rows`, in that order."""
         rows = np.asarray(rows, np.int64)
-        return Features(self.ok[rows], self.digest[rows], self.phash[rows], self.thumb[rows],
-                        self.props.iloc[rows].reset_index(drop=True), list(self.errors), self.seconds)
+        return Features(
+            self.ok[rows],
+            self.digest[rows],
+            self.phash[rows],
+            self.thumb[rows],
+            self.props.iloc[rows].reset_index(drop=True),
+            list(self.errors),
+            self.seconds,
+        )
 
     @staticmethod
     def concat(parts: Sequence[Features]) -> Features:
         """Features of several path lists, in order."""
-        return Features(ok=np.concatenate([p.ok for p in parts]), digest=np.concatenate([p.digest for p in parts]),
-                        phash=np.concatenate([p.phash for p in parts]), thumb=np.concatenate([p.thumb for p in parts]),
-                        props=pd.concat([p.props for p in parts], ignore_index=True),
-                        errors=[e for p in parts for e in p.errors], seconds=sum(p.seconds for p in parts))
+        return Features(
+            ok=np.concatenate([p.ok for p in parts]),
+            digest=np.concatenate([p.digest for p in parts]),
+            phash=np.concatenate([p.phash for p in parts]),
+            thumb=np.concatenate([p.thumb for p in parts]),
+            props=pd.concat([p.props for p in parts], ignore_index=True),
+            errors=[e for p in parts for e in p.errors],
+            seconds=sum(p.seconds for p in parts),
+        )
 
 
 @dataclass
@@ -139,6 +157,7 @@ class AuditResult:
 
 # ============================================================================ features (one decoding pass)
 
+
 def _props_calculators() -> dict[str, Any]:
     """cleanvision's property calculators, keyed by the issue they feed."""
     from cleanvision.issue_managers.image_property import (
@@ -146,14 +165,16 @@ def _props_calculators() -> dict[str, Any]:
         BrightnessProperty,
         EntropyProperty,
     )
+
     return {"dark": BrightnessProperty("dark"), "low_information": EntropyProperty(), "blurry": BlurrinessProperty()}
 
 
 _CALC: dict[str, Any] | None = None
 
 
-def image_features(rgb: np.ndarray, thumb_size: int = DEFAULT_THUMB_SIZE,
-                   hash_size: int = DEFAULT_HASH_SIZE) -> tuple[int, np.ndarray, np.ndarray, dict[str, Any]]:
+def image_features(
+    rgb: np.ndarray, thumb_size: int = DEFAULT_THUMB_SIZE, hash_size: int = DEFAULT_HASH_SIZE
+) -> tuple[int, np.ndarray, np.ndarray, dict[str, Any]]:
     """(pixel digest, packed phash bits, thumbnail, raw properties) of one decoded HxWx3 uint8 image."""
     global _CALC
     import cv2
@@ -165,11 +186,17 @@ def image_features(rgb: np.ndarray, thumb_size: int = DEFAULT_THUMB_SIZE,
     arr = np.ascontiguousarray(rgb)
     height, width = arr.shape[:2]
     digest = hashlib.blake2b(arr.tobytes(), digest_size=8, person=f"{height}x{width}".encode()[:16]).digest()
-    is_gray = bool(arr.ndim == 2 or (np.array_equal(arr[..., 0], arr[..., 1])
-                                     and np.array_equal(arr[..., 1], arr[..., 2])))
+    is_gray = bool(
+        arr.ndim == 2 or (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2]))
+    )
     scale = QUALITY_MAX_SIDE / max(height, width)
-    small = arr if scale >= 1 else cv2.resize(arr, (max(1, round(width * scale)), max(1, round(height * scale))),
-                                              interpolation=cv2.INTER_AREA)
+    small = (
+        arr
+        if scale >= 1
+        else cv2.resize(
+            arr, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
+    )
     gray = small[..., 0] if is_gray else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     grow = thumb_size > min(gray.shape[:2])
     thumb = cv2.resize(gray, (thumb_size, thumb_size), interpolation=cv2.INTER_LINEAR if grow else cv2.INTER_AREA)
@@ -214,8 +241,13 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def compute_features(paths: Sequence[str], settings: AuditSettings = AuditSettings(), jobs: int | None = None,
-                     chunk: int = 1024, log: Log | None = None) -> Features:
+def compute_features(
+    paths: Sequence[str],
+    settings: AuditSettings = AuditSettings(),
+    jobs: int | None = None,
+    chunk: int = 1024,
+    log: Log | None = None,
+) -> Features:
     """Features of every path, decoded `jobs` processes at a time (default: up to 2, the cores here)."""
     paths = [str(p) for p in paths]
     jobs = jobs or min(2, os.cpu_count() or 1)
@@ -225,7 +257,7 @@ def compute_features(paths: Sequence[str], settings: AuditSettings = AuditSettin
     else:
         import multiprocessing as mp
 
-        chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
         parts: list[Features] = []
         from pipeline.experiment import _main_hidden_from_workers
 
@@ -235,8 +267,9 @@ def compute_features(paths: Sequence[str], settings: AuditSettings = AuditSettin
         # 64 chunks, so they live for the whole pass)
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
             with _main_hidden_from_workers():
-                futures: list[Any] = [pool.submit(_features_chunk, c, settings.thumb_size, settings.hash_size)
-                                      for c in chunks]
+                futures: list[Any] = [
+                    pool.submit(_features_chunk, c, settings.thumb_size, settings.hash_size) for c in chunks
+                ]
             for k, fut in enumerate(futures):
                 parts.append(fut.result())
                 futures[k] = None  # the result lives on in `parts` only
@@ -248,6 +281,7 @@ def compute_features(paths: Sequence[str], settings: AuditSettings = AuditSettin
 
 
 # ============================================================================ candidates, verification, clusters
+
 
 def _band_keys(codes: np.ndarray) -> np.ndarray:
     """(n, bytes) packed bits -> (n, bands) 16-bit band values."""
@@ -268,9 +302,13 @@ def _neighbour_masks(radius: int) -> list[int]:
     return masks
 
 
-def iter_candidates(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming: int | None = None,
-                    max_batch: int = 1 << 18, stats: dict[str, int] | None = None
-                    ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+def iter_candidates(
+    codes: np.ndarray,
+    radius: int = DEFAULT_RADIUS,
+    max_hamming: int | None = None,
+    max_batch: int = 1 << 18,
+    stats: dict[str, int] | None = None,
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """Batches of index pairs (a < b) whose hashes share a 16-bit band up to `radius` bits and differ in at
     most `max_hamming` bits overall (a pair may come once per matching band).
 
@@ -285,8 +323,9 @@ def iter_candidates(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming
     if len(codes) < 2:
         return
     if codes.shape[1] % 2:
-        raise ValueError(f"Invalid value for argument `codes`. Expected an even number of bytes per hash. "
-                         f"Received: {codes.shape[1]}")
+        raise ValueError(
+            f"Invalid value for argument `codes`. Expected an even number of bytes per hash. Received: {codes.shape[1]}"
+        )
     limit = codes.shape[1] * 8 if max_hamming is None else int(max_hamming)
     keys = _band_keys(codes)
     for band in range(keys.shape[1]):
@@ -310,8 +349,9 @@ def iter_candidates(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming
                     yield np.minimum(ia, ib).astype(np.int64), np.maximum(ia, ib).astype(np.int64)
 
 
-def candidate_pairs(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming: int | None = None,
-                    max_batch: int = 1 << 18) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def candidate_pairs(
+    codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming: int | None = None, max_batch: int = 1 << 18
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """All distinct candidate pairs of :func:`iter_candidates` at once (small sets, tests), with statistics."""
     stats: dict[str, int] = {}
     n = len(codes)
@@ -321,8 +361,9 @@ def candidate_pairs(codes: np.ndarray, radius: int = DEFAULT_RADIUS, max_hamming
     return key // max(n, 1), key % max(n, 1), stats
 
 
-def _expand_units(sa: np.ndarray, na: np.ndarray, sb: np.ndarray, nb: np.ndarray,
-                  max_batch: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+def _expand_units(
+    sa: np.ndarray, na: np.ndarray, sb: np.ndarray, nb: np.ndarray, max_batch: int
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """All (a, b) sorted-positions of bucket pairs [sa, sa+na) x [sb, sb+nb), with a < b, in bounded batches."""
     sa, na, sb, nb = (np.asarray(x, np.int64) for x in (sa, na, sb, nb))
     same = sa == sb
@@ -371,12 +412,12 @@ def simhash(thumbs: np.ndarray, bits: int = 64, seed: int = 0) -> np.ndarray:
         return x
 
     chunk = 1 << 15  # chunks keep memory at a few MB per 32k images instead of 1 KB per image
-    centre = sum(unit(thumbs[i:i + chunk]).sum(axis=0, dtype=np.float64) for i in range(0, len(thumbs), chunk))
+    centre = sum(unit(thumbs[i : i + chunk]).sum(axis=0, dtype=np.float64) for i in range(0, len(thumbs), chunk))
     centre = (centre / len(thumbs)).astype(np.float32)
     planes = np.random.default_rng(seed).standard_normal((thumbs.shape[1], bits)).astype(np.float32)
     out = np.empty((len(thumbs), bits // 8), np.uint8)
     for i in range(0, len(thumbs), chunk):
-        out[i:i + chunk] = np.packbits((unit(thumbs[i:i + chunk]) - centre) @ planes > 0, axis=1)
+        out[i : i + chunk] = np.packbits((unit(thumbs[i : i + chunk]) - centre) @ planes > 0, axis=1)
     return out
 
 
@@ -385,32 +426,38 @@ def _thumb_moments(thumbs: np.ndarray, chunk: int = 1 << 15) -> tuple[np.ndarray
     mean = np.empty(len(thumbs), np.float32)
     norm = np.empty(len(thumbs), np.float32)
     for i in range(0, len(thumbs), chunk):
-        x = thumbs[i:i + chunk].astype(np.float64)
+        x = thumbs[i : i + chunk].astype(np.float64)
         m = x.mean(axis=1)
-        mean[i:i + chunk] = m
-        norm[i:i + chunk] = np.sqrt(np.maximum((x ** 2).sum(axis=1) - x.shape[1] * m ** 2, 0))
+        mean[i : i + chunk] = m
+        norm[i : i + chunk] = np.sqrt(np.maximum((x**2).sum(axis=1) - x.shape[1] * m**2, 0))
     return mean, norm
 
 
-def pearson_pairs(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray, batch: int = 1 << 16,
-                  moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def pearson_pairs(
+    thumbs: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    batch: int = 1 << 16,
+    moments: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Pearson r between thumbnail rows a[k] and b[k] (NaN when either image is flat)."""
     mean, norm = moments if moments is not None else _thumb_moments(thumbs)
     out = np.empty(len(a), np.float32)
     for i in range(0, len(a), batch):
-        ia, ib = a[i:i + batch], b[i:i + batch]
+        ia, ib = a[i : i + batch], b[i : i + batch]
         xa = thumbs[ia].astype(np.float32)
         xa -= mean[ia, None]
         xb = thumbs[ib].astype(np.float32)
         xb -= mean[ib, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[i:i + batch] = np.einsum("ij,ij->i", xa, xb) / (norm[ia] * norm[ib])
+            out[i : i + batch] = np.einsum("ij,ij->i", xa, xb) / (norm[ia] * norm[ib])
     out[~np.isfinite(out)] = np.nan
     return np.clip(out, -1, 1)
 
 
-def find_duplicates(features: Features,
-                    settings: AuditSettings = AuditSettings()) -> tuple[pd.DataFrame, dict[str, Any]]:
+def find_duplicates(
+    features: Features, settings: AuditSettings = AuditSettings()
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Duplicate pairs as row positions: a, b, similarity, exact; plus search statistics."""
     t0 = time.perf_counter()
     ok = np.flatnonzero(features.ok)
@@ -429,7 +476,7 @@ def find_duplicates(features: Features,
     # imagehash's phash, and SimHash of the centred thumbnails, which finds the low-contrast pairs that phash
     # splits (BreastMNIST: phash alone reached 82% of the brute-force pairs at r >= 0.95).
     stats: dict[str, Any] = {}
-    codes = {"phash": features.phash[reps], "simhash": simhash(features.thumb[reps], bits=settings.hash_size ** 2)}
+    codes = {"phash": features.phash[reps], "simhash": simhash(features.thumb[reps], bits=settings.hash_size**2)}
     thumbs = features.thumb[reps]
     mean, norm = _thumb_moments(thumbs)
     found: list[np.ndarray] = []
@@ -453,10 +500,16 @@ def find_duplicates(features: Features,
     lo, hi = np.minimum(pairs["a"], pairs["b"]), np.maximum(pairs["a"], pairs["b"])
     pairs["a"], pairs["b"] = lo.astype(np.int64), hi.astype(np.int64)
     pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
-    info = {"images": int(len(features)), "decoded": int(len(ok)), "exact_copies": int(is_copy.sum()),
-            "flat_images": int(flat.sum()), **stats,
-            "candidates": int(stats.get("phash_candidates", 0) + stats.get("simhash_candidates", 0)),
-            "verified": int(len(near)), "search_verify_seconds": round(t_search, 3)}
+    info = {
+        "images": int(len(features)),
+        "decoded": int(len(ok)),
+        "exact_copies": int(is_copy.sum()),
+        "flat_images": int(flat.sum()),
+        **stats,
+        "candidates": int(stats.get("phash_candidates", 0) + stats.get("simhash_candidates", 0)),
+        "verified": int(len(near)),
+        "search_verify_seconds": round(t_search, 3),
+    }
     return pairs, info
 
 
@@ -473,6 +526,7 @@ def cluster_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # ============================================================================ quality flags
+
 
 def quality_flags(props: pd.DataFrame, ok: np.ndarray) -> pd.DataFrame:
     """cleanvision's scores and issue flags (its default thresholds) + the grayscale/colour mix flag."""
@@ -494,9 +548,14 @@ def quality_flags(props: pd.DataFrame, ok: np.ndarray) -> pd.DataFrame:
         return out
     good["aspect_ratio"] = np.minimum(good["width"] / good["height"], good["height"] / good["width"])
     good["size"] = np.sqrt(good["width"].astype(float)) * np.sqrt(good["height"].astype(float))
-    for issue, prop in (("dark", BrightnessProperty("dark")), ("light", BrightnessProperty("light")),
-                        ("blurry", BlurrinessProperty()), ("low_information", EntropyProperty()),
-                        ("odd_aspect_ratio", AspectRatioProperty()), ("odd_size", SizeProperty())):
+    for issue, prop in (
+        ("dark", BrightnessProperty("dark")),
+        ("light", BrightnessProperty("light")),
+        ("blurry", BlurrinessProperty()),
+        ("low_information", EntropyProperty()),
+        ("odd_aspect_ratio", AspectRatioProperty()),
+        ("odd_size", SizeProperty()),
+    ):
         kwargs = {k: v for k, v in params[issue].items() if k != "threshold"}
         scores = prop.get_scores(good[prop.score_columns].astype(float), issue, **kwargs)
         flags = prop.mark_issue(scores, issue, params[issue].get("threshold"))
@@ -514,18 +573,22 @@ def quality_flags(props: pd.DataFrame, ok: np.ndarray) -> pd.DataFrame:
 
 # ============================================================================ the audit of a sample table
 
+
 def audit_features(samples: pd.DataFrame, features: Features, settings: AuditSettings = AuditSettings()) -> AuditResult:
     """Duplicates, clusters, quality flags and a summary for `samples` (rows aligned with `features`)."""
     if len(samples) != len(features):
-        raise ValueError(f"Invalid value for argument `features`. Expected {len(samples)} rows (one per sample). "
-                         f"Received: {len(features)}")
+        raise ValueError(
+            f"Invalid value for argument `features`. Expected {len(samples)} rows (one per sample). "
+            f"Received: {len(features)}"
+        )
     t0 = time.perf_counter()
     ids = samples["sample_id"].astype(str).to_numpy()
     pos_pairs, search = find_duplicates(features, settings)
     labels = cluster_labels(len(samples), pos_pairs["a"].to_numpy(), pos_pairs["b"].to_numpy())
     sizes = np.bincount(labels)[labels]
-    quality = pd.DataFrame({"sample_id": ids, "decoded": features.ok,
-                            "cluster": np.where(sizes > 1, labels, -1), "cluster_size": sizes})
+    quality = pd.DataFrame(
+        {"sample_id": ids, "decoded": features.ok, "cluster": np.where(sizes > 1, labels, -1), "cluster_size": sizes}
+    )
     props = features.props.reindex(range(len(samples)))
     for col in ("width", "height", "is_gray", "brightness", "entropy", "blurriness"):
         if col in props:
@@ -535,28 +598,45 @@ def audit_features(samples: pd.DataFrame, features: Features, settings: AuditSet
     for col in [c for c in quality.columns if c.startswith("flag_")]:
         quality[col] = quality[col].fillna(False).astype(bool)
     quality["is_gray"] = quality["is_gray"].astype("boolean") if "is_gray" in quality else pd.NA
-    pairs = pd.DataFrame({"a": ids[pos_pairs["a"].to_numpy()], "b": ids[pos_pairs["b"].to_numpy()],
-                          "similarity": pos_pairs["similarity"].to_numpy(np.float64),
-                          "exact": pos_pairs["exact"].to_numpy(bool)})
+    pairs = pd.DataFrame(
+        {
+            "a": ids[pos_pairs["a"].to_numpy()],
+            "b": ids[pos_pairs["b"].to_numpy()],
+            "similarity": pos_pairs["similarity"].to_numpy(np.float64),
+            "exact": pos_pairs["exact"].to_numpy(bool),
+        }
+    )
     result = AuditResult(pairs=pairs, quality=quality, summary={})
-    result.summary = summarize(samples, result, settings, {**search, "decode_seconds": round(features.seconds, 3),
-                                                          "audit_seconds": round(time.perf_counter() - t0, 3),
-                                                          "undecodable": features.errors[:20]})
+    result.summary = summarize(
+        samples,
+        result,
+        settings,
+        {
+            **search,
+            "decode_seconds": round(features.seconds, 3),
+            "audit_seconds": round(time.perf_counter() - t0, 3),
+            "undecodable": features.errors[:20],
+        },
+    )
     return result
 
 
-def audit_samples(samples: pd.DataFrame, settings: AuditSettings = AuditSettings(), jobs: int | None = None,
-                  log: Log | None = None) -> AuditResult:
+def audit_samples(
+    samples: pd.DataFrame, settings: AuditSettings = AuditSettings(), jobs: int | None = None, log: Log | None = None
+) -> AuditResult:
     """Decode every sample of a sample table once and audit it (see the module docstring)."""
     for column in ("sample_id", "path"):
         if column not in samples.columns:
-            raise ValueError(f"Invalid value for argument `samples`. Expected a sample table with column "
-                             f"{column!r}. Received columns: {list(samples.columns)}")
+            raise ValueError(
+                f"Invalid value for argument `samples`. Expected a sample table with column "
+                f"{column!r}. Received columns: {list(samples.columns)}"
+            )
     features = compute_features(samples["path"].astype(str).tolist(), settings, jobs=jobs, log=log)
     return audit_features(samples.reset_index(drop=True), features, settings)
 
 
 # ============================================================================ leakage and conflicts
+
 
 def _side(samples: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("sample_id", "split", "label", "label_name", "eval_set", "group") if c in samples.columns]
@@ -613,8 +693,9 @@ def conflicting_clusters(samples: pd.DataFrame, quality: pd.DataFrame) -> pd.Dat
     return table[n_labels > 1].sort_values(["cluster", "label", "sample_id"]).reset_index(drop=True)
 
 
-def summarize(samples: pd.DataFrame, result: AuditResult, settings: AuditSettings,
-              search: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    samples: pd.DataFrame, result: AuditResult, settings: AuditSettings, search: dict[str, Any]
+) -> dict[str, Any]:
     """Counts for summary.json and the CLI: duplicates, clusters, leakage per evaluation set, conflicts, quality."""
     q = result.quality
     clusters = q.loc[q["cluster"] >= 0]
@@ -634,14 +715,22 @@ def summarize(samples: pd.DataFrame, result: AuditResult, settings: AuditSetting
         keys = ["/".join(sorted((str(a), str(b)))) for a, b in zip(crossing["split_a"], crossing["split_b"])]
         split_pairs = {k: int(v) for k, v in pd.Series(keys).value_counts().items()}
     return {
-        "settings": {"threshold": float(settings.threshold), "hash_size": int(settings.hash_size),
-                     "thumb_size": int(settings.thumb_size), "radius": int(settings.radius),
-                     "max_hamming": int(settings.hamming_limit), "similarity": "pearson r of gray thumbnails"},
+        "settings": {
+            "threshold": float(settings.threshold),
+            "hash_size": int(settings.hash_size),
+            "thumb_size": int(settings.thumb_size),
+            "radius": int(settings.radius),
+            "max_hamming": int(settings.hamming_limit),
+            "similarity": "pearson r of gray thumbnails",
+        },
         "n_samples": int(len(samples)),
-        "n_pairs": int(len(result.pairs)), "n_exact_pairs": int(result.pairs["exact"].sum()),
-        "n_clusters": int(clusters["cluster"].nunique()), "n_in_clusters": int(len(clusters)),
+        "n_pairs": int(len(result.pairs)),
+        "n_exact_pairs": int(result.pairs["exact"].sum()),
+        "n_clusters": int(clusters["cluster"].nunique()),
+        "n_in_clusters": int(len(clusters)),
         "largest_cluster": int(q["cluster_size"].max()) if len(q) else 0,
-        "cross_split_pairs": int(len(crossing)), "cross_split_pairs_by_splits": split_pairs,
+        "cross_split_pairs": int(len(crossing)),
+        "cross_split_pairs_by_splits": split_pairs,
         "leakage": leak,
         "conflicting_clusters": int(conflicts["cluster"].nunique()) if len(conflicts) else 0,
         "conflicting_samples": int(len(conflicts)),
@@ -651,6 +740,7 @@ def summarize(samples: pd.DataFrame, result: AuditResult, settings: AuditSetting
 
 
 # ============================================================================ splits that respect duplicates
+
 
 def split_groups(samples: pd.DataFrame, pairs: pd.DataFrame, group_column: str = "group") -> pd.Series:
     """Group key per sample that joins groups sharing a duplicate cluster (groups and duplicates never split).
@@ -667,8 +757,9 @@ def split_groups(samples: pd.DataFrame, pairs: pd.DataFrame, group_column: str =
     a, b = a[known].astype(np.int64), b[known].astype(np.int64)
     if "split" in samples.columns and len(a):
         given = samples["split"].astype(object).where(samples["split"].notna(), None).to_numpy()
-        clash = np.array([given[i] is not None and given[j] is not None and given[i] != given[j] for i, j in zip(a, b)],
-                         bool)
+        clash = np.array(
+            [given[i] is not None and given[j] is not None and given[i] != given[j] for i, j in zip(a, b)], bool
+        )
         a, b = a[~clash], b[~clash]
     codes, uniq = pd.factorize(groups)
     n_groups = len(uniq)
@@ -682,6 +773,7 @@ def split_groups(samples: pd.DataFrame, pairs: pd.DataFrame, group_column: str =
 
 # ============================================================================ the audit at ingest
 
+
 class IngestAudit:
     """The audit as `experiment.prepare_samples` runs it: features decoded once, used twice, kept on disk.
 
@@ -692,8 +784,14 @@ class IngestAudit:
     so resuming a run costs no audit time.
     """
 
-    def __init__(self, settings: AuditSettings, drop_quality: Sequence[str] = (), jobs: int | None = None,
-                 log: Log = print, exp_dir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        settings: AuditSettings,
+        drop_quality: Sequence[str] = (),
+        jobs: int | None = None,
+        log: Log = print,
+        exp_dir: Path | str | None = None,
+    ) -> None:
         self.settings, self.drop_quality, self.jobs, self.log = settings, tuple(drop_quality), jobs, log
         self.exp_dir = Path(exp_dir) if exp_dir is not None else None
         self.pairs = pd.DataFrame(columns=["a", "b", "similarity", "exact"])
@@ -705,8 +803,9 @@ class IngestAudit:
     @classmethod
     def from_config(cls, cfg: Any, log: Log = print) -> IngestAudit:
         """From an ExperimentConfig's [audit] section (its experiment folder holds the stored audit)."""
-        return cls(settings_from(cfg.audit), getattr(cfg.audit, "drop_quality", ()), log=log,
-                   exp_dir=cfg.experiment_dir)
+        return cls(
+            settings_from(cfg.audit), getattr(cfg.audit, "drop_quality", ()), log=log, exp_dir=cfg.experiment_dir
+        )
 
     def _stored_for(self, key: str, fingerprint: str) -> AuditResult | None:
         """The stored audit when it was made with these settings over files with this fingerprint."""
@@ -720,9 +819,11 @@ class IngestAudit:
             return None
         if stored is None or stored.summary.get(key) != fingerprint:
             return None
-        same = (_settings_of(stored) == self.settings
-                and stored.summary.get("settings", {}).get("max_hamming") == self.settings.hamming_limit
-                and tuple(stored.summary.get("drop_quality", ())) == self.drop_quality)
+        same = (
+            _settings_of(stored) == self.settings
+            and stored.summary.get("settings", {}).get("max_hamming") == self.settings.hamming_limit
+            and tuple(stored.summary.get("drop_quality", ())) == self.drop_quality
+        )
         return stored if same else None
 
     def start(self, samples: pd.DataFrame) -> pd.DataFrame:
@@ -745,9 +846,11 @@ class IngestAudit:
         first = audit_features(samples.reset_index(drop=True), self._features, self.settings)
         self.pairs = first.pairs
         kept, self.dropped = drop_flagged(samples, first.quality, self.drop_quality)
-        self.log(f"audit: {len(samples)} images in {time.perf_counter() - t0:.1f}s: {len(first.pairs)} duplicate pairs "
-                 f"in {first.summary['n_clusters']} clusters" + (f"; {self.dropped} dropped for quality flags "
-                                                                 f"{list(self.drop_quality)}" if self.dropped else ""))
+        self.log(
+            f"audit: {len(samples)} images in {time.perf_counter() - t0:.1f}s: {len(first.pairs)} duplicate pairs "
+            f"in {first.summary['n_clusters']} clusters"
+            + (f"; {self.dropped} dropped for quality flags {list(self.drop_quality)}" if self.dropped else "")
+        )
         return kept
 
     def finish(self, table: pd.DataFrame, exp_dir: Path | str | None) -> dict[str, Any]:
@@ -755,8 +858,11 @@ class IngestAudit:
         from pipeline.datasets import dataset_fingerprint
 
         fingerprint = dataset_fingerprint(table)
-        stored = self._stored if self._stored is not None and \
-            self._stored.summary.get("fingerprint") == fingerprint else None
+        stored = (
+            self._stored
+            if self._stored is not None and self._stored.summary.get("fingerprint") == fingerprint
+            else None
+        )
         if stored is not None:  # same files: only the leakage is recounted, against this table's split
             result = AuditResult(stored.pairs, stored.quality, {})
             result.summary = summarize(table, result, self.settings, stored.summary.get("search", {}))
@@ -764,28 +870,47 @@ class IngestAudit:
             ids = table["sample_id"].astype(str).to_numpy()
             known = np.array([sid in self._ids for sid in ids], bool)
             parts_idx = np.array([self._ids.get(sid, -1) for sid in ids], np.int64)
-            extra = compute_features(table.loc[~known, "path"].astype(str).tolist(), self.settings, self.jobs,
-                                     log=self.log) if (~known).any() else None
-            parts = ([self._features.take(parts_idx[known])] if self._features is not None else []) + \
-                ([extra] if extra is not None else [])
+            extra = (
+                compute_features(table.loc[~known, "path"].astype(str).tolist(), self.settings, self.jobs, log=self.log)
+                if (~known).any()
+                else None
+            )
+            parts = ([self._features.take(parts_idx[known])] if self._features is not None else []) + (
+                [extra] if extra is not None else []
+            )
             positions = np.concatenate([np.flatnonzero(known), np.flatnonzero(~known)])
             feats = Features.concat(parts).take(np.argsort(positions, kind="stable"))
             result = audit_features(table.reset_index(drop=True), feats, self.settings)
-        result.summary.update({"dropped_for_quality": self.dropped, "drop_quality": list(self.drop_quality),
-                               "fingerprint": fingerprint,
-                               "main_fingerprint": getattr(self, "_main_fingerprint", None)})
+        result.summary.update(
+            {
+                "dropped_for_quality": self.dropped,
+                "drop_quality": list(self.drop_quality),
+                "fingerprint": fingerprint,
+                "main_fingerprint": getattr(self, "_main_fingerprint", None),
+            }
+        )
         if exp_dir is not None:
             # the experiment's thumbnails.parquet holds the evaluated samples; the audit adds the paired others
             evaluated = table.loc[table["eval_set"].notna(), "sample_id"] if "eval_set" in table else []
             thumbs = None if stored is not None else pair_thumbnails(table, result.pairs, have=evaluated)
             write_audit(exp_dir, result, thumbs)
         self.log(format_report(result, table, examples=3))
-        keep = ("n_pairs", "n_exact_pairs", "n_clusters", "cross_split_pairs", "leakage", "conflicting_clusters",
-                "quality_flags", "dropped_for_quality", "settings")
+        keep = (
+            "n_pairs",
+            "n_exact_pairs",
+            "n_clusters",
+            "cross_split_pairs",
+            "leakage",
+            "conflicting_clusters",
+            "quality_flags",
+            "dropped_for_quality",
+            "settings",
+        )
         return {k: result.summary[k] for k in keep if k in result.summary}
 
 
 # ============================================================================ artifacts
+
 
 def audit_dir(exp_dir: Path | str) -> Path:
     return Path(exp_dir) / AUDIT_DIR
@@ -815,12 +940,15 @@ def read_audit(exp_dir: Path | str) -> AuditResult | None:
     summary = art.read_json(folder / SUMMARY_FILE)
     pairs = art.read_parquet(folder / PAIRS_FILE)
     quality = art.read_parquet(folder / QUALITY_FILE)
-    for name, frame, cols in (("pairs", pairs, ("a", "b", "similarity", "exact")),
-                              ("quality", quality, ("sample_id", "cluster", "cluster_size"))):
+    for name, frame, cols in (
+        ("pairs", pairs, ("a", "b", "similarity", "exact")),
+        ("quality", quality, ("sample_id", "cluster", "cluster_size")),
+    ):
         missing = [c for c in cols if c not in frame.columns]
         if missing:
-            raise art.ArtifactError(folder / (PAIRS_FILE if name == "pairs" else QUALITY_FILE),
-                                    f"missing columns {missing}")
+            raise art.ArtifactError(
+                folder / (PAIRS_FILE if name == "pairs" else QUALITY_FILE), f"missing columns {missing}"
+            )
     return AuditResult(pairs=pairs, quality=quality, summary=summary if isinstance(summary, dict) else {})
 
 
@@ -864,8 +992,13 @@ def conflicting_sample_ids(exp_dir: Path | str) -> set[str]:
     return set(conflicting_clusters(samples, result.quality)["sample_id"].astype(str))
 
 
-def pair_thumbnails(samples: pd.DataFrame, pairs: pd.DataFrame, have: Iterable[str] = (), max_side: int = 96,
-                    limit: int = MAX_AUDIT_THUMBS) -> pd.DataFrame:
+def pair_thumbnails(
+    samples: pd.DataFrame,
+    pairs: pd.DataFrame,
+    have: Iterable[str] = (),
+    max_side: int = 96,
+    limit: int = MAX_AUDIT_THUMBS,
+) -> pd.DataFrame:
     """PNG thumbnails (sample_id, png) of paired images not in `have`, for the most similar pairs first."""
     from pipeline.preprocess import ImageDecodeError, load_image, thumbnail_png
 
@@ -891,21 +1024,26 @@ def pair_thumbnails(samples: pd.DataFrame, pairs: pd.DataFrame, have: Iterable[s
 
 # ============================================================================ text report (CLI)
 
+
 def format_report(result: AuditResult, samples: pd.DataFrame, examples: int = 5) -> str:
     """Counts and a few examples of each finding, for the terminal."""
     s = result.summary
-    lines = [f"audit of {s.get('n_samples', len(samples))} samples (Pearson r >= {s['settings']['threshold']} "
-             f"on {s['settings']['thumb_size']}x{s['settings']['thumb_size']} gray thumbnails)",
-             f"  duplicate pairs: {s['n_pairs']} ({s['n_exact_pairs']} exact) in {s['n_clusters']} clusters "
-             f"({s['n_in_clusters']} images; largest {s['largest_cluster']})",
-             f"  cross-split pairs: {s['cross_split_pairs']} {s.get('cross_split_pairs_by_splits') or ''}"]
+    lines = [
+        f"audit of {s.get('n_samples', len(samples))} samples (Pearson r >= {s['settings']['threshold']} "
+        f"on {s['settings']['thumb_size']}x{s['settings']['thumb_size']} gray thumbnails)",
+        f"  duplicate pairs: {s['n_pairs']} ({s['n_exact_pairs']} exact) in {s['n_clusters']} clusters "
+        f"({s['n_in_clusters']} images; largest {s['largest_cluster']})",
+        f"  cross-split pairs: {s['cross_split_pairs']} {s.get('cross_split_pairs_by_splits') or ''}",
+    ]
     for es, row in (s.get("leakage") or {}).items():
         where = "train" if es == "val" else "train/val"
         lines.append(f"  {es}: {row['with_duplicate_in_train_val']} of {row['n']} images have a duplicate in {where}")
     crossing = result.leakage(samples)
     for row in crossing.sort_values("similarity", ascending=False).head(examples).itertuples():
-        lines.append(f"    {row.a} ({row.split_a}) ~ {row.b} ({row.split_b})  r={row.similarity:.3f}"
-                     + ("  exact" if row.exact else ""))
+        lines.append(
+            f"    {row.a} ({row.split_a}) ~ {row.b} ({row.split_b})  r={row.similarity:.3f}"
+            + ("  exact" if row.exact else "")
+        )
     conflicts = result.conflicts(samples)
     lines.append(f"  clusters with conflicting labels: {s['conflicting_clusters']} ({s['conflicting_samples']} images)")
     name_col = "label_name" if "label_name" in conflicts else "label"
@@ -917,8 +1055,9 @@ def format_report(result: AuditResult, samples: pd.DataFrame, examples: int = 5)
     return "\n".join(lines)
 
 
-def run_cli(experiment: str | None = None, config: str | None = None, rerun: bool = False, examples: int = 5,
-            log: Log = print) -> int:
+def run_cli(
+    experiment: str | None = None, config: str | None = None, rerun: bool = False, examples: int = 5, log: Log = print
+) -> int:
     """`python -m pipeline audit`: audit a config's data (written to its experiment folder) or an experiment.
 
     With an experiment folder, its stored audit is printed (``rerun`` audits its samples.parquet again,
@@ -927,8 +1066,10 @@ def run_cli(experiment: str | None = None, config: str | None = None, rerun: boo
     from pipeline import artifacts as art
 
     if (experiment is None) == (config is None):
-        raise ValueError("Invalid arguments for `audit`. Expected an experiment folder or --config FILE (one of them). "
-                         f"Received: experiment={experiment!r}, config={config!r}")
+        raise ValueError(
+            "Invalid arguments for `audit`. Expected an experiment folder or --config FILE (one of them). "
+            f"Received: experiment={experiment!r}, config={config!r}"
+        )
     if config is not None:
         from dataclasses import replace
 
@@ -942,8 +1083,10 @@ def run_cli(experiment: str | None = None, config: str | None = None, rerun: boo
         return 0
     exp_dir = Path(str(experiment))
     if not (exp_dir / art.SAMPLES_FILE).is_file():
-        raise FileNotFoundError(f"Invalid value for argument `experiment`. Expected an experiment folder with "
-                                f"{art.SAMPLES_FILE}. Received: {str(exp_dir)!r}")
+        raise FileNotFoundError(
+            f"Invalid value for argument `experiment`. Expected an experiment folder with "
+            f"{art.SAMPLES_FILE}. Received: {str(exp_dir)!r}"
+        )
     samples = art.read_parquet(exp_dir / art.SAMPLES_FILE)
     result = None if rerun else read_audit(exp_dir)
     if result is None:
@@ -954,8 +1097,12 @@ def run_cli(experiment: str | None = None, config: str | None = None, rerun: boo
         write_audit(exp_dir, result, pair_thumbnails(samples, result.pairs, have=evaluated))
         log(f"audit written to {audit_dir(exp_dir)}")
     else:  # leakage against the split on disk (the stored summary may predate it)
-        result.summary.update({k: v for k, v in summarize(samples, result, _settings_of(result),
-                                                          result.summary.get("search", {})).items()})
+        result.summary.update(
+            {
+                k: v
+                for k, v in summarize(samples, result, _settings_of(result), result.summary.get("search", {})).items()
+            }
+        )
     log(format_report(result, samples, examples))
     return 0
 
@@ -972,17 +1119,20 @@ def _settings_of(result: AuditResult) -> AuditSettings:
 
 def settings_from(cfg: Any) -> AuditSettings:
     """AuditSettings from a config's [audit] section (anything with threshold/hash_size/thumb_size attributes)."""
-    return AuditSettings(threshold=float(getattr(cfg, "threshold", DEFAULT_THRESHOLD)),
-                         hash_size=int(getattr(cfg, "hash_size", DEFAULT_HASH_SIZE)),
-                         thumb_size=int(getattr(cfg, "thumb_size", DEFAULT_THUMB_SIZE)))
+    return AuditSettings(
+        threshold=float(getattr(cfg, "threshold", DEFAULT_THRESHOLD)),
+        hash_size=int(getattr(cfg, "hash_size", DEFAULT_HASH_SIZE)),
+        thumb_size=int(getattr(cfg, "thumb_size", DEFAULT_THUMB_SIZE)),
+    )
 
 
 def drop_flagged(samples: pd.DataFrame, quality: pd.DataFrame, drop: Sequence[str]) -> tuple[pd.DataFrame, int]:
     """Samples without the quality flags listed in `drop` (nothing is dropped by default), and how many went."""
     unknown = sorted(set(drop) - set(QUALITY_FLAGS))
     if unknown:
-        raise ValueError(f"Invalid value for `audit.drop_quality`. Expected names among {list(QUALITY_FLAGS)}. "
-                         f"Received: {unknown}")
+        raise ValueError(
+            f"Invalid value for `audit.drop_quality`. Expected names among {list(QUALITY_FLAGS)}. Received: {unknown}"
+        )
     if not drop:
         return samples, 0
     flagged = quality[[f"flag_{f}" for f in drop]].any(axis=1).to_numpy()
@@ -991,10 +1141,35 @@ def drop_flagged(samples: pd.DataFrame, quality: pd.DataFrame, drop: Sequence[st
     return samples[keep].reset_index(drop=True), int((~keep).sum())
 
 
-__all__ = ["AuditResult", "AuditSettings", "Features", "IngestAudit", "audit_features", "audit_samples",
-           "candidate_pairs", "cluster_labels", "compute_features", "conflicting_clusters", "conflicting_sample_ids",
-           "cross_split_pairs", "drop_flagged", "find_duplicates", "format_report", "image_features",
-           "iter_candidates", "leaky_ids_from", "leaky_sample_ids", "pair_thumbnails", "pearson_pairs",
-           "quality_flags", "read_audit", "read_audit_thumbnails", "run_cli", "settings_from", "simhash",
-           "split_groups", "summarize", "write_audit"]
-
+__all__ = [
+    "AuditResult",
+    "AuditSettings",
+    "Features",
+    "IngestAudit",
+    "audit_features",
+    "audit_samples",
+    "candidate_pairs",
+    "cluster_labels",
+    "compute_features",
+    "conflicting_clusters",
+    "conflicting_sample_ids",
+    "cross_split_pairs",
+    "drop_flagged",
+    "find_duplicates",
+    "format_report",
+    "image_features",
+    "iter_candidates",
+    "leaky_ids_from",
+    "leaky_sample_ids",
+    "pair_thumbnails",
+    "pearson_pairs",
+    "quality_flags",
+    "read_audit",
+    "read_audit_thumbnails",
+    "run_cli",
+    "settings_from",
+    "simhash",
+    "split_groups",
+    "summarize",
+    "write_audit",
+]

@@ -13,6 +13,7 @@ downloaded from that page, and every number is computed on the same samples.
 
 No Streamlit, no TensorFlow; nothing runs on import.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -97,10 +98,13 @@ def sample_index(exp: art.Experiment) -> SampleIndex:
         for es in pd.unique(s["eval_set"].dropna()):
             rows = _readonly(np.flatnonzero(eval_sets == es).astype(np.int64))
             by_eval[str(es)] = (ids.take(pa.array(rows)), rows)
-    return SampleIndex(ids=ids, sample_ids=_readonly(sample_ids),
-                       labels=_readonly(s["label"].to_numpy(dtype=np.int64)),
-                       group_codes=_readonly(pd.factorize(s["group"].astype(str))[0].astype(np.int64)),
-                       by_eval_set=by_eval)
+    return SampleIndex(
+        ids=ids,
+        sample_ids=_readonly(sample_ids),
+        labels=_readonly(s["label"].to_numpy(dtype=np.int64)),
+        group_codes=_readonly(pd.factorize(s["group"].astype(str))[0].astype(np.int64)),
+        by_eval_set=by_eval,
+    )
 
 
 def _read_predictions_table(exp: art.Experiment, model: str) -> tuple[Any, Path]:
@@ -118,19 +122,23 @@ def _read_predictions_table(exp: art.Experiment, model: str) -> tuple[Any, Path]
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for truncated/corrupt files
-        raise art.ArtifactError(path, f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:200]}); "
-                                      "the file may be truncated or half-written") from None
+        raise art.ArtifactError(
+            path,
+            f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:200]}); the file may be truncated or half-written",
+        ) from None
     probs = [c for c in art.prob_columns(len(exp.class_names)) if c in table.column_names]
     head = table.select([c for c in ("sample_id", "eval_set") if c in table.column_names] + probs)
-    errors = [p for p in art.check_predictions(head.to_pandas(), len(exp.class_names), path, check_duplicates=False)
-              if p.severity == "error"]
+    errors = [
+        p
+        for p in art.check_predictions(head.to_pandas(), len(exp.class_names), path, check_duplicates=False)
+        if p.severity == "error"
+    ]
     if errors:
         raise art.ArtifactError(path, "; ".join(p.message for p in errors))
     return table, path
 
 
-def read_model_data(exp: art.Experiment, model: str, eval_set: str, *,
-                    index: SampleIndex | None = None) -> ModelData:
+def read_model_data(exp: art.Experiment, model: str, eval_set: str, *, index: SampleIndex | None = None) -> ModelData:
     """`model`'s predictions on `eval_set`, aligned with the sample table; raises ArtifactError naming the file.
 
     Prediction rows whose sample id is not in samples.parquet are dropped (counted in `n_unknown`); a sample
@@ -155,10 +163,14 @@ def read_model_data(exp: art.Experiment, model: str, eval_set: str, *,
             raise art.ArtifactError(path, art.DUPLICATE_ROWS)
     cols = art.prob_columns(len(exp.class_names))
     n_rows = len(table)
-    P = np.column_stack([table[c].to_numpy().astype(np.float64, copy=False)
-                         for c in cols]) if n_rows else np.zeros((0, len(cols)))
+    P = (
+        np.column_stack([table[c].to_numpy().astype(np.float64, copy=False) for c in cols])
+        if n_rows
+        else np.zeros((0, len(cols)))
+    )
     return ModelData(
-        model=model, eval_set=eval_set,
+        model=model,
+        eval_set=eval_set,
         sample_ids=_readonly(index.sample_ids[pos]),
         y=_readonly(index.labels[pos]),
         P=_readonly(np.ascontiguousarray(P[keep])),
@@ -174,9 +186,15 @@ def without_samples(md: ModelData, exclude: Collection[str]) -> ModelData:
     keep = ~art.id_mask(md.sample_ids, list(exclude))
     if keep.all():
         return md
-    return ModelData(model=md.model, eval_set=md.eval_set, sample_ids=_readonly(md.sample_ids[keep]),
-                     y=_readonly(md.y[keep]), P=_readonly(md.P[keep]), groups=_readonly(md.groups[keep]),
-                     n_unknown=md.n_unknown)
+    return ModelData(
+        model=md.model,
+        eval_set=md.eval_set,
+        sample_ids=_readonly(md.sample_ids[keep]),
+        y=_readonly(md.y[keep]),
+        P=_readonly(md.P[keep]),
+        groups=_readonly(md.groups[keep]),
+        n_unknown=md.n_unknown,
+    )
 
 
 # ---------------------------------------------------------------- several models
@@ -212,13 +230,16 @@ PerModel = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (sample_ids,
 def align_models(per_model: Mapping[str, PerModel]) -> Aligned:
     """{model: (sample_ids, y, groups, P)} -> the samples every model predicted, in the first model's order."""
     if not isinstance(per_model, Mapping) or not per_model:
-        raise invalid_argument("per_model", "a non-empty dict {model: (sample_ids, y, groups, P)}",
-                               type(per_model).__name__)
+        raise invalid_argument(
+            "per_model", "a non-empty dict {model: (sample_ids, y, groups, P)}", type(per_model).__name__
+        )
     names = list(per_model)
     first_ids, first_y, first_groups, _ = per_model[names[0]]
     first_ids = np.asarray(first_ids, dtype=object)
-    same = [len(per_model[n][0]) == len(first_ids) and np.array_equal(np.asarray(per_model[n][0], dtype=object),
-                                                                       first_ids) for n in names]
+    same = [
+        len(per_model[n][0]) == len(first_ids) and np.array_equal(np.asarray(per_model[n][0], dtype=object), first_ids)
+        for n in names
+    ]
     keep = np.ones(len(first_ids), dtype=bool)
     if not all(same):
         index = _object_index(first_ids)
@@ -234,8 +255,9 @@ def align_models(per_model: Mapping[str, PerModel]) -> Aligned:
             probs[name] = np.ascontiguousarray(P[keep])
         else:
             probs[name] = np.ascontiguousarray(P[_object_index(sid).get_indexer(ids)])
-    return Aligned(sample_ids=ids, y=np.asarray(first_y, dtype=np.int64)[keep],
-                   groups=np.asarray(first_groups)[keep], probs=probs)
+    return Aligned(
+        sample_ids=ids, y=np.asarray(first_y, dtype=np.int64)[keep], groups=np.asarray(first_groups)[keep], probs=probs
+    )
 
 
 def _outer(per_model: Mapping[str, ModelData], index: SampleIndex, n_classes: int) -> Aligned:
@@ -252,13 +274,21 @@ def _outer(per_model: Mapping[str, ModelData], index: SampleIndex, n_classes: in
         mask = np.zeros(pos.size, dtype=bool)
         mask[at] = True
         probs[m], has[m] = P, mask
-    return Aligned(sample_ids=index.sample_ids[pos], y=index.labels[pos], groups=index.group_codes[pos],
-                   probs=probs, has=has)
+    return Aligned(
+        sample_ids=index.sample_ids[pos], y=index.labels[pos], groups=index.group_codes[pos], probs=probs, has=has
+    )
 
 
-def load_aligned(exp: art.Experiment, models: Sequence[str], eval_set: str, *, exclude: Collection[str] = (),
-                 join: Literal["inner", "outer"] = "inner", read: Callable[[str], ModelData] | None = None,
-                 index: SampleIndex | None = None) -> Aligned:
+def load_aligned(
+    exp: art.Experiment,
+    models: Sequence[str],
+    eval_set: str,
+    *,
+    exclude: Collection[str] = (),
+    join: Literal["inner", "outer"] = "inner",
+    read: Callable[[str], ModelData] | None = None,
+    index: SampleIndex | None = None,
+) -> Aligned:
     """`models`' predictions on `eval_set`, aligned on one sample axis, without the samples in `exclude`.
 
     `exclude` is a set of sample ids (e.g. the samples mentors marked "label wrong", or test images with a
@@ -290,8 +320,9 @@ def load_aligned(exp: art.Experiment, models: Sequence[str], eval_set: str, *, e
     else:
         out = align_models({m: (md.sample_ids, md.y, md.groups, md.P) for m, md in per_model.items()})
     n_dropped = max(full[m].n - per_model[m].n for m in models)
-    return Aligned(sample_ids=out.sample_ids, y=out.y, groups=out.groups, probs=out.probs, has=out.has,
-                   excluded=n_dropped)
+    return Aligned(
+        sample_ids=out.sample_ids, y=out.y, groups=out.groups, probs=out.probs, has=out.has, excluded=n_dropped
+    )
 
 
 def with_ensemble(aligned: Aligned) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
 Keras-style messages name the argument, what was expected and what was received, so a user can fix the
 call without reading the code: "Invalid value for argument `n_boot`. Expected a positive int. Received: 0".
 """
+
 from __future__ import annotations
 
 from typing import TypeVar, overload

@@ -14,6 +14,7 @@ work too. The gradient function is compiled once per (model, layer) and kept on 
 
 TensorFlow/Keras are imported lazily: importing this module costs only NumPy and OpenCV.
 """
+
 from __future__ import annotations
 
 import threading
@@ -39,23 +40,30 @@ class GradCam:
     layer_name: str
 
 
-def grad_cam(model: Any, image_uint8_rgb: np.ndarray, class_index: int | None = None,
-             layer_name: str | None = None) -> np.ndarray:
+def grad_cam(
+    model: Any, image_uint8_rgb: np.ndarray, class_index: int | None = None, layer_name: str | None = None
+) -> np.ndarray:
     """Grad-CAM heat map (HxW float32 in [0, 1], the image's own size) of `class_index` (default: argmax)."""
     return grad_cam_details(model, image_uint8_rgb, class_index, layer_name).heat
 
 
-def grad_cam_details(model: Any, image_uint8_rgb: np.ndarray, class_index: int | None = None,
-                     layer_name: str | None = None) -> GradCam:
+def grad_cam_details(
+    model: Any, image_uint8_rgb: np.ndarray, class_index: int | None = None, layer_name: str | None = None
+) -> GradCam:
     """Like `grad_cam`, also returning the probabilities and the class explained."""
     image = _as_rgb(image_uint8_rgb)
     size = _input_size(model)
     n_classes = int(model.output_shape[-1])
     if class_index is not None:
-        if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) \
-                or not 0 <= int(class_index) < n_classes:
-            raise ValueError(f"Invalid value for argument `class_index`. Expected None or an int in "
-                             f"[0, {n_classes - 1}]. Received: {class_index!r}")
+        if (
+            isinstance(class_index, bool)
+            or not isinstance(class_index, (int, np.integer))
+            or not 0 <= int(class_index) < n_classes
+        ):
+            raise ValueError(
+                f"Invalid value for argument `class_index`. Expected None or an int in "
+                f"[0, {n_classes - 1}]. Received: {class_index!r}"
+            )
     if getattr(model, "is_onnx", False):  # no gradients through onnxruntime: occlusion sensitivity instead
         return occlusion_sensitivity(model, image, class_index)
     layer = layer_name or default_cam_layer(model)
@@ -66,8 +74,9 @@ def grad_cam_details(model: Any, image_uint8_rgb: np.ndarray, class_index: int |
     return GradCam(heat, np.asarray(probs)[0].astype(np.float32), int(used), layer)
 
 
-def occlusion_sensitivity(predict: Any, image_uint8_rgb: np.ndarray, class_index: int | None = None,
-                          grid: int = 8) -> GradCam:
+def occlusion_sensitivity(
+    predict: Any, image_uint8_rgb: np.ndarray, class_index: int | None = None, grid: int = 8
+) -> GradCam:
     """Occlusion map for a model without gradients (ONNX): the drop in the class probability when each cell of
     a `grid` x `grid` partition is painted gray (Zeiler & Fergus), one batched call, in [0, 1] at the image size.
 
@@ -81,7 +90,7 @@ def occlusion_sensitivity(predict: Any, image_uint8_rgb: np.ndarray, class_index
     for i in range(grid):
         for j in range(grid):
             view = x.copy()
-            view[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = 127.5
+            view[edges[i] : edges[i + 1], edges[j] : edges[j + 1]] = 127.5
             batch.append(view)
     probs = np.asarray(predict(np.stack(batch)), np.float32)
     used = int(np.argmax(probs[0]) if class_index is None else class_index)
@@ -90,16 +99,18 @@ def occlusion_sensitivity(predict: Any, image_uint8_rgb: np.ndarray, class_index
     return GradCam(_normalise(up, image.shape[:2]), probs[0], used, f"occlusion {grid}x{grid}")
 
 
-def overlay(image_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45,
-            colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
+def overlay(
+    image_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45, colormap: int = cv2.COLORMAP_JET
+) -> np.ndarray:
     """The image with the heat map blended on top in `colormap` (alpha = heat-map opacity), uint8 RGB."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"Invalid value for argument `alpha`. Expected a number in [0, 1]. Received: {alpha!r}")
     image = _as_rgb(image_rgb)
     h = np.asarray(heat, dtype=np.float32)
     if h.ndim != 2 or h.size == 0:
-        raise ValueError(f"Invalid value for argument `heat`. Expected a non-empty HxW array. "
-                         f"Received: shape {tuple(h.shape)}")
+        raise ValueError(
+            f"Invalid value for argument `heat`. Expected a non-empty HxW array. Received: shape {tuple(h.shape)}"
+        )
     if h.shape != image.shape[:2]:
         h = cv2.resize(h, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
     h8 = np.clip(np.nan_to_num(h) * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -124,8 +135,10 @@ def default_cam_layer(model: Any) -> str:
     for layer in reversed(inner.layers):
         if _is_feature_map(layer):
             return _deepest_feature_layer(layer).name
-    raise ValueError(f"Invalid value for argument `model`. Expected a convolutional model with a layer "
-                     f"producing a 4-D feature map. Received: {model.name} with none")
+    raise ValueError(
+        f"Invalid value for argument `model`. Expected a convolutional model with a layer "
+        f"producing a 4-D feature map. Received: {model.name} with none"
+    )
 
 
 def clear_cache(model: Any) -> None:
@@ -137,6 +150,7 @@ def clear_cache(model: Any) -> None:
 
 # ---------------------------------------------------------------- internals
 
+
 def _as_rgb(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -144,19 +158,24 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"Invalid value for argument `image_uint8_rgb`. Expected a non-empty HxWx3 RGB (or HxW "
-                         f"gray) array. Received: shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"Invalid value for argument `image_uint8_rgb`. Expected a non-empty HxWx3 RGB (or HxW "
+            f"gray) array. Received: shape {tuple(arr.shape)}"
+        )
     if arr.dtype != np.uint8:
-        raise ValueError(f"Invalid value for argument `image_uint8_rgb`. Expected dtype uint8 (0..255 pixels). "
-                         f"Received: {arr.dtype}")
+        raise ValueError(
+            f"Invalid value for argument `image_uint8_rgb`. Expected dtype uint8 (0..255 pixels). Received: {arr.dtype}"
+        )
     return arr
 
 
 def _input_size(model: Any) -> int:
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
-        raise ValueError(f"Invalid value for argument `model`. Expected a square RGB input (None, S, S, 3). "
-                         f"Received: input shape {shape}")
+        raise ValueError(
+            f"Invalid value for argument `model`. Expected a square RGB input (None, S, S, 3). "
+            f"Received: input shape {shape}"
+        )
     return int(shape[1])
 
 
@@ -172,8 +191,11 @@ def _deepest_feature_layer(layer: Any) -> Any:
     import keras
 
     while isinstance(layer, keras.Model):
-        inner = [sub for sub in reversed(layer.layers)
-                 if _is_feature_map(sub) and not isinstance(sub, keras.layers.InputLayer)]
+        inner = [
+            sub
+            for sub in reversed(layer.layers)
+            if _is_feature_map(sub) and not isinstance(sub, keras.layers.InputLayer)
+        ]
         if not inner:
             break
         layer = inner[0]
@@ -219,28 +241,34 @@ def _split(model: Any, layer_name: str) -> tuple[list[Any], Any, list[Any]]:
         found = _nested_path(outer[i], layer_name)
         if found is None:
             continue
-        pre, post, inner = list(outer[:i]), list(outer[i + 1:]), outer[i]
+        pre, post, inner = list(outer[:i]), list(outer[i + 1 :]), outer[i]
         for child in found:
             layers = [layer for layer in inner.layers if not isinstance(layer, keras.layers.InputLayer)]
             j = layers.index(child)
-            pre, post, inner = pre + layers[:j], layers[j + 1:] + post, child
+            pre, post, inner = pre + layers[:j], layers[j + 1 :] + post, child
         target = inner.get_layer(layer_name)
         if not _is_feature_map(target):
-            raise ValueError(f"Invalid value for argument `layer_name`. Expected a layer with a 4-D feature "
-                             f"map output. Received: {layer_name!r} with output {target.output.shape}")
+            raise ValueError(
+                f"Invalid value for argument `layer_name`. Expected a layer with a 4-D feature "
+                f"map output. Received: {layer_name!r} with output {target.output.shape}"
+            )
         cam_model = keras.Model(inner.inputs, [target.output, inner.output], name=f"{inner.name}_gradcam")
         return pre, cam_model, post
     names = {layer.name for layer in outer}
     if layer_name in names:  # flat model: the classic recipe, stopping before the last layer
         target = model.get_layer(layer_name)
         if not _is_feature_map(target):
-            raise ValueError(f"Invalid value for argument `layer_name`. Expected a layer with a 4-D feature "
-                             f"map output. Received: {layer_name!r} with output {target.output.shape}")
+            raise ValueError(
+                f"Invalid value for argument `layer_name`. Expected a layer with a 4-D feature "
+                f"map output. Received: {layer_name!r} with output {target.output.shape}"
+            )
         cam_model = keras.Model(model.inputs, [target.output, outer[-1].input], name=f"{model.name}_gradcam")
         return [], cam_model, outer[-1:]
     inner_names = [n for i in nested for n in (layer.name for layer in outer[i].layers)]
-    raise ValueError(f"Invalid value for argument `layer_name`. Expected a layer of {model.name} or of its nested "
-                     f"backbone (e.g. {inner_names[-3:] or sorted(names)[-3:]}). Received: {layer_name!r}")
+    raise ValueError(
+        f"Invalid value for argument `layer_name`. Expected a layer of {model.name} or of its nested "
+        f"backbone (e.g. {inner_names[-3:] or sorted(names)[-3:]}). Received: {layer_name!r}"
+    )
 
 
 def _logits_or_output(layer: Any, h: Any) -> tuple[Any, Any]:

@@ -17,6 +17,7 @@ Model files are untrusted: a size limit, no pickle, no Lambda code (Keras safe m
 refused (Keras 3 can only run them as raw TensorFlow graphs). Everything is written into a temporary folder
 inside the experiment and renamed into place, `config.json` last, so a bad file leaves the experiment as it was.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,16 @@ import pandas as pd
 from pipeline import artifacts as art
 from pipeline.errors import invalid_argument
 
-__all__ = ["ImportProblem", "add_model", "add_predictions", "onnx_classifier", "preprocess_affine",
-           "PREPROCESSING_CHOICES", "DEFAULT_MAX_BYTES", "ONNX_FILE"]
+__all__ = [
+    "ImportProblem",
+    "add_model",
+    "add_predictions",
+    "onnx_classifier",
+    "preprocess_affine",
+    "PREPROCESSING_CHOICES",
+    "DEFAULT_MAX_BYTES",
+    "ONNX_FILE",
+]
 
 DEFAULT_MAX_BYTES = 2 * 1024**3  # 2 GiB: bigger than any backbone here, small enough to refuse a wrong file
 ONNX_FILE = "model.onnx"
@@ -73,11 +82,22 @@ class _Spec:
 
 # ---------------------------------------------------------------- public: models
 
-def add_model(exp_dir: Path | str, *, name: str, file: Path | str, input_size: int | None = None,
-              preprocessing: Preprocessing = None, channel_order: str = "rgb",
-              class_order: Sequence[str] | None = None, outputs: str = "auto",
-              max_bytes: int = DEFAULT_MAX_BYTES, replace: bool = False, batch_size: int | None = None,
-              tta: bool | Sequence[str] | None = None) -> dict[str, Any]:
+
+def add_model(
+    exp_dir: Path | str,
+    *,
+    name: str,
+    file: Path | str,
+    input_size: int | None = None,
+    preprocessing: Preprocessing = None,
+    channel_order: str = "rgb",
+    class_order: Sequence[str] | None = None,
+    outputs: str = "auto",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    replace: bool = False,
+    batch_size: int | None = None,
+    tta: bool | Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Import a Keras (.keras/.h5/.hdf5) or ONNX (.onnx) classifier, predict every evaluation set, write its folder.
 
     `input_size` is needed only when the file accepts any size and the experiment records no `image_size`.
@@ -108,8 +128,7 @@ def add_model(exp_dir: Path | str, *, name: str, file: Path | str, input_size: i
         mdir = art.model_dir(stage, name)
         mdir.mkdir(parents=True)
         if kind == "keras":
-            model, spec = _import_keras(path, exp, order, input_size, preprocessing, channel_order, outputs,
-                                        evaluated)
+            model, spec = _import_keras(path, exp, order, input_size, preprocessing, channel_order, outputs, evaluated)
             from pipeline.experiment import save_model_atomic
             from pipeline.predict import PredictResult
 
@@ -122,8 +141,10 @@ def add_model(exp_dir: Path | str, *, name: str, file: Path | str, input_size: i
             pred = _predict_onnx(clf, evaluated, settings)
             extra = {"params": clf.params, "cam_layer": None, "onnx_input": clf.input_name, "onnx_layout": clf.layout}
         if not pred.ok.any():
-            raise ImportProblem(f"{path}: no evaluation image could be decoded ({len(evaluated)} tried); "
-                                "is the data set still where samples.parquet says?")
+            raise ImportProblem(
+                f"{path}: no evaluation image could be decoded ({len(evaluated)} tried); "
+                "is the data set still where samples.parquet says?"
+            )
         # the original file is kept beside the wrapped model (provenance; its sha256 is in config.json)
         shutil.copyfile(path, mdir / (ONNX_FILE if kind == "onnx" else "source" + _suffix(path)))
         keep = pred.ok
@@ -133,20 +154,39 @@ def add_model(exp_dir: Path | str, *, name: str, file: Path | str, input_size: i
         _check_probs(preds, len(exp.class_names), path)
         art.write_predictions(stage, name, preds, len(exp.class_names))
         config = {
-            "source": "imported", "format": kind, "source_file": path.name, "sha256": digest,
-            "file_bytes": size_bytes, "model_bytes": size_bytes, "weights": "imported",
-            "input_size": spec.input_size, "input_channels": spec.channels, "image_size": exp.meta.get("image_size"),
-            "preprocessing": spec.preprocessing, "preprocess_function": _describe_preprocessing(spec),
-            "mean": list(spec.mean) if spec.mean else None, "std": list(spec.std) if spec.std else None,
-            "channel_order": spec.channel_order, "class_order": list(spec.class_order), "outputs": spec.outputs,
+            "source": "imported",
+            "format": kind,
+            "source_file": path.name,
+            "sha256": digest,
+            "file_bytes": size_bytes,
+            "model_bytes": size_bytes,
+            "weights": "imported",
+            "input_size": spec.input_size,
+            "input_channels": spec.channels,
+            "image_size": exp.meta.get("image_size"),
+            "preprocessing": spec.preprocessing,
+            "preprocess_function": _describe_preprocessing(spec),
+            "mean": list(spec.mean) if spec.mean else None,
+            "std": list(spec.std) if spec.std else None,
+            "channel_order": spec.channel_order,
+            "class_order": list(spec.class_order),
+            "outputs": spec.outputs,
             "output_units": spec.units,
-            "declared": {"input_size": input_size, "preprocessing": _jsonable(preprocessing),
-                         "channel_order": channel_order, "class_order": list(class_order) if class_order else None,
-                         "outputs": outputs},
-            "predictions_only": False, "tta": settings["tta"], "n_predicted": int(keep.sum()),
+            "declared": {
+                "input_size": input_size,
+                "preprocessing": _jsonable(preprocessing),
+                "channel_order": channel_order,
+                "class_order": list(class_order) if class_order else None,
+                "outputs": outputs,
+            },
+            "predictions_only": False,
+            "tta": settings["tta"],
+            "n_predicted": int(keep.sum()),
             "n_failed_decode": int((~keep).sum()),
             "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
-            "predict_images_per_s": round(pred.images_per_s, 2), "imported_at": art.now_iso(), **extra,
+            "predict_images_per_s": round(pred.images_per_s, 2),
+            "imported_at": art.now_iso(),
+            **extra,
         }
         art.write_model_config(stage, name, config)
     return config
@@ -164,9 +204,9 @@ def sha256_of(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def preprocess_affine(preprocessing: Preprocessing, channel_order: str = "rgb",
-                      channels: int = 3) -> tuple[np.ndarray, np.ndarray, str, tuple[float, ...] | None,
-                                                  tuple[float, ...] | None]:
+def preprocess_affine(
+    preprocessing: Preprocessing, channel_order: str = "rgb", channels: int = 3
+) -> tuple[np.ndarray, np.ndarray, str, tuple[float, ...] | None, tuple[float, ...] | None]:
     """(W (3, C), b (C,), mode, mean, std): the model's input is `rgb_0_255 @ W + b` over the channel axis.
 
     Every supported preprocessing is per-channel scale and shift, plus a channel permutation (BGR) or a gray
@@ -175,8 +215,12 @@ def preprocess_affine(preprocessing: Preprocessing, channel_order: str = "rgb",
     """
     mode, mean, std = _parse_preprocessing(preprocessing)
     if mode == "caffe" and channel_order != "bgr":
-        raise invalid_argument("channel_order", "'bgr' with preprocessing 'caffe' (it converts RGB to BGR itself; "
-                               "for RGB mean subtraction pass (mean, std))", repr(channel_order))
+        raise invalid_argument(
+            "channel_order",
+            "'bgr' with preprocessing 'caffe' (it converts RGB to BGR itself; "
+            "for RGB mean subtraction pass (mean, std))",
+            repr(channel_order),
+        )
     if mode == "tf":
         scale, shift = np.full(3, 1 / 127.5), np.full(3, -1.0)
     elif mode == "unit":
@@ -201,9 +245,17 @@ def preprocess_affine(preprocessing: Preprocessing, channel_order: str = "rgb",
 
 # ---------------------------------------------------------------- public: predictions tables
 
-def add_predictions(exp_dir: Path | str, *, name: str, file: Path | str, normalise: bool = False,
-                    eval_sets: Sequence[str] | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                    replace: bool = False) -> dict[str, Any]:
+
+def add_predictions(
+    exp_dir: Path | str,
+    *,
+    name: str,
+    file: Path | str,
+    normalise: bool = False,
+    eval_sets: Sequence[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    replace: bool = False,
+) -> dict[str, Any]:
     """Import a CSV/Parquet of probabilities as a predictions-only model; returns its config.json.
 
     Rows are keyed by `sample_id`, or by a path / file-name column (`path`, `file`, `filename`, `file_name`,
@@ -227,16 +279,25 @@ def add_predictions(exp_dir: Path | str, *, name: str, file: Path | str, normali
     preds, problems, notes = _validate_predictions(table, exp, wanted, normalise)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
-        raise ImportProblem(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''} found, nothing "
-                            f"was imported:\n{lines}")
+        raise ImportProblem(
+            f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''} found, nothing was imported:\n{lines}"
+        )
     with _staging(exp_dir, name, replace) as stage:
         mdir = art.model_dir(stage, name)
         mdir.mkdir(parents=True)
         art.write_predictions(stage, name, preds, len(exp.class_names))
         config = {
-            "source": "imported", "format": "predictions", "predictions_only": True, "source_file": path.name,
-            "sha256": sha256_of(path), "file_bytes": size_bytes, "weights": "imported", "normalised": bool(normalise),
-            "n_predicted": len(preds), "eval_sets": sorted(set(preds["eval_set"])), "notes": notes,
+            "source": "imported",
+            "format": "predictions",
+            "predictions_only": True,
+            "source_file": path.name,
+            "sha256": sha256_of(path),
+            "file_bytes": size_bytes,
+            "weights": "imported",
+            "normalised": bool(normalise),
+            "n_predicted": len(preds),
+            "eval_sets": sorted(set(preds["eval_set"])),
+            "notes": notes,
             "imported_at": art.now_iso(),
         }
         art.write_model_config(stage, name, config)
@@ -249,6 +310,7 @@ def is_predictions_only(config: dict[str, Any] | None) -> bool:
 
 
 # ---------------------------------------------------------------- ONNX predictor (also used by live inference)
+
 
 class OnnxClassifier:
     """An onnxruntime session behind the classifier interface: float32 (n, S, S, 3) RGB 0..255 -> probabilities."""
@@ -292,7 +354,7 @@ class OnnxClassifier:
 
     def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Probabilities for an in-memory batch, `batch_size` at a time."""
-        outs = [self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        outs = [self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return np.concatenate(outs) if outs else np.zeros((0, self.output_shape[1]), np.float32)
 
 
@@ -303,14 +365,22 @@ def onnx_classifier(exp_dir: Path | str, model: str) -> OnnxClassifier:
     path = art.model_dir(exp_dir, model) / ONNX_FILE
     if not path.is_file():
         raise art.ArtifactError(path, "file is missing: this imported ONNX model cannot answer live")
-    spec = _Spec(int(cfg["input_size"]), int(cfg.get("input_channels", 3)), str(cfg["preprocessing"]),
-                 tuple(cfg["mean"]) if cfg.get("mean") else None, tuple(cfg["std"]) if cfg.get("std") else None,
-                 str(cfg.get("channel_order", "rgb")), tuple(cfg["class_order"]), str(cfg["outputs"]),
-                 int(cfg["output_units"]))
+    spec = _Spec(
+        int(cfg["input_size"]),
+        int(cfg.get("input_channels", 3)),
+        str(cfg["preprocessing"]),
+        tuple(cfg["mean"]) if cfg.get("mean") else None,
+        tuple(cfg["std"]) if cfg.get("std") else None,
+        str(cfg.get("channel_order", "rgb")),
+        tuple(cfg["class_order"]),
+        str(cfg["outputs"]),
+        int(cfg["output_units"]),
+    )
     return OnnxClassifier(path, spec).bind_classes(meta["class_names"])
 
 
 # ---------------------------------------------------------------- checks shared by both importers
+
 
 def _load_experiment(exp_dir: Path) -> art.Experiment:
     try:
@@ -320,20 +390,28 @@ def _load_experiment(exp_dir: Path) -> art.Experiment:
 
 
 def _check_name(exp_dir: Path, name: str, replace: bool) -> None:
-    if not isinstance(name, str) or not name.strip() or name.startswith(".") or "/" in name or "\\" in name \
-            or name != name.strip():
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or name != name.strip()
+    ):
         raise invalid_argument("name", "a folder name without '/', '\\' or a leading dot", repr(name))
     target = art.model_dir(exp_dir, name)
     if target.exists() and not replace:
-        raise invalid_argument("name", f"a model name not used in {exp_dir.name} (or replace=True / --replace)",
-                               f"{name!r}, which exists")
+        raise invalid_argument(
+            "name", f"a model name not used in {exp_dir.name} (or replace=True / --replace)", f"{name!r}, which exists"
+        )
 
 
 def _check_size(path: Path, max_bytes: int) -> int:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     if size > max_bytes:
-        raise invalid_argument("file", f"at most {max_bytes / 1e6:.0f} MB (max_bytes)",
-                               f"{path.name} of {size / 1e6:.0f} MB")
+        raise invalid_argument(
+            "file", f"at most {max_bytes / 1e6:.0f} MB (max_bytes)", f"{path.name} of {size / 1e6:.0f} MB"
+        )
     if size == 0:
         raise ImportProblem(f"{path}: the file is empty (0 bytes)")
     return int(size)
@@ -352,12 +430,15 @@ def _model_kind(path: Path) -> str:
                 f"{path}: a TensorFlow SavedModel folder cannot be imported: Keras 3 loads it only as a raw "
                 "TensorFlow graph (keras.layers.TFSMLayer), which may run any TensorFlow op and is not safe for "
                 "untrusted files. Convert it where it was made: tf.keras.models.load_model(folder).save("
-                "'model.keras') (TF <= 2.15 / tf-keras), or export ONNX with tf2onnx.")
+                "'model.keras') (TF <= 2.15 / tf-keras), or export ONNX with tf2onnx."
+            )
         raise ImportProblem(f"{path}: is a folder; expected a .keras, .h5, .hdf5 or .onnx model file")
     suffix = _suffix(path)
     if suffix in (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".bin"):
-        raise ImportProblem(f"{path}: {suffix} checkpoints are Python pickles (loading one runs code) and are not "
-                            "imported; export the model to ONNX (torch.onnx.export) and import the .onnx file")
+        raise ImportProblem(
+            f"{path}: {suffix} checkpoints are Python pickles (loading one runs code) and are not "
+            "imported; export the model to ONNX (torch.onnx.export) and import the .onnx file"
+        )
     if suffix in KERAS_SUFFIXES:
         return "keras"
     if suffix == ".onnx":
@@ -375,8 +456,9 @@ def _class_order(exp: art.Experiment, class_order: Sequence[str] | None) -> tupl
     return order
 
 
-def _parse_preprocessing(preprocessing: Preprocessing) -> tuple[str, tuple[float, ...] | None,
-                                                                 tuple[float, ...] | None]:
+def _parse_preprocessing(
+    preprocessing: Preprocessing,
+) -> tuple[str, tuple[float, ...] | None, tuple[float, ...] | None]:
     if preprocessing is None:
         return "unit", None, None
     if isinstance(preprocessing, str):
@@ -384,8 +466,9 @@ def _parse_preprocessing(preprocessing: Preprocessing) -> tuple[str, tuple[float
             return "torch", _TORCH_MEAN, _TORCH_STD
         if preprocessing in PREPROCESSING_CHOICES:
             return preprocessing, None, None
-        raise invalid_argument("preprocessing", f"one of {list(PREPROCESSING_CHOICES)} or (mean, std)",
-                               repr(preprocessing))
+        raise invalid_argument(
+            "preprocessing", f"one of {list(PREPROCESSING_CHOICES)} or (mean, std)", repr(preprocessing)
+        )
     try:
         mean, std = preprocessing
         m = tuple(float(v) for v in np.atleast_1d(np.asarray(mean, np.float64)))
@@ -415,17 +498,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _predict_settings(exp: art.Experiment, batch_size: int | None, tta: bool | Sequence[str] | None
-                      ) -> dict[str, Any]:
+def _predict_settings(exp: art.Experiment, batch_size: int | None, tta: bool | Sequence[str] | None) -> dict[str, Any]:
     """The experiment's own prediction settings (batch size, TTA, crop per evaluation set), overridable."""
     cfg = exp.meta.get("config") or {}
     predict = cfg.get("predict") or {}
     dataset = cfg.get("dataset") or {}
-    crops = {str(ev.get("name")): str(ev.get("crop", "none")) for ev in cfg.get("eval_sets") or []
-             if isinstance(ev, dict)}
-    return {"batch_size": int(batch_size or predict.get("batch_size") or 64),
-            "tta": predict.get("tta", False) if tta is None else tta,
-            "crop": str(dataset.get("crop", "none")), "crops": crops}
+    crops = {
+        str(ev.get("name")): str(ev.get("crop", "none")) for ev in cfg.get("eval_sets") or [] if isinstance(ev, dict)
+    }
+    return {
+        "batch_size": int(batch_size or predict.get("batch_size") or 64),
+        "tta": predict.get("tta", False) if tta is None else tta,
+        "crop": str(dataset.get("crop", "none")),
+        "crops": crops,
+    }
 
 
 def _crops(evaluated: pd.DataFrame, settings: dict[str, Any]) -> np.ndarray:
@@ -462,16 +548,21 @@ class _staging:
 
 # ---------------------------------------------------------------- Keras
 
+
 def _load_keras(path: Path) -> Any:
     suffix = _suffix(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
     if suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise ImportProblem(f"{path}: not a .keras archive (not a valid zip file); the file may be truncated or "
-                            "in another format" + (" (it is HDF5: rename it to .h5)" if head == _HDF5_MAGIC else ""))
+        raise ImportProblem(
+            f"{path}: not a .keras archive (not a valid zip file); the file may be truncated or "
+            "in another format" + (" (it is HDF5: rename it to .h5)" if head == _HDF5_MAGIC else "")
+        )
     if suffix in (".h5", ".hdf5") and head != _HDF5_MAGIC:
-        raise ImportProblem(f"{path}: not an HDF5 file (no HDF5 signature); the file may be truncated or in "
-                            "another format" + (" (it is a zip: rename it to .keras)" if head[:2] == b"PK" else ""))
+        raise ImportProblem(
+            f"{path}: not an HDF5 file (no HDF5 signature); the file may be truncated or in "
+            "another format" + (" (it is a zip: rename it to .keras)" if head[:2] == b"PK" else "")
+        )
     import keras
 
     from pipeline.backbones import preprocess_layer_class
@@ -482,21 +573,28 @@ def _load_keras(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - zip, h5, JSON and deserialisation errors all mean "cannot import"
         text = " ".join(str(exc).split())[:300]
         if "safe_mode" in text or "Lambda" in text or "lambda" in text:
-            raise ImportProblem(f"{path}: refused by Keras safe mode: the model contains Python code (a Lambda "
-                                "layer or pickled function), which is not loaded from untrusted files; rebuild "
-                                f"it without Lambda layers or export it to ONNX ({text})") from None
+            raise ImportProblem(
+                f"{path}: refused by Keras safe mode: the model contains Python code (a Lambda "
+                "layer or pickled function), which is not loaded from untrusted files; rebuild "
+                f"it without Lambda layers or export it to ONNX ({text})"
+            ) from None
         if suffix in (".h5", ".hdf5") and ("model_config" in text or "No model config" in text):
-            raise ImportProblem(f"{path}: this HDF5 file holds weights only, not a model (save it with "
-                                "model.save(), not save_weights())") from None
-        raise ImportProblem(f"{path}: cannot load the Keras model ({type(exc).__name__}: {text}); the file may be "
-                            "truncated, weights-only, or use custom layers") from None
+            raise ImportProblem(
+                f"{path}: this HDF5 file holds weights only, not a model (save it with "
+                "model.save(), not save_weights())"
+            ) from None
+        raise ImportProblem(
+            f"{path}: cannot load the Keras model ({type(exc).__name__}: {text}); the file may be "
+            "truncated, weights-only, or use custom layers"
+        ) from None
     if not isinstance(model, keras.Model):
         raise ImportProblem(f"{path}: expected a Keras model, got {type(model).__name__}")
     return model
 
 
-def _input_spec(shape: Sequence[Any], input_size: int | None, path: Path, layout: str = "nhwc",
-                fallback: Any = None) -> tuple[int, int]:
+def _input_spec(
+    shape: Sequence[Any], input_size: int | None, path: Path, layout: str = "nhwc", fallback: Any = None
+) -> tuple[int, int]:
     """(size, channels) from a model input shape, checked against the declared input size; a model that accepts
     any size gets the declared size, else `fallback` (the experiment's image size)."""
     dims = list(shape)
@@ -516,8 +614,7 @@ def _input_spec(shape: Sequence[Any], input_size: int | None, path: Path, layout
     if input_size is None and isinstance(fallback, int) and not isinstance(fallback, bool) and fallback >= 8:
         input_size = fallback
     if input_size is None:
-        raise invalid_argument("input_size", f"a size in pixels: {path.name} accepts any size, so it cannot tell",
-                               None)
+        raise invalid_argument("input_size", f"a size in pixels: {path.name} accepts any size, so it cannot tell", None)
     if int(input_size) < 8:
         raise invalid_argument("input_size", "at least 8 pixels", input_size)
     return int(input_size), int(c)
@@ -537,16 +634,25 @@ def _last_activation(model: Any) -> str | None:
     return str(name) if name in ("softmax", "sigmoid", "linear") else None
 
 
-def _import_keras(path: Path, exp: art.Experiment, order: tuple[str, ...], input_size: int | None,
-                  preprocessing: Preprocessing, channel_order: str, outputs: str,
-                  evaluated: pd.DataFrame) -> tuple[Any, _Spec]:
+def _import_keras(
+    path: Path,
+    exp: art.Experiment,
+    order: tuple[str, ...],
+    input_size: int | None,
+    preprocessing: Preprocessing,
+    channel_order: str,
+    outputs: str,
+    evaluated: pd.DataFrame,
+) -> tuple[Any, _Spec]:
     """The wrapped classifier (raw RGB in, experiment-ordered probabilities out) and what was resolved."""
     import keras
 
     inner = _load_keras(path)
     if len(inner.inputs) != 1 or len(inner.outputs) != 1:
-        raise ImportProblem(f"{path}: expected one image input and one output; received {len(inner.inputs)} "
-                            f"inputs and {len(inner.outputs)} outputs")
+        raise ImportProblem(
+            f"{path}: expected one image input and one output; received {len(inner.inputs)} "
+            f"inputs and {len(inner.outputs)} outputs"
+        )
     size, channels = _input_spec(tuple(inner.input_shape), input_size, path, fallback=exp.meta.get("image_size"))
     units = _check_units(tuple(inner.output_shape), exp, path)
     w, b, mode, mean, std = preprocess_affine(preprocessing, _effective_order(preprocessing, channel_order), channels)
@@ -555,8 +661,9 @@ def _import_keras(path: Path, exp: art.Experiment, order: tuple[str, ...], input
     x = pre(inp)
     pre.set_weights([w, b])
     body = keras.Model(inp, inner(x), name="imported_body")
-    resolved = _resolve_outputs(outputs, _last_activation(inner), lambda: _sample_raw_keras(body, evaluated, size),
-                                units, path)
+    resolved = _resolve_outputs(
+        outputs, _last_activation(inner), lambda: _sample_raw_keras(body, evaluated, size), units, path
+    )
     order_eff = _effective_order(preprocessing, channel_order)
     spec = _Spec(size, channels, mode, mean, std, order_eff, order, resolved, units)
     out = body.output
@@ -580,10 +687,12 @@ def _check_units(out_shape: Sequence[Any], exp: art.Experiment, path: Path) -> i
     units = int(np.prod([int(d) for d in dims])) if all(isinstance(d, (int, np.integer)) for d in dims) else -1
     if units == k or (units == 1 and k == 2):
         return units
-    expected = f"(None, {k}) for the classes {exp.class_names}" + (" or (None, 1) for one sigmoid/logit unit"
-                                                                    if k == 2 else "")
-    raise ImportProblem(f"{path}: output shape does not match the experiment: expected {expected}; "
-                        f"received {tuple(out_shape)}")
+    expected = f"(None, {k}) for the classes {exp.class_names}" + (
+        " or (None, 1) for one sigmoid/logit unit" if k == 2 else ""
+    )
+    raise ImportProblem(
+        f"{path}: output shape does not match the experiment: expected {expected}; received {tuple(out_shape)}"
+    )
 
 
 def _resolve_outputs(outputs: str, activation: str | None, sample: Any, units: int, path: Path) -> str:
@@ -605,8 +714,10 @@ def _sample_raw_keras(body: Any, evaluated: pd.DataFrame, size: int, n: int = 32
 
     images, ok = decode_all(evaluated["path"].head(n).tolist(), size)
     if not ok.any():
-        raise ImportProblem("no evaluation image could be decoded to look at the model's outputs; pass "
-                            "outputs='probabilities' or 'logits'")
+        raise ImportProblem(
+            "no evaluation image could be decoded to look at the model's outputs; pass "
+            "outputs='probabilities' or 'logits'"
+        )
     return np.asarray(body(images[ok].astype(np.float32), training=False)).reshape(int(ok.sum()), -1)
 
 
@@ -670,12 +781,14 @@ def _cam_layer_or_none(model: Any) -> str | None:
 
 # ---------------------------------------------------------------- ONNX
 
+
 def _onnx_session(path: Path) -> Any:
     try:
         import onnxruntime as ort  # type: ignore[import-untyped]
     except ImportError:
-        raise ImportProblem("ONNX models need onnxruntime: pip install onnxruntime (it is in requirements.txt)") \
-            from None
+        raise ImportProblem(
+            "ONNX models need onnxruntime: pip install onnxruntime (it is in requirements.txt)"
+        ) from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
     options.log_severity_level = 3
@@ -683,21 +796,26 @@ def _onnx_session(path: Path) -> Any:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf/... types
         text = " ".join(str(exc).split())[:300]
-        raise ImportProblem(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {text}); the file may be "
-                            "truncated or in another format") from None
+        raise ImportProblem(
+            f"{path}: not a loadable ONNX model ({type(exc).__name__}: {text}); the file may be "
+            "truncated or in another format"
+        ) from None
 
 
 def _onnx_layout(shape: Sequence[Any], path: Path) -> str:
     dims = list(shape)
     if len(dims) != 4:
-        raise ImportProblem(f"{path}: expected an image input of rank 4 (N, C, H, W) or (N, H, W, C); received "
-                            f"{tuple(dims)}")
+        raise ImportProblem(
+            f"{path}: expected an image input of rank 4 (N, C, H, W) or (N, H, W, C); received {tuple(dims)}"
+        )
     if dims[1] in (1, 3) and dims[3] not in (1, 3):
         return "nchw"
     if dims[3] in (1, 3):
         return "nhwc"
-    raise ImportProblem(f"{path}: cannot tell where the channels are in input shape {tuple(dims)}; expected "
-                        "(N, 3, H, W) or (N, H, W, 3)")
+    raise ImportProblem(
+        f"{path}: cannot tell where the channels are in input shape {tuple(dims)}; expected "
+        "(N, 3, H, W) or (N, H, W, 3)"
+    )
 
 
 def _onnx_params(path: Path) -> int | None:
@@ -724,9 +842,16 @@ def _onnx_last_op(path: Path) -> str | None:
     return None
 
 
-def _import_onnx(path: Path, exp: art.Experiment, order: tuple[str, ...], input_size: int | None,
-                 preprocessing: Preprocessing, channel_order: str, outputs: str,
-                 evaluated: pd.DataFrame) -> OnnxClassifier:
+def _import_onnx(
+    path: Path,
+    exp: art.Experiment,
+    order: tuple[str, ...],
+    input_size: int | None,
+    preprocessing: Preprocessing,
+    channel_order: str,
+    outputs: str,
+    evaluated: pd.DataFrame,
+) -> OnnxClassifier:
     session = _onnx_session(path)
     inputs, outs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
@@ -740,14 +865,17 @@ def _import_onnx(path: Path, exp: art.Experiment, order: tuple[str, ...], input_
     order_eff = _effective_order(preprocessing, channel_order)
     _, _, mode, mean, std = preprocess_affine(preprocessing, order_eff, channels)
     units = _check_units(out_dims, exp, path) if len(out_dims) >= 2 and out_dims[-1] else 0
-    probe = OnnxClassifier(path, _Spec(size, channels, mode, mean, std, order_eff, order, "probabilities",
-                                       max(units, 1)), session)
+    probe = OnnxClassifier(
+        path, _Spec(size, channels, mode, mean, std, order_eff, order, "probabilities", max(units, 1)), session
+    )
     sample_images = _sample_images(evaluated, size)
     try:
         raw = probe.raw(sample_images)
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
-        raise ImportProblem(f"{path}: onnxruntime could not run the model on a ({len(sample_images)}, {size}, "
-                            f"{size}, {channels}) batch: {' '.join(str(exc).split())[:300]}") from None
+        raise ImportProblem(
+            f"{path}: onnxruntime could not run the model on a ({len(sample_images)}, {size}, "
+            f"{size}, {channels}) batch: {' '.join(str(exc).split())[:300]}"
+        ) from None
     units = _check_units((None, raw.shape[1]), exp, path)
     resolved = _resolve_outputs(outputs, _onnx_last_op(path), lambda: raw, units, path)
     spec = _Spec(size, channels, mode, mean, std, order_eff, order, resolved, units)
@@ -759,8 +887,10 @@ def _sample_images(evaluated: pd.DataFrame, size: int, n: int = 8) -> np.ndarray
 
     images, ok = decode_all(evaluated["path"].head(n).tolist(), size)
     if not ok.any():
-        raise ImportProblem("no evaluation image could be decoded to try the model on; is the data set still "
-                            "where samples.parquet says?")
+        raise ImportProblem(
+            "no evaluation image could be decoded to try the model on; is the data set still "
+            "where samples.parquet says?"
+        )
     return np.asarray(images[ok], np.float32)
 
 
@@ -778,11 +908,12 @@ def _predict_onnx(clf: OnnxClassifier, evaluated: pd.DataFrame, settings: dict[s
     start = time.perf_counter()
     for mode in pd.unique(crops):
         idx = np.flatnonzero(crops == mode)
-        for offset, x, flag in decoded_batches(paths[idx].tolist(), clf.spec.input_size, settings["batch_size"],
-                                               crop=str(mode), as_float=True):
+        for offset, x, flag in decoded_batches(
+            paths[idx].tolist(), clf.spec.input_size, settings["batch_size"], crop=str(mode), as_float=True
+        ):
             xb = np.asarray(x, np.float32)
             views = [xb] + ([xb[:, :, ::-1]] if "hflip" in tta else []) + ([xb[:, ::-1]] if "vflip" in tta else [])
-            rows = idx[offset:offset + len(flag)]
+            rows = idx[offset : offset + len(flag)]
             probs[rows] = np.mean([clf(v) for v in views], axis=0)
             ok[rows] = flag
     probs[~ok] = np.nan
@@ -792,8 +923,10 @@ def _predict_onnx(clf: OnnxClassifier, evaluated: pd.DataFrame, settings: dict[s
 def _check_probs(preds: pd.DataFrame, n_classes: int, path: Path) -> None:
     problems = [p for p in art.check_predictions(preds, n_classes, path) if p.severity == "error"]
     if problems:
-        raise ImportProblem(f"{path}: the model's outputs are not usable probabilities after conversion: "
-                            f"{problems[0].message}; declare outputs='logits' or 'probabilities'")
+        raise ImportProblem(
+            f"{path}: the model's outputs are not usable probabilities after conversion: "
+            f"{problems[0].message}; declare outputs='logits' or 'probabilities'"
+        )
 
 
 # ---------------------------------------------------------------- predictions tables
@@ -811,9 +944,11 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.read_csv(path, dtype={"sample_id": str})
         return pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types for a bad file
-        raise ImportProblem(f"{path}: unreadable {suffix[1:].upper()} ({type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:200]}); the file may be truncated or in another "
-                            "format") from None
+        raise ImportProblem(
+            f"{path}: unreadable {suffix[1:].upper()} ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); the file may be truncated or in another "
+            "format"
+        ) from None
 
 
 def _examples(values: Any) -> str:
@@ -828,8 +963,10 @@ def _key_rows(table: pd.DataFrame, samples: pd.DataFrame, problems: list[str]) -
         return table["sample_id"].astype(str).to_numpy(dtype=object), "sample_id"
     key = next((c for c in KEY_COLUMNS if c in table.columns), None)
     if key is None:
-        problems.append(f"no key column: expected 'sample_id' or a file column ({', '.join(KEY_COLUMNS)}); "
-                        f"found {list(table.columns)}")
+        problems.append(
+            f"no key column: expected 'sample_id' or a file column ({', '.join(KEY_COLUMNS)}); "
+            f"found {list(table.columns)}"
+        )
         return np.full(len(table), None, dtype=object), ""
     values = table[key].astype(str).str.strip()
     by_path = dict(zip(samples["path"].astype(str), samples["sample_id"]))
@@ -849,8 +986,10 @@ def _key_rows(table: pd.DataFrame, samples: pd.DataFrame, problems: list[str]) -
         else:
             ids.append(by_name.get(base, f"<unmatched {v}>"))
     if ambiguous:
-        problems.append(f"{len(ambiguous)} rows name a file that several samples share, e.g. "
-                        f"{_examples(dict.fromkeys(ambiguous))}; key those rows by sample_id or full path")
+        problems.append(
+            f"{len(ambiguous)} rows name a file that several samples share, e.g. "
+            f"{_examples(dict.fromkeys(ambiguous))}; key those rows by sample_id or full path"
+        )
     return np.asarray(ids, dtype=object), key
 
 
@@ -879,14 +1018,18 @@ def _class_columns(table: pd.DataFrame, class_names: list[str], problems: list[s
         extra = sorted(set(numbered) - set(art.prob_columns(k)))
         missing = [c for c in art.prob_columns(k) if c not in numbered]
         detail += ([f"unexpected {extra} (the experiment has {k} classes)"] if extra else []) + (
-            [f"missing {missing}"] if missing else [])
-    problems.append(f"class columns do not match: expected {expected}; found columns {cols}"
-                    + (f" ({'; '.join(detail)})" if detail else ""))
+            [f"missing {missing}"] if missing else []
+        )
+    problems.append(
+        f"class columns do not match: expected {expected}; found columns {cols}"
+        + (f" ({'; '.join(detail)})" if detail else "")
+    )
     return [], False
 
 
-def _validate_predictions(table: pd.DataFrame, exp: art.Experiment, eval_sets: list[str],
-                          normalise: bool) -> tuple[pd.DataFrame, list[str], list[str]]:
+def _validate_predictions(
+    table: pd.DataFrame, exp: art.Experiment, eval_sets: list[str], normalise: bool
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """(predictions in the artifact schema, every problem, notes)."""
     problems: list[str] = []
     notes: list[str] = []
@@ -900,8 +1043,10 @@ def _validate_predictions(table: pd.DataFrame, exp: art.Experiment, eval_sets: l
     known = np.asarray([i is not None and i in eval_of for i in ids])
     unknown_vals = table[key].astype(str).to_numpy()[[i is not None and i not in eval_of for i in ids]] if key else []
     if len(unknown_vals):
-        problems.append(f"{len(unknown_vals)} rows have {key} values not in the experiment's sample table, e.g. "
-                        f"{_examples(unknown_vals)}")
+        problems.append(
+            f"{len(unknown_vals)} rows have {key} values not in the experiment's sample table, e.g. "
+            f"{_examples(unknown_vals)}"
+        )
     matched = pd.Series(ids[known], dtype=object)
     dup = matched[matched.duplicated(keep=False)].unique()
     if len(dup):
@@ -912,23 +1057,28 @@ def _validate_predictions(table: pd.DataFrame, exp: art.Experiment, eval_sets: l
         notes.append(f"{int(training.sum())} rows are training samples (not in an evaluation set) and were ignored")
     outside = known & ~training & ~np.isin(row_sets, eval_sets)
     if outside.any():
-        notes.append(f"{int(outside.sum())} rows belong to evaluation sets not imported "
-                     f"({sorted(set(row_sets[outside]))}) and were ignored")
+        notes.append(
+            f"{int(outside.sum())} rows belong to evaluation sets not imported "
+            f"({sorted(set(row_sets[outside]))}) and were ignored"
+        )
     use = known & ~training & ~outside
     for es in eval_sets:
         need = samples.loc[samples["eval_set"] == es, "sample_id"]
         have = set(ids[use])
         missing = [s for s in need if s not in have]
         if missing:
-            problems.append(f"{len(missing)} of {len(need)} samples of evaluation set {es!r} have no row, e.g. "
-                            f"{_examples(missing)}")
+            problems.append(
+                f"{len(missing)} of {len(need)} samples of evaluation set {es!r} have no row, e.g. {_examples(missing)}"
+            )
     probs = np.zeros((len(table), k))
     if columns:
         values = table[columns].apply(pd.to_numeric, errors="coerce")
         bad = values.isna().any(axis=1).to_numpy()
         if bad.any():
-            problems.append(f"{int(bad.sum())} rows have missing or non-numeric probabilities in {columns}, e.g. "
-                            f"rows {_examples(np.flatnonzero(bad) + 2)} (file line numbers)")
+            problems.append(
+                f"{int(bad.sum())} rows have missing or non-numeric probabilities in {columns}, e.g. "
+                f"rows {_examples(np.flatnonzero(bad) + 2)} (file line numbers)"
+            )
         arr = values.to_numpy(np.float64, copy=True)
         if single:
             arr = np.stack([1 - arr[:, 0], arr[:, 0]], axis=1)
@@ -937,22 +1087,28 @@ def _validate_predictions(table: pd.DataFrame, exp: art.Experiment, eval_sets: l
         ok_rows = ~bad
         out_range = ok_rows & ((arr < -art.PROB_TOL) | (arr > 1 + art.PROB_TOL)).any(axis=1)
         if out_range.any():
-            problems.append(f"{int(out_range.sum())} rows have probabilities outside [0, 1] (logits? apply a "
-                            f"softmax/sigmoid first), e.g. {_row_examples(table, key, out_range, arr)}")
+            problems.append(
+                f"{int(out_range.sum())} rows have probabilities outside [0, 1] (logits? apply a "
+                f"softmax/sigmoid first), e.g. {_row_examples(table, key, out_range, arr)}"
+            )
         sums = arr.sum(axis=1)
         off = ok_rows & ~out_range & (np.abs(sums - 1) > 1e-3)
         zero = off & (sums <= 1e-12)
         if zero.any() and normalise:
-            problems.append(f"{int(zero.sum())} rows are all zero and cannot be normalised, e.g. "
-                            f"{_row_examples(table, key, zero, arr)}")
+            problems.append(
+                f"{int(zero.sum())} rows are all zero and cannot be normalised, e.g. "
+                f"{_row_examples(table, key, zero, arr)}"
+            )
             off &= ~zero
         if off.any() and normalise:
             arr[off] = arr[off] / sums[off, None]
             notes.append(f"{int(off.sum())} rows did not sum to 1 and were normalised")
         elif off.any():
-            problems.append(f"{int(off.sum())} rows' probabilities do not sum to 1, e.g. "
-                            f"{_row_examples(table, key, off, sums[:, None])}; pass normalise=True (--normalise) "
-                            "to divide each row by its sum")
+            problems.append(
+                f"{int(off.sum())} rows' probabilities do not sum to 1, e.g. "
+                f"{_row_examples(table, key, off, sums[:, None])}; pass normalise=True (--normalise) "
+                "to divide each row by its sum"
+            )
         probs = np.clip(arr, 0.0, 1.0)
     if problems:
         return pd.DataFrame(), problems, notes
@@ -967,4 +1123,3 @@ def _row_examples(table: pd.DataFrame, key: str, mask: np.ndarray, arr: np.ndarr
     rows = np.flatnonzero(mask)[:_EXAMPLES]
     shown = ", ".join(f"{keys[r]}: {np.round(arr[r], 4).tolist()}" for r in rows)
     return shown + (f" and {int(mask.sum()) - len(rows)} more" if mask.sum() > len(rows) else "")
-

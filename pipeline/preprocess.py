@@ -9,6 +9,7 @@ type, no crash, and the pixel count is checked from the header before any pixels
 Only NumPy, OpenCV, Pillow and pydicom (imported on the first DICOM) are used, with no side effects
 on import: Pillow's global ``MAX_IMAGE_PIXELS`` is left alone and the limit is enforced per call.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,11 +34,18 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # exotic raster plugins are excluded on purpose: they widen the attack surface for no medical use.
 PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM")
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
-                    ".pgm", ".dcm", ".dicom")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".dcm", ".dicom")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
-DICOM_IDENTITY_TAGS = ("SOPClassUID", "SOPInstanceUID", "Modality", "PatientID", "StudyInstanceUID",
-                       "SeriesInstanceUID", "Rows", "PixelData")
+DICOM_IDENTITY_TAGS = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Modality",
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Rows",
+    "PixelData",
+)
 # DICOM objects that never carry pixels: structured reports, presentation states, key objects ...
 NON_IMAGE_MODALITIES = ("SR", "PR", "KO", "DOC", "REG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SEG", "FID")
 
@@ -45,6 +53,7 @@ NPZ_REF = re.compile(r"^(?P<file>.+\.npz)::(?P<key>[A-Za-z0-9_.\-]+)\[(?P<index>
 
 
 # ============================================================================ decoding
+
 
 class ImageDecodeError(ValueError):
     """The bytes are not a usable image; the message says why in one line."""
@@ -54,11 +63,11 @@ class ImageDecodeError(ValueError):
 class DecodedImage:
     """A decoded image normalised to RGB uint8, with a record of every conversion made."""
 
-    rgb: np.ndarray                     # HxWx3 uint8, C-contiguous
-    notes: tuple[str, ...]              # human-readable conversions, e.g. "grayscale -> RGB"
-    original_shape: tuple[int, ...]     # shape of the pixel array as stored (before conversion)
-    original_dtype: str                 # dtype as stored, e.g. "uint16"
-    format: str                         # "PNG", "JPEG", "TIFF", "BMP", "DICOM", "NPZ", ...
+    rgb: np.ndarray  # HxWx3 uint8, C-contiguous
+    notes: tuple[str, ...]  # human-readable conversions, e.g. "grayscale -> RGB"
+    original_shape: tuple[int, ...]  # shape of the pixel array as stored (before conversion)
+    original_dtype: str  # dtype as stored, e.g. "uint16"
+    format: str  # "PNG", "JPEG", "TIFF", "BMP", "DICOM", "NPZ", ...
 
 
 def sniff_format(head: bytes, name: str = "") -> str | None:
@@ -142,10 +151,18 @@ def decode_image(data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXE
 def _checked(decoded: DecodedImage) -> DecodedImage:
     """The last line of the contract: an HxWx3 uint8 image, or ImageDecodeError (never a malformed array)."""
     rgb = decoded.rgb
-    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
-            and rgb.shape[0] > 0 and rgb.shape[1] > 0):
-        raise ImageDecodeError(f"{decoded.format} decoded to an unusable pixel array "
-                               f"(shape {tuple(getattr(rgb, 'shape', ()))}, dtype {getattr(rgb, 'dtype', '?')})")
+    if not (
+        isinstance(rgb, np.ndarray)
+        and rgb.dtype == np.uint8
+        and rgb.ndim == 3
+        and rgb.shape[2] == 3
+        and rgb.shape[0] > 0
+        and rgb.shape[1] > 0
+    ):
+        raise ImageDecodeError(
+            f"{decoded.format} decoded to an unusable pixel array "
+            f"(shape {tuple(getattr(rgb, 'shape', ()))}, dtype {getattr(rgb, 'dtype', '?')})"
+        )
     return decoded
 
 
@@ -216,6 +233,7 @@ def clear_npz_cache() -> None:
 
 
 # ---------------------------------------------------------------- Pillow / OpenCV formats
+
 
 def _decode_pillow(data: bytes, fmt: str | None, max_pixels: int) -> DecodedImage:
     """Formats read by Pillow (OpenCV for 16-bit colour, which Pillow truncates to 8 bits)."""
@@ -370,10 +388,10 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     (offset,) = struct.unpack(order + "I", data[4:8])
     if offset + 2 > len(data):
         return None
-    (count,) = struct.unpack(order + "H", data[offset:offset + 2])
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
     found: dict[int, int] = {}
     for i in range(count):
-        entry = data[offset + 2 + 12 * i: offset + 14 + 12 * i]
+        entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
         if len(entry) < 12:
             return None
         tag, typ = struct.unpack(order + "HH", entry[:4])
@@ -395,10 +413,10 @@ def _png_chunks_fit(data: bytes) -> bool:
     """True when every PNG chunk up to IEND lies inside `data` (no declared length runs past the end)."""
     pos = 8
     while pos + 12 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
         if length > len(data) - pos - 12:
             return False
-        if data[pos + 4:pos + 8] == b"IEND":
+        if data[pos + 4 : pos + 8] == b"IEND":
             return True
         pos += 12 + length
     return False  # no IEND: truncated
@@ -449,8 +467,7 @@ def _apply_exif_orientation(img: Image.Image) -> tuple[Image.Image, bool]:
 
 def _size_message(width: int, height: int, max_pixels: int) -> str:
     """The one-line refusal for an image whose header announces too many pixels."""
-    return (f"image is {width}x{height} = {_mp(width * height)} MP, above the limit of "
-            f"{_mp(max_pixels)} MP")
+    return f"image is {width}x{height} = {_mp(width * height)} MP, above the limit of {_mp(max_pixels)} MP"
 
 
 def _too_big_message(data: bytes, max_pixels: int, pillow_message: str) -> str:
@@ -470,6 +487,7 @@ def _mp(pixels: int) -> str:
 
 
 # ---------------------------------------------------------------- DICOM
+
 
 def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
     """DICOM via pydicom: first frame, modality LUT (rescale), window or VOI LUT, MONOCHROME1 inverted."""
@@ -514,8 +532,9 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             arr = arr[0]  # a multi-frame array despite index=0 (old plugins, surplus pixel data): first frame
         expected = (rows, cols) if samples == 1 else (rows, cols, samples)
         if arr.shape != expected:  # the header and the pixel data disagree (fuzzed: Rows=1 gave a 5-D "image")
-            raise ImageDecodeError(f"DICOM pixel data has shape {tuple(arr.shape)}, but Rows/Columns/"
-                                   f"SamplesPerPixel say {expected}")
+            raise ImageDecodeError(
+                f"DICOM pixel data has shape {tuple(arr.shape)}, but Rows/Columns/SamplesPerPixel say {expected}"
+            )
         if photometric == "PALETTE COLOR":
             arr = dcm_pixels.apply_color_lut(arr, ds)
             notes.append("DICOM: palette colour LUT applied")
@@ -588,8 +607,10 @@ def _load_npz_entry(file: str, key: str, index: int) -> DecodedImage:
     """One image of a NumPy archive; each array is loaded once and kept in a small LRU cache."""
     array = _npz_array(file, key)
     if array.ndim not in (3, 4) or index >= array.shape[0]:
-        raise ImageDecodeError(f"{file}::{key}[{index}]: index out of range for an array of shape "
-                               f"{tuple(array.shape)} (expected N images, 0 <= index < N)")
+        raise ImageDecodeError(
+            f"{file}::{key}[{index}]: index out of range for an array of shape "
+            f"{tuple(array.shape)} (expected N images, 0 <= index < N)"
+        )
     decoded = decode_array(array[index], format="NPZ")
     return decoded
 
@@ -624,14 +645,16 @@ def _npz_array(file: str, key: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- array normalisation
 
+
 def _array_to_rgb8(arr: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Any 2-D / HxWxC (C = 1..4) array of bool, int or float -> (HxWx3 uint8, notes)."""
     notes: list[str] = []
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
-        raise ImageDecodeError(f"unsupported pixel array shape {tuple(arr.shape)} "
-                               "(expected HxW or HxWxC with C in 1..4)")
+        raise ImageDecodeError(
+            f"unsupported pixel array shape {tuple(arr.shape)} (expected HxW or HxWxC with C in 1..4)"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageDecodeError(f"image has zero size ({arr.shape[1]}x{arr.shape[0]})")
     if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -675,13 +698,13 @@ def _composite_on_black(color8: np.ndarray, alpha: np.ndarray) -> np.ndarray | N
     rows = max(1, _BLOCK_PIXELS // max(1, alpha.shape[1]))
     opaque = True
     for start in range(0, alpha.shape[0], rows):
-        block = color8[start:start + rows]
-        weight = _alpha_weight(alpha[start:start + rows])
+        block = color8[start : start + rows]
+        weight = _alpha_weight(alpha[start : start + rows])
         if weight is None:
-            out[start:start + rows] = block  # x 1.0 is exact: the same pixels as the one-shot product
+            out[start : start + rows] = block  # x 1.0 is exact: the same pixels as the one-shot product
             continue
         opaque = False
-        out[start:start + rows] = np.rint(block * (weight if block.ndim == 2 else weight[:, :, None]))
+        out[start : start + rows] = np.rint(block * (weight if block.ndim == 2 else weight[:, :, None]))
     return None if opaque else out
 
 
@@ -714,8 +737,7 @@ def _scale_to_uint8(arr: np.ndarray) -> tuple[np.ndarray, str]:
             offset = -int(np.iinfo(arr.dtype).min)
             levels = np.arange(np.iinfo(arr.dtype).min, int(np.iinfo(arr.dtype).max) + 1, dtype=np.float64)
             lut = np.rint(np.clip((levels - lo) * (255.0 / (hi - lo)), 0, 255)).astype(np.uint8)
-            return lut[arr.astype(np.int32) + offset if offset else arr], \
-                f"{bits}-bit -> 8-bit by min-max scaling"
+            return lut[arr.astype(np.int32) + offset if offset else arr], f"{bits}-bit -> 8-bit by min-max scaling"
         scaled = (arr.astype(np.float64) - lo) * (255.0 / (hi - lo))
         return np.rint(scaled).astype(np.uint8), f"{bits}-bit -> 8-bit by min-max scaling"
     # floating point: ignore NaN/inf when finding the range, then map them to black / white
@@ -756,14 +778,17 @@ def _short(exc: BaseException) -> str:
 
 # ============================================================================ resizing and encoding
 
+
 def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
     """Resize to ``size`` x ``size`` without cropping (INTER_AREA shrinking, INTER_LINEAR enlarging)."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
         raise ValueError(f"Invalid value for argument `size`. Expected a positive int. Received: {size!r}")
     arr = np.asarray(rgb)
     if arr.ndim not in (2, 3) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"Invalid value for argument `rgb`. Expected a non-empty HxW or HxWxC array. "
-                         f"Received: shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"Invalid value for argument `rgb`. Expected a non-empty HxW or HxWxC array. "
+            f"Received: shape {tuple(arr.shape)}"
+        )
     height, width = arr.shape[:2]
     if (height, width) == (size, size):
         return arr.copy()
@@ -781,8 +806,9 @@ def encode_png(rgb_or_gray: np.ndarray) -> bytes:
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     if arr.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"Invalid value for argument `rgb_or_gray`. Expected dtype uint8 or uint16. "
-                         f"Received: {arr.dtype}")
+        raise ValueError(
+            f"Invalid value for argument `rgb_or_gray`. Expected dtype uint8 or uint16. Received: {arr.dtype}"
+        )
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] == 3:
@@ -790,11 +816,14 @@ def encode_png(rgb_or_gray: np.ndarray) -> bytes:
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGBA2BGRA)
     elif arr.ndim != 2:
-        raise ValueError(f"Invalid value for argument `rgb_or_gray`. Expected HxW, HxWx1, HxWx3 or HxWx4. "
-                         f"Received: shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"Invalid value for argument `rgb_or_gray`. Expected HxW, HxWx1, HxWx3 or HxWx4. "
+            f"Received: shape {tuple(arr.shape)}"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"Invalid value for argument `rgb_or_gray`. Expected a non-empty image. "
-                         f"Received: shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"Invalid value for argument `rgb_or_gray`. Expected a non-empty image. Received: shape {tuple(arr.shape)}"
+        )
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
     if not ok:
         raise ValueError(f"OpenCV could not encode an array of shape {tuple(arr.shape)} as PNG")
@@ -807,8 +836,10 @@ def thumbnail_png(rgb: np.ndarray, max_side: int = 128) -> bytes:
         raise ValueError(f"Invalid value for argument `max_side`. Expected a positive int. Received: {max_side!r}")
     arr = np.asarray(rgb)
     if arr.ndim not in (2, 3) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"Invalid value for argument `rgb`. Expected a non-empty HxW or HxWxC array. "
-                         f"Received: shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"Invalid value for argument `rgb`. Expected a non-empty HxW or HxWxC array. "
+            f"Received: shape {tuple(arr.shape)}"
+        )
     height, width = arr.shape[:2]
     scale = max_side / max(height, width)
     if scale < 1.0:

@@ -4,6 +4,7 @@ Everything is NumPy over arrays built once per (experiment, models, evaluation s
 samples on every widget move costs milliseconds: no per-sample Python loops, no DataFrame row access.
 No Streamlit, no TensorFlow, nothing happens on import.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,8 +70,12 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def align_predictions(sample_ids: Sequence[str] | np.ndarray, y: Sequence[int] | np.ndarray,
-                      per_model: Mapping[str, tuple[np.ndarray, np.ndarray]], n_classes: int) -> ReviewArrays:
+def align_predictions(
+    sample_ids: Sequence[str] | np.ndarray,
+    y: Sequence[int] | np.ndarray,
+    per_model: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+) -> ReviewArrays:
     """Align each model's (sample_ids, P) on the given samples; ids a model lacks get NaN and has=False."""
     ids = np.asarray(sample_ids, dtype=object)
     labels = np.asarray(y, dtype=np.int64)
@@ -87,8 +92,9 @@ def align_predictions(sample_ids: Sequence[str] | np.ndarray, y: Sequence[int] |
     for i, (model, (m_ids, m_P)) in enumerate(per_model.items()):
         probs = np.asarray(m_P, dtype=np.float64)
         if probs.ndim != 2 or probs.shape[1] != n_classes or probs.shape[0] != len(m_ids):
-            raise _invalid(f"per_model[{model!r}]", f"(ids, P) with P of shape ({len(m_ids)}, {n_classes})",
-                           f"shape {probs.shape}")
+            raise _invalid(
+                f"per_model[{model!r}]", f"(ids, P) with P of shape ({len(m_ids)}, {n_classes})", f"shape {probs.shape}"
+            )
         pos = index.get_indexer(pd.Index(np.asarray(m_ids, dtype=object)))
         keep = pos >= 0
         P[i, pos[keep]] = probs[keep]
@@ -106,8 +112,14 @@ def from_aligned(aligned: Aligned) -> ReviewArrays:
     P = np.stack([np.asarray(aligned.probs[m], dtype=np.float64) for m in models])
     mask = np.stack([np.asarray(has[m], dtype=bool) for m in models])
     ids = np.asarray(aligned.sample_ids, dtype=object)
-    return ReviewArrays(models, _readonly(ids.copy()), _readonly(np.asarray(aligned.y, dtype=np.int64).copy()),
-                        _readonly(P), _readonly(mask), pd.Index(ids))
+    return ReviewArrays(
+        models,
+        _readonly(ids.copy()),
+        _readonly(np.asarray(aligned.y, dtype=np.int64).copy()),
+        _readonly(P),
+        _readonly(mask),
+        pd.Index(ids),
+    )
 
 
 def predictions(arrays: ReviewArrays, thresholds: Sequence[float | None], pos_index: int = 1) -> np.ndarray:
@@ -158,8 +170,11 @@ def tag_mask(arrays: ReviewArrays, sample_ids: Collection[str]) -> np.ndarray:
 def _check_filter(f: ReviewFilter, arrays: ReviewArrays) -> int:
     if f.model not in arrays.models:
         raise _invalid("model", f"one of {list(arrays.models)}", f.model)
-    for name, value, allowed in (("outcome", f.outcome, OUTCOMES), ("error_type", f.error_type, ERROR_TYPES),
-                                 ("agreement", f.agreement, AGREEMENTS)):
+    for name, value, allowed in (
+        ("outcome", f.outcome, OUTCOMES),
+        ("error_type", f.error_type, ERROR_TYPES),
+        ("agreement", f.agreement, AGREEMENTS),
+    ):
         if value not in allowed:
             raise _invalid(name, f"one of {list(allowed)}", value)
     lo, hi = f.confidence
@@ -168,8 +183,13 @@ def _check_filter(f: ReviewFilter, arrays: ReviewArrays) -> int:
     return arrays.models.index(f.model)
 
 
-def filter_mask(arrays: ReviewArrays, pred: np.ndarray, f: ReviewFilter, pos_index: int = 1,
-                tagged: Mapping[str, Collection[str]] | None = None) -> np.ndarray:
+def filter_mask(
+    arrays: ReviewArrays,
+    pred: np.ndarray,
+    f: ReviewFilter,
+    pos_index: int = 1,
+    tagged: Mapping[str, Collection[str]] | None = None,
+) -> np.ndarray:
     """Boolean mask (n,) of the samples that pass filter `f`; `tagged` maps a tag to its sample ids."""
     k = _check_filter(f, arrays)
     y = arrays.y
@@ -211,8 +231,9 @@ def filter_mask(arrays: ReviewArrays, pred: np.ndarray, f: ReviewFilter, pos_ind
     return np.asarray(mask)
 
 
-def sorted_indices(arrays: ReviewArrays, pred: np.ndarray, mask: np.ndarray, model: str,
-                   sort: str = "confidence_desc") -> np.ndarray:
+def sorted_indices(
+    arrays: ReviewArrays, pred: np.ndarray, mask: np.ndarray, model: str, sort: str = "confidence_desc"
+) -> np.ndarray:
     """Positions where `mask` holds, ordered by `model`'s confidence in its answer (desc/asc) or by sample id."""
     if sort not in SORTS:
         raise _invalid("sort", f"one of {list(SORTS)}", sort)
@@ -225,8 +246,13 @@ def sorted_indices(arrays: ReviewArrays, pred: np.ndarray, mask: np.ndarray, mod
     return idx[order]
 
 
-def sample_table(arrays: ReviewArrays, pred: np.ndarray, position: int, class_names: Sequence[str],
-                 thresholds: Sequence[float | None]) -> pd.DataFrame:
+def sample_table(
+    arrays: ReviewArrays,
+    pred: np.ndarray,
+    position: int,
+    class_names: Sequence[str],
+    thresholds: Sequence[float | None],
+) -> pd.DataFrame:
     """One row per model for one sample: probability of each class, threshold, prediction, correct or not."""
     rows = []
     y = int(arrays.y[position])

@@ -6,6 +6,7 @@ applied to the file names (BreakHis magnification ``-(?P<magnification>40|100|20
 evaluation set itself. Numeric columns with many values are binned (bins from the config, else quantiles);
 a missing value is its own subgroup, ``"missing"``. pandas + NumPy only; nothing runs on import.
 """
+
 from __future__ import annotations
 
 import re
@@ -53,8 +54,11 @@ def extract_regex(texts: Sequence[str] | pd.Series, pattern: str) -> pd.DataFram
     except (re.error, TypeError) as exc:
         raise invalid_argument("pattern", "a valid regular expression", f"{pattern!r} ({exc})") from None
     if not rx.groupindex:
-        raise invalid_argument("pattern", "a regular expression with named groups, e.g. "
-                               "'-(?P<magnification>40|100|200|400)-'", repr(pattern))
+        raise invalid_argument(
+            "pattern",
+            "a regular expression with named groups, e.g. '-(?P<magnification>40|100|200|400)-'",
+            repr(pattern),
+        )
     s = pd.Series(texts, dtype=object).astype(str)
     out = s.str.extract(rx, expand=True)
     return out[list(rx.groupindex)].reset_index(drop=True)
@@ -82,8 +86,9 @@ def _bin_labels(edges: np.ndarray) -> list[str]:
     return labels
 
 
-def bin_numeric(values: Sequence[float] | pd.Series, bins: Sequence[float] | None = None,
-                quantiles: int = 4) -> tuple[NDArray[np.int64], list[str]]:
+def bin_numeric(
+    values: Sequence[float] | pd.Series, bins: Sequence[float] | None = None, quantiles: int = 4
+) -> tuple[NDArray[np.int64], list[str]]:
     """Bin a numeric column: (bin index per value, bin labels); -1 for missing values.
 
     `bins`: increasing edges, e.g. ``[0, 40, 60, 120]`` (bins ``[0, 40)``, ``[40, 60)``, ``[60, 120]``; values
@@ -124,8 +129,14 @@ def _natural_key(text: str) -> tuple[int, float, str]:
         return (1, 0.0, text)
 
 
-def assign_subgroups(column: str, values: Sequence[Any] | pd.Series, *, bins: Sequence[float] | None = None,
-                     quantiles: int = 4, max_levels: int = MAX_NUMERIC_LEVELS) -> Subgroups:
+def assign_subgroups(
+    column: str,
+    values: Sequence[Any] | pd.Series,
+    *,
+    bins: Sequence[float] | None = None,
+    quantiles: int = 4,
+    max_levels: int = MAX_NUMERIC_LEVELS,
+) -> Subgroups:
     """Each value's subgroup: bins for numeric columns given `bins` or with more than `max_levels` values
     (quantile bins), else the distinct values (numbers in numeric order, text sorted); missing values last,
     as the subgroup "missing"."""
@@ -157,22 +168,28 @@ def candidate_columns(samples: pd.DataFrame, named: Sequence[str] = ()) -> list[
         if c in out or c in CORE_COLUMNS:
             continue
         col = samples[c]
-        if c == "eval_set" or _is_numeric(col) or pd.api.types.is_bool_dtype(col) \
-                or 0 < col.nunique(dropna=True) <= MAX_TEXT_LEVELS:
+        if (
+            c == "eval_set"
+            or _is_numeric(col)
+            or pd.api.types.is_bool_dtype(col)
+            or 0 < col.nunique(dropna=True) <= MAX_TEXT_LEVELS
+        ):
             out.append(str(c))
     return out
 
 
-def subgroup_frame(samples: pd.DataFrame, *, columns: Sequence[str] = (), regex: str | None = None,
-                   regex_source: str = "sample_id") -> pd.DataFrame:
+def subgroup_frame(
+    samples: pd.DataFrame, *, columns: Sequence[str] = (), regex: str | None = None, regex_source: str = "sample_id"
+) -> pd.DataFrame:
     """The sample table's subgroup columns (raw values, not yet binned), indexed like `samples`: the metadata
     columns from `candidate_columns`, plus one column per named group of `regex` searched in `regex_source`
     (a column of `samples`: the sample_id, which is the path relative to the data root, or the path)."""
     out = samples[candidate_columns(samples, columns)].copy()
     if regex:
         if regex_source not in samples.columns:
-            raise invalid_argument("regex_source", f"a column of the sample table {list(samples.columns)}",
-                                   repr(regex_source))
+            raise invalid_argument(
+                "regex_source", f"a column of the sample table {list(samples.columns)}", repr(regex_source)
+            )
         found = extract_regex(samples[regex_source], regex)
         found.index = samples.index
         for c in found.columns:
@@ -180,12 +197,20 @@ def subgroup_frame(samples: pd.DataFrame, *, columns: Sequence[str] = (), regex:
     return out
 
 
-def subgroups_for(samples: pd.DataFrame, column: str, sample_ids: Sequence[str] | np.ndarray, *,
-                  regex: str | None = None, regex_source: str = "sample_id",
-                  bins: Mapping[str, Sequence[float]] | None = None, quantiles: int = 4) -> Subgroups:
+def subgroups_for(
+    samples: pd.DataFrame,
+    column: str,
+    sample_ids: Sequence[str] | np.ndarray,
+    *,
+    regex: str | None = None,
+    regex_source: str = "sample_id",
+    bins: Mapping[str, Sequence[float]] | None = None,
+    quantiles: int = 4,
+) -> Subgroups:
     """The subgroups of `column` for the given samples (in that order), binned as the config says."""
-    frame = subgroup_frame(samples, columns=[column] if column in samples.columns else (), regex=regex,
-                           regex_source=regex_source)
+    frame = subgroup_frame(
+        samples, columns=[column] if column in samples.columns else (), regex=regex, regex_source=regex_source
+    )
     if column not in frame.columns:
         raise invalid_argument("column", f"a subgroup column among {list(frame.columns)}", repr(column))
     values = pd.Series(frame[column].to_numpy(), index=samples["sample_id"].to_numpy())

@@ -12,6 +12,7 @@ carry label noise. Small CNNs therefore learn the task but do not saturate, so b
 Nothing happens on import; the public functions are ``make_histology``, ``make_lesions``,
 ``make_demo_sources`` and ``corner_evidence_image``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -61,9 +62,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected an integer >= {minimum}. Received: {value!r}"
-        )
+        raise ValueError(f"Invalid value for argument `{name}`. Expected an integer >= {minimum}. Received: {value!r}")
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int = 1) -> np.ndarray:
@@ -122,15 +121,29 @@ def _histology_image(
         ang = rng.uniform(0, np.pi)
         length = rng.uniform(0.4, 1.0) * size
         x1, y1 = x0 + length * np.cos(ang), y0 + length * np.sin(ang)
-        cv2.line(fibres, (int(x0), int(y0)), (int(x1), int(y1)), int(rng.integers(90, 200)),
-                 max(1, int(round(rng.uniform(0.6, 1.6) * scale))), cv2.LINE_AA)
+        cv2.line(
+            fibres,
+            (int(x0), int(y0)),
+            (int(x1), int(y1)),
+            int(rng.integers(90, 200)),
+            max(1, int(round(rng.uniform(0.6, 1.6) * scale))),
+            cv2.LINE_AA,
+        )
     eosin += 0.25 * cv2.GaussianBlur(fibres, (0, 0), 0.8 * scale).astype(np.float32) / 255.0
     holes = np.zeros((size, size), np.uint8)
     for _ in range(int(rng.poisson(0.6))):
         c = rng.uniform(0, size, 2)
         r = rng.uniform(4, 12) * scale
-        poly = _radial_polygon(c[0], c[1], r, rng.uniform(0.8, 1.3), rng.uniform(0, np.pi),
-                               rng.normal(0, 0.08, 3), rng.uniform(0, 2 * np.pi, 3), 24)
+        poly = _radial_polygon(
+            c[0],
+            c[1],
+            r,
+            rng.uniform(0.8, 1.3),
+            rng.uniform(0, np.pi),
+            rng.normal(0, 0.08, 3),
+            rng.uniform(0, 2 * np.pi, 3),
+            24,
+        )
         _fill(holes, poly, 255, antialias=True)
     eosin *= 1.0 - 0.9 * cv2.GaussianBlur(holes, (0, 0), 1.0 * scale).astype(np.float32) / 255.0
 
@@ -154,7 +167,9 @@ def _histology_image(
     mask = np.zeros((size, size), np.uint8)
     for i in range(n_nuclei):
         poly = _radial_polygon(
-            xy[i, 0], xy[i, 1], radii[i],
+            xy[i, 0],
+            xy[i, 1],
+            radii[i],
             aspect=rng.uniform(1.0, 1.0 + 0.5 * irregular + 0.25),
             angle=rng.uniform(0, np.pi),
             harmonics=rng.normal(0, irregular, 4) / np.array([1.0, 1.3, 1.7, 2.2]),
@@ -253,31 +268,125 @@ def make_histology(
 _LESION_PROTOTYPES: dict[str, dict[str, float | tuple[float, float, float]]] = {
     #        radius (fraction of size), border irregularity, asymmetry, second-colour weight,
     #        dark dots, white dots, streaks, vessels, central white patch
-    "nv": dict(colour=(135, 88, 62), colour2=(95, 60, 45), radius=0.24, irregular=0.05, asym=0.06,
-               var=0.20, dots=2.0, white=0.0, streaks=0.0, vessels=0.0, patch=0.0),
-    "mel": dict(colour=(85, 55, 48), colour2=(95, 105, 135), radius=0.32, irregular=0.16, asym=0.22,
-                var=0.55, dots=7.0, white=0.5, streaks=5.0, vessels=0.3, patch=0.05),
-    "bkl": dict(colour=(168, 126, 88), colour2=(120, 85, 60), radius=0.29, irregular=0.10, asym=0.12,
-                var=0.30, dots=1.0, white=5.0, streaks=0.0, vessels=0.0, patch=0.0),
-    "bcc": dict(colour=(196, 140, 135), colour2=(100, 110, 140), radius=0.23, irregular=0.10, asym=0.12,
-                var=0.40, dots=1.0, white=1.0, streaks=0.0, vessels=4.0, patch=0.1),
-    "akiec": dict(colour=(195, 118, 108), colour2=(215, 185, 170), radius=0.24, irregular=0.13, asym=0.14,
-                  var=0.40, dots=0.5, white=2.5, streaks=0.0, vessels=1.5, patch=0.0),
-    "vasc": dict(colour=(160, 45, 65), colour2=(110, 30, 60), radius=0.17, irregular=0.05, asym=0.06,
-                 var=0.45, dots=0.0, white=0.0, streaks=0.0, vessels=0.5, patch=0.0),
-    "df": dict(colour=(160, 112, 84), colour2=(225, 205, 190), radius=0.17, irregular=0.06, asym=0.07,
-               var=0.15, dots=1.0, white=0.5, streaks=1.0, vessels=0.0, patch=0.7),
+    "nv": dict(
+        colour=(135, 88, 62),
+        colour2=(95, 60, 45),
+        radius=0.24,
+        irregular=0.05,
+        asym=0.06,
+        var=0.20,
+        dots=2.0,
+        white=0.0,
+        streaks=0.0,
+        vessels=0.0,
+        patch=0.0,
+    ),
+    "mel": dict(
+        colour=(85, 55, 48),
+        colour2=(95, 105, 135),
+        radius=0.32,
+        irregular=0.16,
+        asym=0.22,
+        var=0.55,
+        dots=7.0,
+        white=0.5,
+        streaks=5.0,
+        vessels=0.3,
+        patch=0.05,
+    ),
+    "bkl": dict(
+        colour=(168, 126, 88),
+        colour2=(120, 85, 60),
+        radius=0.29,
+        irregular=0.10,
+        asym=0.12,
+        var=0.30,
+        dots=1.0,
+        white=5.0,
+        streaks=0.0,
+        vessels=0.0,
+        patch=0.0,
+    ),
+    "bcc": dict(
+        colour=(196, 140, 135),
+        colour2=(100, 110, 140),
+        radius=0.23,
+        irregular=0.10,
+        asym=0.12,
+        var=0.40,
+        dots=1.0,
+        white=1.0,
+        streaks=0.0,
+        vessels=4.0,
+        patch=0.1,
+    ),
+    "akiec": dict(
+        colour=(195, 118, 108),
+        colour2=(215, 185, 170),
+        radius=0.24,
+        irregular=0.13,
+        asym=0.14,
+        var=0.40,
+        dots=0.5,
+        white=2.5,
+        streaks=0.0,
+        vessels=1.5,
+        patch=0.0,
+    ),
+    "vasc": dict(
+        colour=(160, 45, 65),
+        colour2=(110, 30, 60),
+        radius=0.17,
+        irregular=0.05,
+        asym=0.06,
+        var=0.45,
+        dots=0.0,
+        white=0.0,
+        streaks=0.0,
+        vessels=0.5,
+        patch=0.0,
+    ),
+    "df": dict(
+        colour=(160, 112, 84),
+        colour2=(225, 205, 190),
+        radius=0.17,
+        irregular=0.06,
+        asym=0.07,
+        var=0.15,
+        dots=1.0,
+        white=0.5,
+        streaks=1.0,
+        vessels=0.0,
+        patch=0.7,
+    ),
 }
 _SCALARS = ("radius", "irregular", "asym", "var", "dots", "white", "streaks", "vessels", "patch")
 _MEAN_AGE = {"nv": 42, "mel": 60, "bkl": 62, "bcc": 65, "akiec": 67, "vasc": 48, "df": 44}
 _MALE_PROB = {"nv": 0.48, "mel": 0.58, "bkl": 0.55, "bcc": 0.60, "akiec": 0.65, "vasc": 0.50, "df": 0.45}
-_SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest", "foot",
-          "neck", "scalp", "hand", "ear")
+_SITES = (
+    "back",
+    "lower extremity",
+    "trunk",
+    "upper extremity",
+    "abdomen",
+    "face",
+    "chest",
+    "foot",
+    "neck",
+    "scalp",
+    "hand",
+    "ear",
+)
 _SITE_BASE = np.array([0.22, 0.20, 0.14, 0.11, 0.09, 0.07, 0.04, 0.03, 0.03, 0.03, 0.02, 0.02])
 # Sun-exposed sites are more common for the keratinocyte lesions (bkl, bcc, akiec).
-_SITE_BOOST = {"bkl": {"face": 2.5, "upper extremity": 1.4}, "bcc": {"face": 3.0, "neck": 2.0, "back": 1.3},
-               "akiec": {"face": 4.0, "hand": 2.5, "scalp": 2.0}, "df": {"lower extremity": 2.0},
-               "vasc": {"trunk": 1.6}, "mel": {"back": 1.4}}
+_SITE_BOOST = {
+    "bkl": {"face": 2.5, "upper extremity": 1.4},
+    "bcc": {"face": 3.0, "neck": 2.0, "back": 1.3},
+    "akiec": {"face": 4.0, "hand": 2.5, "scalp": 2.0},
+    "df": {"lower extremity": 2.0},
+    "vasc": {"trunk": 1.6},
+    "mel": {"back": 1.4},
+}
 
 
 def _class_counts(n: int, freqs: tuple[float, ...]) -> np.ndarray:
@@ -321,10 +430,11 @@ def _lesion_params(rng: np.random.Generator, dx: str) -> dict:
     p["dots_xy"] = _unit_disc(rng, p["n_dots"], 0.8)
     p["white_xy"] = _unit_disc(rng, p["n_white"], 0.75)
     p["streak_ang"] = rng.uniform(0, 2 * np.pi, p["n_streaks"])
-    p["vessel_paths"] = [np.cumsum(np.vstack([_unit_disc(rng, 1, 0.5), rng.normal(0, 0.18, (5, 2))]), axis=0)
-                         for _ in range(p["n_vessels"])]
-    p["skin"] = np.clip(np.array([228.0, 182.0, 152.0]) * rng.uniform(0.85, 1.03)
-                        + rng.normal(0, 6, 3), 60, 250)
+    p["vessel_paths"] = [
+        np.cumsum(np.vstack([_unit_disc(rng, 1, 0.5), rng.normal(0, 0.18, (5, 2))]), axis=0)
+        for _ in range(p["n_vessels"])
+    ]
+    p["skin"] = np.clip(np.array([228.0, 182.0, 152.0]) * rng.uniform(0.85, 1.03) + rng.normal(0, 6, 3), 60, 250)
     return p
 
 
@@ -398,8 +508,7 @@ def _lesion_image(rng: np.random.Generator, p: dict, size: int) -> tuple[np.ndar
         cv2.circle(white, (int(round(x)), int(round(y))), dot_r, 255, -1)
     for a in p["streak_ang"]:
         r0 = np.interp(a, theta, rr, period=2 * np.pi)
-        seg = np.array([[0.75 * r0 * np.cos(a), 0.75 * r0 * np.sin(a)],
-                        [1.15 * r0 * np.cos(a), 1.15 * r0 * np.sin(a)]])
+        seg = np.array([[0.75 * r0 * np.cos(a), 0.75 * r0 * np.sin(a)], [1.15 * r0 * np.cos(a), 1.15 * r0 * np.sin(a)]])
         (x0, y0), (x1, y1) = to_px(seg)
         cv2.line(dark, (int(x0), int(y0)), (int(x1), int(y1)), 200, max(1, int(unit)), cv2.LINE_AA)
     for path in p["vessel_paths"]:
@@ -410,9 +519,11 @@ def _lesion_image(rng: np.random.Generator, p: dict, size: int) -> tuple[np.ndar
         blurred = cv2.GaussianBlur(m, (0, 0), sigma * unit).astype(np.float32)[..., None] / 255
         return np.clip(blurred * gain, 0.0, 1.0)
 
-    for weight, colour in ((soft(dark, 0.9, 1.4), np.asarray(p["colour"]) * 0.45),
-                           (soft(white, 0.9, 1.4), np.array([230.0, 222.0, 205.0])),
-                           (soft(red) * 0.8, np.array([185.0, 40.0, 50.0]))):
+    for weight, colour in (
+        (soft(dark, 0.9, 1.4), np.asarray(p["colour"]) * 0.45),
+        (soft(white, 0.9, 1.4), np.array([230.0, 222.0, 205.0])),
+        (soft(red) * 0.8, np.array([185.0, 40.0, 50.0])),
+    ):
         img = img * (1 - weight) + colour * weight
 
     # Occasional hair, then the dermatoscope's dark vignette, lighting and sensor noise.
@@ -489,8 +600,9 @@ def make_lesions(out_dir: Path, n_lesions: int = 220, size: int = 64, seed: int 
             image = _lesion_site_view(site_rng, image, hospital)
             _write_png(out_dir / "images" / f"{image_id}.png", image)
             _write_png(out_dir / "masks" / f"{image_id}_mask.png", mask)
-            rows.append(dict(image_id=image_id, lesion_id=lesion_id, dx=dx, age=age, sex=sex, localization=site,
-                             site=hospital))
+            rows.append(
+                dict(image_id=image_id, lesion_id=lesion_id, dx=dx, age=age, sex=sex, localization=site, site=hospital)
+            )
 
     with open(out_dir / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*LESION_CSV_COLUMNS, "site"])

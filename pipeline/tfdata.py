@@ -4,6 +4,7 @@ Decoding goes through `pipeline.preprocess.load_image` (the same code live infer
 pixels a model was trained on and the pixels it sees in the dashboard are decoded identically. OpenCV
 releases the GIL while decoding, so the parallel map scales across cores.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
@@ -58,8 +59,9 @@ def native_png_eligible(paths: Sequence[str], size: int) -> bool:
     return True
 
 
-def image_dataset(paths: Sequence[str], size: int, labels: Sequence[int] | None = None, crop: str = "none",
-                  native: bool = True) -> Any:
+def image_dataset(
+    paths: Sequence[str], size: int, labels: Sequence[int] | None = None, crop: str = "none", native: bool = True
+) -> Any:
     """Unbatched dataset of (image uint8 HxWx3, ok flag[, label]) decoded in parallel, in order.
 
     Files are decoded DECODE_CHUNK at a time per `tf.numpy_function` call, chunks in parallel: one call per
@@ -71,6 +73,7 @@ def image_dataset(paths: Sequence[str], size: int, labels: Sequence[int] | None 
     import tensorflow as tf
 
     if native and crop == "none" and native_png_eligible(paths, size):
+
         def native_load(p: Any) -> tuple[Any, Any]:
             img = tf.io.decode_png(tf.io.read_file(p), channels=3)
             return tf.ensure_shape(img, (size, size, 3)), tf.constant(True)
@@ -120,13 +123,22 @@ def augmentation_model(names: Sequence[str], seed: int) -> Any:
     }
     unknown = [n for n in names if n not in table]
     if unknown:
-        raise ValueError(f"Invalid value for argument `augment`. Expected names among {sorted(table)}. "
-                         f"Received: {unknown}")
+        raise ValueError(
+            f"Invalid value for argument `augment`. Expected names among {sorted(table)}. Received: {unknown}"
+        )
     return keras.Sequential([table[n]() for n in names], name="augmentation")
 
 
-def training_dataset(images: Any, labels: np.ndarray, batch_size: int, augment: Sequence[str], seed: int,
-                     shuffle: bool = True, *, deterministic: bool = False) -> Any:
+def training_dataset(
+    images: Any,
+    labels: np.ndarray,
+    batch_size: int,
+    augment: Sequence[str],
+    seed: int,
+    shuffle: bool = True,
+    *,
+    deterministic: bool = False,
+) -> Any:
     """Batched (image float32, label) dataset from decoded images, shuffled and augmented per epoch.
 
     With `deterministic`, augmentation runs on one thread: its random state advances in batch order, so
@@ -144,8 +156,9 @@ def training_dataset(images: Any, labels: np.ndarray, batch_size: int, augment: 
     return ds.prefetch(AUTOTUNE)
 
 
-def decoded_batches(paths: Sequence[str], size: int, batch_size: int, crop: str = "none",
-                    as_float: bool = False) -> Iterator[tuple[int, Any, np.ndarray]]:
+def decoded_batches(
+    paths: Sequence[str], size: int, batch_size: int, crop: str = "none", as_float: bool = False
+) -> Iterator[tuple[int, Any, np.ndarray]]:
     """(offset, image batch tensor, ok flags) over `paths` in order, decoded in parallel and prefetched.
 
     The native PNG path is tried first; if a file turns out damaged there, decoding starts over with our
@@ -174,6 +187,6 @@ def decode_all(paths: Sequence[str], size: int, crop: str = "none") -> tuple[np.
     images = np.zeros((n, size, size, 3), np.uint8)
     ok = np.zeros(n, bool)
     for offset, img, flag in decoded_batches(paths, size, 256, crop=crop):
-        images[offset:offset + len(flag)] = img.numpy()
-        ok[offset:offset + len(flag)] = flag
+        images[offset : offset + len(flag)] = img.numpy()
+        ok[offset : offset + len(flag)] = flag
     return images, ok

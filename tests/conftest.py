@@ -1,4 +1,5 @@
 """Shared fixtures: small fake experiments (no TensorFlow) and an AppTest factory pointed at them."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,14 @@ APP_PATH = REPO_ROOT / "dashboard" / "app.py"
 def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifacts root with a binary (two eval sets), a 7-class, a one-model and a 3-runs-per-backbone experiment."""
     root = tmp_path_factory.mktemp("artifacts")
-    make_fake_experiment(root, "binary", n_samples=300, n_models=3, n_classes=2, seed=1,
-                         eval_sets=("test", "uncropped"))
+    make_fake_experiment(
+        root, "binary", n_samples=300, n_models=3, n_classes=2, seed=1, eval_sets=("test", "uncropped")
+    )
     make_fake_experiment(root, "multi7", n_samples=420, n_models=2, n_classes=7, seed=2)
     make_fake_experiment(root, "single", n_samples=200, n_models=1, n_classes=2, seed=3)
-    make_fake_experiment(root, "runs", n_samples=240, n_models=3, n_classes=2, seed=8, runs=3,
-                         eval_sets=("test", "val"))
+    make_fake_experiment(
+        root, "runs", n_samples=240, n_models=3, n_classes=2, seed=8, runs=3, eval_sets=("test", "val")
+    )
     return root
 
 
@@ -53,20 +56,26 @@ def broken_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def artifacts_env(monkeypatch: pytest.MonkeyPatch):
     """Point the dashboard at an artifacts root: `artifacts_env(root)`."""
+
     def _set(root: Path) -> Path:
         monkeypatch.setenv("MEDCOMPARE_ARTIFACTS", str(root))
         return root
+
     return _set
 
 
 # ---------------------------------------------------------------- AppTest helpers
 
+
 def _registry() -> dict[str, tuple[str, str, str, str]]:
     """The app's own page registry (dashboard.app.PAGES): {file stem: (AppTest path, title, url path, section)}."""
     from dashboard.app import PAGES
 
-    return {Path(file).stem: (f"app_pages/{file}", title, url, section)
-            for section, entries in PAGES.items() for file, title, _, url in entries}
+    return {
+        Path(file).stem: (f"app_pages/{file}", title, url, section)
+        for section, entries in PAGES.items()
+        for file, title, _, url in entries
+    }
 
 
 PAGES = _registry()  # every registered page, in navigation order
@@ -118,8 +127,9 @@ def click_chart(at, key: str, point: dict):
     states.CopyFrom(at._tree.get_widget_states())
     ws = states.widgets.add()
     ws.id = charts[0].proto.id
-    ws.string_value = json.dumps({"selection": {"points": [point], "point_indices": [point.get("point_index", 0)],
-                                                "box": [], "lasso": []}})
+    ws.string_value = json.dumps(
+        {"selection": {"points": [point], "point_indices": [point.get("point_index", 0)], "box": [], "lasso": []}}
+    )
     return at._run(states)
 
 

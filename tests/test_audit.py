@@ -1,5 +1,6 @@
 """Data audit: planted duplicates found (recall and precision), splits that respect them, official splits
 reported but kept, label conflicts, artifacts, the [audit] config and the dashboard page."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,8 +55,11 @@ def test_look_alike_distractors_are_not_paired(planted):
     data, _, result, _ = planted
     family = dict(zip(data.ids, data.family.tolist()))
     origin = dict(zip(data.ids, data.origin.tolist()))
-    same_family_other_image = [(a, b) for a, b in zip(result.pairs["a"], result.pairs["b"])
-                               if family[a] == family[b] and origin[a] != origin[b]]
+    same_family_other_image = [
+        (a, b)
+        for a, b in zip(result.pairs["a"], result.pairs["b"])
+        if family[a] == family[b] and origin[a] != origin[b]
+    ]
     assert not same_family_other_image
 
 
@@ -64,7 +68,7 @@ def test_conflicting_labels_found(planted):
     conflicts = result.conflicts(table)
     # the first 5 planted copies carry the other label than their base
     n_base = int((np.array(data.kind) == "base").sum())
-    flipped = set(data.ids[n_base:n_base + 5])
+    flipped = set(data.ids[n_base : n_base + 5])
     assert flipped <= set(conflicts["sample_id"])
     assert result.summary["conflicting_clusters"] >= 5
     for _, part in conflicts.groupby("cluster"):
@@ -178,6 +182,7 @@ def test_audit_config_section_parses_and_names_bad_values():
 
 # ---------------------------------------------------------------- CLI and dashboard page
 
+
 def _experiment_with_audit(root: Path) -> Path:
     """A fake experiment (test + a few train samples) with a hand-made audit: 2 leaky test images, 1 conflict."""
     from pipeline.audit import AuditResult, summarize
@@ -190,9 +195,14 @@ def _experiment_with_audit(root: Path) -> Path:
     samples.to_parquet(exp / "samples.parquet", index=False)
     ids = samples["sample_id"].tolist()
     test_ids = [i for i in ids if not i.startswith("train-")]
-    pairs = pd.DataFrame({"a": ["train-" + test_ids[0], "train-" + test_ids[1], test_ids[5]],
-                          "b": [test_ids[0], test_ids[1], test_ids[6]], "similarity": [1.0, 0.97, 0.96],
-                          "exact": [True, False, False]})
+    pairs = pd.DataFrame(
+        {
+            "a": ["train-" + test_ids[0], "train-" + test_ids[1], test_ids[5]],
+            "b": [test_ids[0], test_ids[1], test_ids[6]],
+            "similarity": [1.0, 0.97, 0.96],
+            "exact": [True, False, False],
+        }
+    )
     cluster = {pairs.a[0]: 0, pairs.b[0]: 0, pairs.a[1]: 1, pairs.b[1]: 1, pairs.a[2]: 2, pairs.b[2]: 2}
     quality = pd.DataFrame({"sample_id": ids, "decoded": True, "cluster": [cluster.get(i, -1) for i in ids]})
     quality["cluster_size"] = np.where(quality["cluster"] >= 0, 2, 1)
@@ -246,8 +256,12 @@ def test_prepare_samples_writes_the_audit_and_reuses_it_on_resume(tmp_path):
 
     npz = tmp_path / "tiny.npz"
     _npz_with_leak(npz)
-    cfg = parse_config({"experiment": {"name": "tiny", "output": str(tmp_path / "art")},
-                        "dataset": {"layout": "npz", "root": str(npz)}})
+    cfg = parse_config(
+        {
+            "experiment": {"name": "tiny", "output": str(tmp_path / "art")},
+            "dataset": {"layout": "npz", "root": str(npz)},
+        }
+    )
     logs: list[str] = []
     table, _, info = prepare_samples(cfg, log=logs.append)
     assert info["audit"]["leakage"]["test"] == {"n": 6, "with_duplicate_in_train_val": 2}

@@ -1,4 +1,5 @@
 """Backbone registry and weights handling (no training here)."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,18 @@ from pipeline import backbones as bb
 
 
 def test_registry_covers_the_issue_list():
-    wanted = {"MobileNetV2", "InceptionV3", "VGG16", "VGG19", "ResNet50", "ResNet101", "DenseNet121",
-              "DenseNet201", "SmallCNN", *[f"EfficientNetB{i}" for i in range(8)]}
+    wanted = {
+        "MobileNetV2",
+        "InceptionV3",
+        "VGG16",
+        "VGG19",
+        "ResNet50",
+        "ResNet101",
+        "DenseNet121",
+        "DenseNet201",
+        "SmallCNN",
+        *[f"EfficientNetB{i}" for i in range(8)],
+    }
     assert wanted <= set(bb.BACKBONES)
     for b in bb.BACKBONES.values():
         assert b.preprocess_mode in bb.PREPROCESS_MODES
@@ -62,9 +73,11 @@ def test_preprocess_layer_matches_keras_functions():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     layer_cls = bb.preprocess_layer_class()
-    cases = {"tf": keras.applications.mobilenet_v2.preprocess_input,
-             "caffe": keras.applications.resnet.preprocess_input,
-             "torch": keras.applications.densenet.preprocess_input}
+    cases = {
+        "tf": keras.applications.mobilenet_v2.preprocess_input,
+        "caffe": keras.applications.resnet.preprocess_input,
+        "torch": keras.applications.densenet.preprocess_input,
+    }
     for mode, fn in cases.items():
         ours = np.asarray(layer_cls(mode)(x))
         theirs = np.asarray(fn(x.copy()))

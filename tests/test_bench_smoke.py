@@ -3,6 +3,7 @@
 No timing assertions (the machine is shared and noisy): only that the scripts work, the contenders agree
 on their answers where they must, and the reports contain every row.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,11 @@ def _finite_positive(x: float) -> bool:
 
 def test_interleaved_rotates_order_and_counts_every_round():
     calls: list[str] = []
-    t = c.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
-                       "c": lambda: calls.append("c")}, repeats=3, warmup=1)
+    t = c.interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b"), "c": lambda: calls.append("c")},
+        repeats=3,
+        warmup=1,
+    )
     assert calls[:3] == ["a", "b", "c"]  # warm-up, then rotated rounds
     assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert all(len(v) == 3 for v in t.wall.values()) and all(len(v) == 3 for v in t.cpu.values())
@@ -51,20 +55,30 @@ def test_bench_predict_tiny(tmp_path):
 
     result = bench_predict.run(n_images=20, size=32, batch_size=8, repeats=1, backbones=["SmallCNN"], root=tmp_path)
     row = result["backbones"][0]
-    for key in ("ours img/s", "ImageDataGenerator img/s", "image_dataset_from_directory img/s", "ceiling img/s",
-                "ours/IDG", "ours/ceiling"):
+    for key in (
+        "ours img/s",
+        "ImageDataGenerator img/s",
+        "image_dataset_from_directory img/s",
+        "ceiling img/s",
+        "ours/IDG",
+        "ours/ceiling",
+    ):
         assert _finite_positive(row[key]), key
     assert row["max |p diff|"] < 1e-4  # same pixels, same model: same probabilities
-    assert {r["input pipeline"] for r in result["input_only"]} == {"ours", "ImageDataGenerator",
-                                                                   "image_dataset_from_directory"}
+    assert {r["input pipeline"] for r in result["input_only"]} == {
+        "ours",
+        "ImageDataGenerator",
+        "image_dataset_from_directory",
+    }
     assert "SmallCNN" in bench_predict.report(result)
 
 
 def test_bench_train_input_tiny(tmp_path):
     from bench import bench_train_input
 
-    result = bench_train_input.run(n_images=20, size=32, batch_size=8, repeats=1, backbones=["Tiny", "SmallCNN"],
-                                   root=tmp_path)
+    result = bench_train_input.run(
+        n_images=20, size=32, batch_size=8, repeats=1, backbones=["Tiny", "SmallCNN"], root=tmp_path
+    )
     row = result["backbones"][0]
     for key in ("ours img/s", "IDG dir img/s", "IDG flow img/s", "ours/IDG dir"):
         assert _finite_positive(row[key]), key
@@ -75,8 +89,17 @@ def test_bench_dashboard_tiny(tmp_path, monkeypatch):
     from bench import bench_dashboard
 
     monkeypatch.delenv("MEDCOMPARE_ARTIFACTS", raising=False)
-    result = bench_dashboard.run(n_binary=600, n_multi=420, n_boot=20, moves=3, repeats=1, naive_resamples=1,
-                                 apptest=True, root=tmp_path, n_models=3)
+    result = bench_dashboard.run(
+        n_binary=600,
+        n_multi=420,
+        n_boot=20,
+        moves=3,
+        repeats=1,
+        naive_resamples=1,
+        apptest=True,
+        root=tmp_path,
+        n_models=3,
+    )
     assert [r["experiment"] for r in result["cold_load"]] == ["bin", "multi7"]
     assert all(_finite_positive(r["total s"]) for r in result["cold_load"])
     slider = result["slider"][0]  # ours and naive agreed on every count (checked inside)

@@ -5,6 +5,7 @@ first one stays good), and experiments broken at the experiment level (a newer s
 truncated or malformed sample tables). The CLI runs both as a subprocess and in-process; the dashboard
 runs under Streamlit's AppTest with `MEDCOMPARE_ARTIFACTS` pointing at the root.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,13 +30,22 @@ GOOD_MODEL = "MobileNetV2"  # the first fake backbone: left intact in the "mixed
 # model in "mixed" -> (what is broken, the file the message must name, a phrase the message must contain)
 MODEL_BREAKS: dict[str, tuple[str, str, str]] = {
     "ResNet50": ("truncated Parquet", "ResNet50/predictions.parquet", "truncated"),
-    "EfficientNetB0": ("a missing probability column", "EfficientNetB0/predictions.parquet",
-                       "missing columns ['prob_1']"),
-    "DenseNet121": ("probabilities stored as text", "DenseNet121/predictions.parquet",
-                    "probability columns must be float"),
+    "EfficientNetB0": (
+        "a missing probability column",
+        "EfficientNetB0/predictions.parquet",
+        "missing columns ['prob_1']",
+    ),
+    "DenseNet121": (
+        "probabilities stored as text",
+        "DenseNet121/predictions.parquet",
+        "probability columns must be float",
+    ),
     "VGG16": ("NaN probabilities", "VGG16/predictions.parquet", "rows have NaN probabilities"),
-    "InceptionV3": ("probabilities outside [0, 1]", "InceptionV3/predictions.parquet",
-                    "probabilities must be in [0, 1]"),
+    "InceptionV3": (
+        "probabilities outside [0, 1]",
+        "InceptionV3/predictions.parquet",
+        "probabilities must be in [0, 1]",
+    ),
 }
 UNKNOWN_IDS_MODEL = "ResNet101"  # rows for sample ids not in samples.parquet: a warning, the model stays usable
 UNFINISHED_MODEL = "VGG19"  # config.json says "running": an interrupted run, never listed
@@ -70,17 +80,20 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _edit_predictions(mixed, "DenseNet121", lambda df: df.assign(prob_0=df["prob_0"].map("{:.4f}".format)))
     _edit_predictions(mixed, "VGG16", lambda df: df.assign(prob_1=df["prob_1"].where(df.index % 7 != 0)))
     _edit_predictions(mixed, "InceptionV3", lambda df: df.assign(prob_1=df["prob_1"] * 1.7, prob_0=df["prob_0"] - 0.7))
-    _edit_predictions(mixed, UNKNOWN_IDS_MODEL,
-                      lambda df: df.assign(sample_id=[f"ghost-{i}" if i < 9 else s
-                                                      for i, s in enumerate(df["sample_id"])]))
+    _edit_predictions(
+        mixed,
+        UNKNOWN_IDS_MODEL,
+        lambda df: df.assign(sample_id=[f"ghost-{i}" if i < 9 else s for i, s in enumerate(df["sample_id"])]),
+    )
     cfg_path = mixed / "models" / UNFINISHED_MODEL / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg_path.write_text(json.dumps({**cfg, "status": "running"}))
 
     newer = make_fake_experiment(root, "newer_schema", n_samples=40, n_models=1, seed=23)
     meta = json.loads((newer / "experiment.json").read_text())
-    (newer / "experiment.json").write_text(json.dumps({**meta, "schema_version": art.SCHEMA_VERSION + 1,
-                                                       "new_field_from_the_future": {"x": 1}}))
+    (newer / "experiment.json").write_text(
+        json.dumps({**meta, "schema_version": art.SCHEMA_VERSION + 1, "new_field_from_the_future": {"x": 1}})
+    )
     half = make_fake_experiment(root, "half_written_json", n_samples=40, n_models=1, seed=24)
     text = (half / "experiment.json").read_text()
     (half / "experiment.json").write_text(text[: len(text) // 2])
@@ -95,6 +108,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---------------------------------------------------------------- pipeline validate
+
 
 def _expected_lines() -> list[tuple[str, str, str]]:
     """(experiment, file fragment, message fragment) that the validate report must contain."""
@@ -118,8 +132,13 @@ def _check_report(text: str) -> None:
 
 def test_validate_cli_subprocess_names_every_problem(root: Path) -> None:
     """`python -m pipeline validate <root>` as a user runs it: exit code 1 and one line per problem."""
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(root)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "validate", str(root)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     _check_report(proc.stdout)
@@ -144,6 +163,7 @@ def test_validate_a_missing_folder_fails_cleanly(tmp_path: Path, capsys: pytest.
 
 
 # ---------------------------------------------------------------- the dashboard
+
 
 def _errors(at) -> str:
     return "\n".join(e.value for e in at.error)
@@ -184,8 +204,9 @@ def test_dashboard_overview_reports_each_broken_model_and_scores_the_good_ones(r
     assert f"{UNKNOWN_IDS_MODEL}: 9 prediction rows name sample ids that are not in samples.parquet" in captions
 
 
-@pytest.mark.parametrize("page", ["curves", "confusion", "thresholds", "calibration", "training", "eval_sets",
-                                  "compare", "review", "live"])
+@pytest.mark.parametrize(
+    "page", ["curves", "confusion", "thresholds", "calibration", "training", "eval_sets", "compare", "review", "live"]
+)
 def test_every_page_survives_the_broken_models(root, artifacts_env, page) -> None:
     """Every page opens on the mixed experiment without an exception and still shows the good model."""
     artifacts_env(root)
@@ -202,8 +223,7 @@ def test_every_page_survives_the_broken_models(root, artifacts_env, page) -> Non
     else:
         assert "ResNet50/predictions.parquet" in text and "truncated" in text, text
         assert at.get("plotly_chart") or at.dataframe
-    shown = " ".join(str(el.proto) for el in at.get("plotly_chart")) + " ".join(
-        str(df.value) for df in at.dataframe)
+    shown = " ".join(str(el.proto) for el in at.get("plotly_chart")) + " ".join(str(df.value) for df in at.dataframe)
     if page not in ("live",):
         assert GOOD_MODEL in shown, f"{page}: the good model is not shown"
 

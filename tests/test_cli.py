@@ -1,4 +1,5 @@
 """The CLI (python -m pipeline): commands that need no training."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The CLI's stage commands on a tiny generated data set: train, then predict without retraining (a new
 evaluation set; an evaluation set again, with TTA switched off), then evaluate. Trains a 2-epoch SmallCNN."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,7 @@ def _config(tmp: Path, data: Path, extra: Path | None) -> Path:
     text = f"""
 [experiment]
 name = "stages"
-output = "{tmp / 'artifacts'}"
+output = "{tmp / "artifacts"}"
 [dataset]
 layout = "patient_class_folders"
 root = "{data}"
@@ -75,8 +76,9 @@ def test_train_then_predict_without_retraining_then_evaluate(tmp_path, capsys):
     with pytest.raises(ValueError, match="argument `--again`"):
         from pipeline.__main__ import build_parser
 
-        args = build_parser().parse_args(["predict", "--config", str(_config(tmp_path, data, shifted)),
-                                          "--again", "nope"])
+        args = build_parser().parse_args(
+            ["predict", "--config", str(_config(tmp_path, data, shifted)), "--again", "nope"]
+        )
         args.func(args)
 
     capsys.readouterr()

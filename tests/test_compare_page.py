@@ -1,6 +1,7 @@
 """The Paired comparison page (AppTest) and the Overview's ensemble row, checked against independent references:
 DeLong from `metrics.delong_test` on arrays read with pandas, McNemar and Holm from statsmodels, AUCs from
 scikit-learn."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,6 +51,7 @@ def _sm_mcnemar(y, pred_a, pred_b):
 
 # ---------------------------------------------------------------- smoke tests
 
+
 def test_binary_page_draws_every_section(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_compare("binary")
@@ -58,8 +60,9 @@ def test_binary_page_draws_every_section(fake_root, artifacts_env):
     verdict = at.markdown[0].value
     assert verdict.startswith("##### EfficientNetB0 vs MobileNetV2: AUC difference") and "DeLong p" in verdict
     assert "Holm" in verdict  # three models: three pairs, Holm-corrected
-    assert {"compare_matrix", "compare_disagreement", "compare_unique", "compare_ens_roc",
-            "compare_ens_pr"} <= set(chart_ids(at))
+    assert {"compare_matrix", "compare_disagreement", "compare_unique", "compare_ens_roc", "compare_ens_pr"} <= set(
+        chart_ids(at)
+    )
     pairs = next(d.value for d in at.dataframe if "DeLong p (Holm)" in d.value.columns)
     assert len(pairs) == 3
     assert at.button(key="compare_build_report").label == "Build meeting report"
@@ -92,6 +95,7 @@ def test_one_model_says_a_comparison_needs_two(fake_root, artifacts_env):
 
 
 # ---------------------------------------------------------------- interactions against references
+
 
 def test_picking_two_models_shows_delong_and_mcnemar_equal_to_references(fake_root, artifacts_env):
     artifacts_env(fake_root)
@@ -210,15 +214,18 @@ def test_report_button_offers_the_download(fake_root, artifacts_env):
 
 # ---------------------------------------------------------------- the report shows the numbers of its page
 
+
 def _report_leaderboard(text: str) -> tuple[int, dict[str, dict[str, str]]]:
     """(samples in the header, {model: {column: cell text}}) of a meeting report's leaderboard."""
     import re
 
     n = int(re.search(r"Evaluation set <b>[^<]*</b> · ([\d,]+) samples", text).group(1).replace(",", ""))
-    section = text[text.index('<section id="leaderboard">'):]
-    section = section[:section.index("</section>")]
-    rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, flags=re.S) for r in re.findall(r"<tr>(.*?)</tr>", section,
-                                                                                          flags=re.S)]
+    section = text[text.index('<section id="leaderboard">') :]
+    section = section[: section.index("</section>")]
+    rows = [
+        re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, flags=re.S)
+        for r in re.findall(r"<tr>(.*?)</tr>", section, flags=re.S)
+    ]
     header, body = rows[0], rows[1:]
     return n, {r[0].strip(): dict(zip(header[1:], (c.strip() for c in r[1:]))) for r in body}
 
@@ -265,9 +272,11 @@ def test_downloaded_report_uses_the_pages_exclusions_and_thresholds(tmp_path, mo
         for m in models:
             ym, Pm, _ = truth(tmp_path, "ex", m)
             pred = Pm[keep, 1] >= thr[m]
-            for col, ref in (("Accuracy", skm.accuracy_score(ym[keep], pred)),
-                             ("Sensitivity", skm.recall_score(ym[keep], pred)),
-                             ("ROC AUC", skm.roc_auc_score(ym[keep], Pm[keep, 1]))):
+            for col, ref in (
+                ("Accuracy", skm.accuracy_score(ym[keep], pred)),
+                ("Sensitivity", skm.recall_score(ym[keep], pred)),
+                ("ROC AUC", skm.roc_auc_score(ym[keep], Pm[keep, 1])),
+            ):
                 assert float(board[m][col].split()[0]) == pytest.approx(ref, abs=5e-4), (exclude, m, col)
                 assert board[m][col].split()[0] == page.loc[m, col].split()[0], (exclude, m, col)
             assert float(board[m]["Threshold"]) == pytest.approx(thr[m])

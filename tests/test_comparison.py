@@ -1,4 +1,5 @@
 """pipeline/comparison.py: the one aligned view every consumer reads (pages, review gallery, report, CLI)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,8 @@ def test_load_aligned_leaves_out_exactly_the_excluded_ids(exp):
     ref = _pandas_truth(exp, "MobileNetV2", "test")
     ref = ref[~ref["sample_id"].isin(drop)]
     assert skm.roc_auc_score(al.y, al.probs["MobileNetV2"][:, 1]) == pytest.approx(
-        skm.roc_auc_score(ref["label"], ref["prob_1"]))
+        skm.roc_auc_score(ref["label"], ref["prob_1"])
+    )
     assert set(cmp.with_ensemble(al)) == {*exp.models, cmp.ENSEMBLE}
 
 
@@ -59,8 +61,7 @@ def test_outer_join_is_the_union_with_nan_where_a_model_has_no_prediction(exp):
     assert np.isnan(al.probs["ResNet50"][~al.has["ResNet50"]]).all()
     # The review gallery's arrays equal the ones align_predictions builds from the same inputs.
     arrays = rv.from_aligned(al)
-    ref = rv.align_predictions(al.sample_ids, al.y, {m: (md.sample_ids, md.P) for m, md in reads.items()},
-                               n_classes=2)
+    ref = rv.align_predictions(al.sample_ids, al.y, {m: (md.sample_ids, md.P) for m, md in reads.items()}, n_classes=2)
     assert arrays.models == ref.models
     np.testing.assert_array_equal(arrays.has, ref.has)
     np.testing.assert_allclose(arrays.P, ref.P, equal_nan=True)

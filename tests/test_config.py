@@ -1,4 +1,5 @@
 """Experiment config parsing: defaults, validation messages naming the key."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,16 +17,19 @@ def test_defaults_and_paths():
     assert cfg.split.fractions == (0.7, 0.15, 0.15) and cfg.train.weights == "none"
 
 
-@pytest.mark.parametrize("patch, match", [
-    ({"dataset": {"layout": "folders", "root": "d"}}, r"`dataset.layout`.*Received: 'folders'"),
-    ({"split": {"fractions": [0.5, 0.5, 0.5]}}, r"`split.fractions`.*summing to 1"),
-    ({"train": {"backbones": ["ResNet5"]}}, r"`backbone`.*'ResNet5'"),
-    ({"train": {"epochs": 0}}, r"`train.epochs`.*positive integer"),
-    ({"train": {"augment": ["flip", "warp"]}}, r"`train.augment`.*\['warp'\]"),
-    ({"train": {"epoch": 3}}, r"`train`.*\['epoch'\]"),
-    ({"dataset": {"layout": "npz", "root": "x", "image_size": 4}}, r"`dataset.image_size`"),
-    ({"eval_sets": [{"name": "test", "layout": "npz", "root": "x"}]}, r"eval_sets\[0\].name"),
-])
+@pytest.mark.parametrize(
+    "patch, match",
+    [
+        ({"dataset": {"layout": "folders", "root": "d"}}, r"`dataset.layout`.*Received: 'folders'"),
+        ({"split": {"fractions": [0.5, 0.5, 0.5]}}, r"`split.fractions`.*summing to 1"),
+        ({"train": {"backbones": ["ResNet5"]}}, r"`backbone`.*'ResNet5'"),
+        ({"train": {"epochs": 0}}, r"`train.epochs`.*positive integer"),
+        ({"train": {"augment": ["flip", "warp"]}}, r"`train.augment`.*\['warp'\]"),
+        ({"train": {"epoch": 3}}, r"`train`.*\['epoch'\]"),
+        ({"dataset": {"layout": "npz", "root": "x", "image_size": 4}}, r"`dataset.image_size`"),
+        ({"eval_sets": [{"name": "test", "layout": "npz", "root": "x"}]}, r"eval_sets\[0\].name"),
+    ],
+)
 def test_errors_name_the_key(patch, match):
     with pytest.raises(ValueError, match=match):
         parse_config({**BASE, **patch})

@@ -13,6 +13,7 @@ save) and at seeded random moments; each run resumes the previous one. After eac
 
 Then a final rerun completes and must not touch the models that were already complete (mtimes compared).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,10 +43,11 @@ LONG = os.environ.get("CRASH_LONG") == "1"
 
 def _config(tmp: Path, data: Path) -> Path:
     path = tmp / "crash.toml"
-    path.write_text(f"""
+    path.write_text(
+        f"""
 [experiment]
 name = "crash"
-output = "{tmp / 'artifacts'}"
+output = "{tmp / "artifacts"}"
 [dataset]
 layout = "patient_class_folders"
 root = "{data}"
@@ -64,18 +66,32 @@ augment = []
 [predict]
 batch_size = 64
 tta = false
-""".replace("'", '"'))
+""".replace("'", '"')
+    )
     return path
 
 
 # ---------------------------------------------------------------- running and killing
 
+
 def _start(cfg_path: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1",
-           "OMP_NUM_THREADS": "2", "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "1"}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "2",
+        "TF_NUM_INTRAOP_THREADS": "2",
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
     with open(log, "ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--config", str(cfg_path)], cwd=REPO,
-                                env=env, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "--config", str(cfg_path)],
+            cwd=REPO,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def run_until(cfg_path: Path, log: Path, trigger: Callable[[float], bool], timeout: float = RUN_TIMEOUT_S) -> str:
@@ -101,21 +117,25 @@ def run_until(cfg_path: Path, log: Path, trigger: Callable[[float], bool], timeo
 
 def appears(path_fn: Callable[[], Path]) -> Callable[[float], bool]:
     """Trigger: the file exists with a modification time after the run started."""
+
     def check(started: float) -> bool:
         try:
             return path_fn().stat().st_mtime >= started - 0.01
         except FileNotFoundError:
             return False
+
     return check
 
 
 def temp_appears(folder: Callable[[], Path], prefix: str) -> Callable[[float], bool]:
     """Trigger: a temporary file named `prefix*` shows up in the folder (a write in progress)."""
+
     def check(started: float) -> bool:
         try:
             return any(n.startswith(prefix) and ".tmp" in n for n in os.listdir(folder()))
         except FileNotFoundError:
             return False
+
     return check
 
 
@@ -130,6 +150,7 @@ def after_delay(seconds: float) -> Callable[[float], bool]:
 
 
 # ---------------------------------------------------------------- what must hold after every kill
+
 
 def _valid_keras_zip(path: Path) -> None:
     assert zipfile.is_zipfile(path), f"{path} is not a complete .keras (zip) file"
@@ -183,19 +204,27 @@ def check_models(exp_dir: Path) -> set[str]:
             preds = art.read_predictions(exp, model)
             assert len(preds) == int(exp.samples["eval_set"].notna().sum())
         elif mdir.is_dir():
-            unfinished = [p for p in problems if p.severity == "error" and model in p.path
-                          and ("did not finish" in p.message or "not marked complete" in p.message)]
+            unfinished = [
+                p
+                for p in problems
+                if p.severity == "error"
+                and model in p.path
+                and ("did not finish" in p.message or "not marked complete" in p.message)
+            ]
             assert unfinished, f"{model} is neither listed nor reported unfinished: {problems}"
     return listed
 
 
 def _stamps(exp_dir: Path, model: str) -> dict[str, int]:
     mdir = exp_dir / art.MODELS_DIR / model
-    return {name: (mdir / name).stat().st_mtime_ns for name in
-            (art.MODEL_CONFIG_FILE, art.MODEL_FILE, art.HISTORY_FILE, art.PREDICTIONS_FILE)}
+    return {
+        name: (mdir / name).stat().st_mtime_ns
+        for name in (art.MODEL_CONFIG_FILE, art.MODEL_FILE, art.HISTORY_FILE, art.PREDICTIONS_FILE)
+    }
 
 
 # ---------------------------------------------------------------- the test
+
 
 def test_sigkill_at_every_stage_then_resume(tmp_path: Path) -> None:
     """Kill at each write of both models (and at a random moment); after every kill the artifacts are sound."""
@@ -207,9 +236,13 @@ def test_sigkill_at_every_stage_then_resume(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     first, second = BACKBONES
     kill_points: list[tuple[str, Callable[[float], bool]]] = [
-        (f"{first}: model.keras saved, writing predictions",
-         either(temp_appears(lambda: mdir(first), f".{art.PREDICTIONS_FILE}"),
-                appears(lambda: mdir(first) / art.PREDICTIONS_FILE))),
+        (
+            f"{first}: model.keras saved, writing predictions",
+            either(
+                temp_appears(lambda: mdir(first), f".{art.PREDICTIONS_FILE}"),
+                appears(lambda: mdir(first) / art.PREDICTIONS_FILE),
+            ),
+        ),
         (f"{second}: mid model save ({first} complete by then)", temp_appears(lambda: mdir(second), ".model.")),
     ]
     if LONG:  # the manual setting adds the first model's own mid-save kill
@@ -240,6 +273,8 @@ def test_sigkill_at_every_stage_then_resume(tmp_path: Path) -> None:
         assert _stamps(exp_dir, model) == stamps, f"{model} was complete before the rerun but was redone"
     assert not [p for p in art.validate_experiment(exp_dir) if p.severity == "error"]
     redone = sorted(set(BACKBONES) - set(before))
-    print(f"\n[crash] kills survived: {survived}; complete before the final rerun: {sorted(before)}, redone: "
-          f"{redone}; temporary files left: {temps}\n  " + "\n  ".join(report))
+    print(
+        f"\n[crash] kills survived: {survived}; complete before the final rerun: {sorted(before)}, redone: "
+        f"{redone}; temporary files left: {temps}\n  " + "\n  ".join(report)
+    )
     assert not temps, f"stale temporary files were left in the artifacts: {temps}"

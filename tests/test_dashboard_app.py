@@ -1,5 +1,6 @@
 """AppTest smoke tests of the whole dashboard: every page on binary, 7-class and one-model experiments,
 empty and malformed artifacts, the URL state, and no TensorFlow import."""
+
 from __future__ import annotations
 
 import os
@@ -102,8 +103,7 @@ def test_bad_config_values_leave_resource_cells_empty(broken_root, artifacts_env
 
 def test_url_query_parameters_restore_the_view(fake_root, artifacts_env):
     artifacts_env(fake_root)
-    at = open_app("multi7", models="ResNet50", cls="class_3", thr="ResNet50@3:0.25", page="thresholds",
-                  eval="test")
+    at = open_app("multi7", models="ResNet50", cls="class_3", thr="ResNet50@3:0.25", page="thresholds", eval="test")
     no_exceptions(at)
     assert [t.value for t in at.title] == ["Threshold tuning"]
     assert at.multiselect(key="models").value == ["ResNet50"]
@@ -180,8 +180,7 @@ def test_leaderboard_default_columns_fit_a_laptop_screen(fake_root, artifacts_en
     width = widgets.column_px(table, None) + sum(widgets.column_px(table, c) for c in shown)
     assert width <= widgets.LAPTOP_TABLE_PX
     assert {"Rank", "Threshold", "ROC AUC", "Balanced acc.", "Sensitivity", "Specificity"} <= set(shown)
-    at.multiselect(key="overview_columns").set_value(
-        [c for c in table.columns if c not in widgets.ALWAYS_SHOWN]).run()
+    at.multiselect(key="overview_columns").set_value([c for c in table.columns if c not in widgets.ALWAYS_SHOWN]).run()
     assert list(at.dataframe[0].proto.column_order) == list(table.columns)
 
 

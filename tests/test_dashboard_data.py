@@ -1,4 +1,5 @@
 """data_access and state helpers outside the app: alignment, cache invalidation, cell selection, bands, URL codec."""
+
 from __future__ import annotations
 
 import os
@@ -108,8 +109,9 @@ def test_curves_are_downsampled(tmp_path):
 
 
 def test_leaderboard_frame_reads_config_numbers():
-    frame = da.leaderboard_frame({"A": {"roc_auc": (0.9, 0.8, 0.95)}},
-                                 {"A": {"params": 1_000_000, "model_bytes": "big", "train_seconds": True}})
+    frame = da.leaderboard_frame(
+        {"A": {"roc_auc": (0.9, 0.8, 0.95)}}, {"A": {"params": 1_000_000, "model_bytes": "big", "train_seconds": True}}
+    )
     assert frame.loc["A", "roc_auc"] == 0.9 and frame.loc["A", "roc_auc_lo"] == 0.8
     assert frame.loc["A", "params"] == 1e6
     assert np.isnan(frame.loc["A", "model_bytes"]) and np.isnan(frame.loc["A", "train_seconds"])

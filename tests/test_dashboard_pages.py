@@ -1,4 +1,5 @@
 """One or more widget interactions per page, asserted on the values shown, recomputed with scikit-learn."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,6 +33,7 @@ def _metric(at, label: str) -> float:
 
 # ---------------------------------------------------------------- overview
 
+
 def test_leaderboard_values_equal_sklearn_and_rank_by_changes_order(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_app("binary", "overview")
@@ -43,14 +45,18 @@ def test_leaderboard_values_equal_sklearn_and_rank_by_changes_order(fake_root, a
         y, P, _ = truth(fake_root, "binary", model)
         auc = skm.roc_auc_score(y, P[:, 1])
         acc = skm.accuracy_score(y, (P[:, 1] >= 0.5).astype(int))
-        point, lo, hi = (float(v) for v in table.loc[model, "ROC AUC"].rstrip(" ★").replace("[", "").replace(
-            "]", "").replace(",", "").split())
+        point, lo, hi = (
+            float(v)
+            for v in table.loc[model, "ROC AUC"].rstrip(" ★").replace("[", "").replace("]", "").replace(",", "").split()
+        )
         assert point == pytest.approx(auc, abs=5e-4) and lo <= point <= hi
         assert float(table.loc[model, "Accuracy"].split()[0]) == pytest.approx(acc, abs=5e-4)
     at.selectbox(key="overview_rank_by").set_value("sensitivity").run()
     table = at.dataframe[0].value
-    sens = {m: skm.recall_score(*(lambda y, P: (y, (P[:, 1] >= 0.5).astype(int)))(*truth(fake_root, "binary", m)[:2]))
-            for m in table.index}
+    sens = {
+        m: skm.recall_score(*(lambda y, P: (y, (P[:, 1] >= 0.5).astype(int)))(*truth(fake_root, "binary", m)[:2]))
+        for m in table.index
+    }
     assert list(table.index) == sorted(sens, key=lambda m: -sens[m])
     assert list(table["Rank"]) == [1, 2, 3]
     best = max(sens, key=sens.get)
@@ -61,6 +67,7 @@ def test_dataset_summary_counts_classes_and_groups(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_app("multi7", "overview")
     import pandas as pd
+
     samples = pd.read_parquet(fake_root / "multi7" / "samples.parquet")
     counts = next(d.value for d in at.dataframe if "groups" in d.value.columns and "total" in d.value.columns)
     assert counts.loc["test", "total"] == len(samples)
@@ -69,6 +76,7 @@ def test_dataset_summary_counts_classes_and_groups(fake_root, artifacts_env):
 
 
 # ---------------------------------------------------------------- curves
+
 
 def _legend_names(at) -> list[str]:
     return [t.get("name", "") for spec in plotly_specs(at) for t in spec["data"]]
@@ -121,6 +129,7 @@ def test_class_picker_changes_one_vs_rest_curves(fake_root, artifacts_env):
 
 # ---------------------------------------------------------------- confusion matrices
 
+
 def test_confusion_matrix_counts_and_normalise_toggle(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_app("multi7", "confusion")
@@ -147,13 +156,18 @@ def test_clicking_a_cell_opens_exactly_its_samples(fake_root, artifacts_env, typ
     custom = [0, 1, fp, 0.0]
     # The browser sends a typed-array row as {"0": ..., "1": ...}; plain lists must work too.
     payload = {str(i): v for i, v in enumerate(custom)} if typed_array else custom
-    click_chart(at, "cm_chart_ResNet50", {"curve_number": 0, "point_number": 1, "point_index": 1, "x": 1, "y": 0,
-                                          "customdata": payload})
+    click_chart(
+        at,
+        "cm_chart_ResNet50",
+        {"curve_number": 0, "point_number": 1, "point_index": 1, "x": 1, "y": 0, "customdata": payload},
+    )
     no_exceptions(at)
     assert [h.value for h in at.subheader] == [
-        f"ResNet50: true benign → predicted malignant ({fp:,} samples, misclassified)"]
+        f"ResNet50: true benign → predicted malignant ({fp:,} samples, misclassified)"
+    ]
     # page 1 of the gallery: the 24 most confident of exactly those samples, each labelled true/pred/probability
     import pandas as pd
+
     samples = pd.read_parquet(fake_root / "binary" / "samples.parquet")
     preds = pd.read_parquet(fake_root / "binary" / "models" / "ResNet50" / "predictions.parquet")
     cell = preds[(preds["eval_set"] == "test") & (preds["prob_1"] >= 0.5)].merge(samples, on="sample_id")
@@ -185,6 +199,7 @@ def test_cell_gallery_is_paginated(tmp_path, artifacts_env):
 
 
 # ---------------------------------------------------------------- thresholds
+
 
 def test_threshold_slider_updates_metrics_like_sklearn(fake_root, artifacts_env):
     artifacts_env(fake_root)
@@ -275,6 +290,7 @@ def test_multiclass_thresholds_are_one_vs_rest(fake_root, artifacts_env):
 
 # ---------------------------------------------------------------- calibration
 
+
 def test_calibration_table_matches_sklearn_and_bins_slider(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_app("binary", "calibration")
@@ -286,8 +302,9 @@ def test_calibration_table_matches_sklearn_and_bins_slider(fake_root, artifacts_
         assert table.loc[model, "Brier score"] == pytest.approx(skm.brier_score_loss(y, P[:, 1]))
         edges = np.linspace(0, 1, 6)
         idx = np.clip(np.searchsorted(edges[1:-1], P[:, 1], side="right"), 0, 4)
-        ece = sum(abs(P[idx == b, 1].mean() - y[idx == b].mean()) * (idx == b).sum()
-                  for b in range(5) if (idx == b).any()) / len(y)
+        ece = sum(
+            abs(P[idx == b, 1].mean() - y[idx == b].mean()) * (idx == b).sum() for b in range(5) if (idx == b).any()
+        ) / len(y)
         assert table.loc[model, "ECE"] == pytest.approx(ece, abs=1e-9)
     rel = next(s for s in plotly_specs(at) if s["_id"].endswith("-cal_reliability"))
     assert all(len(t["x"]) <= 5 for t in rel["data"][1:])
@@ -306,6 +323,7 @@ def test_calibration_top_label_for_multiclass(fake_root, artifacts_env):
 
 # ---------------------------------------------------------------- training
 
+
 def test_training_curves_follow_the_metric_picker(fake_root, artifacts_env):
     artifacts_env(fake_root)
     at = open_app("binary", "training")
@@ -315,12 +333,14 @@ def test_training_curves_follow_the_metric_picker(fake_root, artifacts_env):
     specs = plotly_specs(at)
     assert len(specs) == 1 and specs[0]["layout"]["title"]["text"] == "accuracy"
     import pandas as pd
+
     hist = pd.read_csv(fake_root / "binary" / "models" / "ResNet50" / "history.csv")
     trace = next(t for t in specs[0]["data"] if t["name"] == "ResNet50 (val)")
     np.testing.assert_allclose(plotly_array(trace["y"]), hist["val_accuracy"])
 
 
 # ---------------------------------------------------------------- evaluation sets
+
 
 def test_eval_sets_side_by_side_equal_sklearn(fake_root, artifacts_env):
     artifacts_env(fake_root)

@@ -1,4 +1,5 @@
 """Decoding: every supported format ends in an RGB uint8 image with notes, every bad input in ImageDecodeError."""
+
 from __future__ import annotations
 
 import io
@@ -31,15 +32,30 @@ from pipeline.preprocess import (
 
 # The CI setting; a long manual run: DECODE_FUZZ_EXAMPLES=10000 pytest tests/test_decode.py -k hypothesis
 FUZZ_EXAMPLES = int(os.environ.get("DECODE_FUZZ_EXAMPLES", "150"))
-FUZZ_SETTINGS = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-MAGICS = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"II*\x00", b"MM\x00*", b"BM", b"GIF89a",
-          b"RIFF\x00\x00\x00\x00WEBP", b"P5\n", b"\x00" * 128 + b"DICM"]
+FUZZ_SETTINGS = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+MAGICS = [
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff\xe0",
+    b"II*\x00",
+    b"MM\x00*",
+    b"BM",
+    b"GIF89a",
+    b"RIFF\x00\x00\x00\x00WEBP",
+    b"P5\n",
+    b"\x00" * 128 + b"DICM",
+]
 
 GRADIENT = np.tile(np.arange(64, dtype=np.uint8) * 4, (32, 1))  # 32x64, values 0..252
 
 
 # ---------------------------------------------------------------- builders (also used by fuzzing)
+
 
 def pil_bytes(image: np.ndarray | Image.Image, fmt: str, **kwargs) -> bytes:
     """Encode an array or a Pillow image with Pillow."""
@@ -68,8 +84,15 @@ def png_with_header_size(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
-def dicom_bytes(pixels: bool = True, photometric: str = "MONOCHROME2", frames: int = 1,
-                window: bool = True, patient_id: str = "P001", rows: int = 20, cols: int = 30) -> bytes:
+def dicom_bytes(
+    pixels: bool = True,
+    photometric: str = "MONOCHROME2",
+    frames: int = 1,
+    window: bool = True,
+    patient_id: str = "P001",
+    rows: int = 20,
+    cols: int = 30,
+) -> bytes:
     """A minimal valid 16-bit (12 stored) DICOM file, implicit VR little endian."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ImplicitVRLittleEndian, generate_uid
@@ -136,6 +159,7 @@ def assert_rgb(decoded: DecodedImage, height: int = 32, width: int = 64) -> None
 
 
 # ---------------------------------------------------------------- formats that must decode
+
 
 def test_grayscale_png_becomes_rgb_with_a_note():
     decoded = decode_image(sample_files()["gray.png"], "gray.png")
@@ -255,6 +279,7 @@ def test_dicom_without_window_is_min_max_scaled():
 
 # ---------------------------------------------------------------- inputs that must be refused
 
+
 def test_dicom_without_pixel_data():
     with pytest.raises(ImageDecodeError, match="DICOM has no pixel data"):
         decode_image(dicom_bytes(pixels=False), "report.dcm")
@@ -363,9 +388,14 @@ def test_hypothesis_random_bytes_behind_real_magic(magic, body, name):
 
 
 @FUZZ_SETTINGS
-@given(height=st.integers(1, 40), width=st.integers(1, 40), channels=st.sampled_from([1, 3, 4]),
-       dtype=st.sampled_from(["uint8", "uint16", "float32"]), ext=st.sampled_from([".png", ".tiff"]),
-       seed=st.integers(0, 2**16))
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    channels=st.sampled_from([1, 3, 4]),
+    dtype=st.sampled_from(["uint8", "uint16", "float32"]),
+    ext=st.sampled_from([".png", ".tiff"]),
+    seed=st.integers(0, 2**16),
+)
 def test_hypothesis_valid_images_of_any_shape_and_depth_decode(height, width, channels, dtype, ext, seed):
     if dtype == "float32" and ext == ".png":
         ext = ".tiff"  # PNG has no float samples
@@ -390,7 +420,7 @@ def test_mutated_inputs_only_raise_image_decode_error(tmp_path):
                 for _ in range(rng.randint(1, 6)):
                     mutated[rng.randrange(len(mutated))] = rng.randrange(256)
             else:
-                del mutated[rng.randrange(1, len(mutated)):]
+                del mutated[rng.randrange(1, len(mutated)) :]
             (tmp_path / name).write_bytes(bytes(mutated))
             try:
                 probe_image(tmp_path / name)
@@ -409,6 +439,7 @@ def test_mutated_inputs_only_raise_image_decode_error(tmp_path):
 
 
 # ---------------------------------------------------------------- header probe (used by ingestion)
+
 
 def test_probe_image_reads_sizes_from_headers(tmp_path):
     files = dict(sample_files())
@@ -442,6 +473,7 @@ def test_probe_image_refuses_corrupt_headers(tmp_path):
 
 
 # ---------------------------------------------------------------- files, archives, resize, encode
+
 
 def test_load_image_from_path_and_missing_path(tmp_path):
     path = tmp_path / "scan.dcm"

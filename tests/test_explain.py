@@ -4,6 +4,7 @@ The heavy families are traced eagerly (`tf.config.run_functions_eagerly`): one G
 2 s instead of 10-20 s of graph tracing, and the code path is the same; the compiled path is covered by
 SmallCNN, MobileNetV2 and VGG16 and by the save/reload test.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,6 +40,7 @@ def eager():
 
 # ---------------------------------------------------------------- every family, untrained, tiny input
 
+
 @pytest.mark.parametrize("name", ["SmallCNN", "MobileNetV2", "VGG16"])
 def test_grad_cam_compiled_light_families(name):
     from pipeline.backbones import build_classifier
@@ -56,8 +58,9 @@ def test_grad_cam_compiled_light_families(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,size", [("InceptionV3", 75), ("ResNet50", SIZE), ("DenseNet121", SIZE),
-                                       ("EfficientNetB0", SIZE)])
+@pytest.mark.parametrize(
+    "name,size", [("InceptionV3", 75), ("ResNet50", SIZE), ("DenseNet121", SIZE), ("EfficientNetB0", SIZE)]
+)
 def test_grad_cam_heavy_families(name, size, eager):
     from pipeline.backbones import build_classifier
     from pipeline.explain import grad_cam_details
@@ -126,6 +129,7 @@ def test_gradient_function_is_compiled_once_per_model_and_layer():
 
 # ---------------------------------------------------------------- overlay
 
+
 def test_overlay_blends_image_and_colormap():
     import cv2
 
@@ -147,6 +151,7 @@ def test_overlay_blends_image_and_colormap():
 
 
 # ---------------------------------------------------------------- the map follows the evidence
+
 
 def _background(size: int, seed: int) -> np.ndarray:
     """corner_evidence_image's background without the blob: the negative class."""
@@ -177,8 +182,12 @@ def _quadrant_mass(heat: np.ndarray) -> dict[str, float]:
     h, w = heat.shape
     top, left = slice(0, h // 2), slice(0, w // 2)
     bottom, right = slice(h // 2, h), slice(w // 2, w)
-    return {"tl": float(heat[top, left].sum()), "tr": float(heat[top, right].sum()),
-            "bl": float(heat[bottom, left].sum()), "br": float(heat[bottom, right].sum())}
+    return {
+        "tl": float(heat[top, left].sum()),
+        "tr": float(heat[top, right].sum()),
+        "bl": float(heat[bottom, left].sum()),
+        "br": float(heat[bottom, right].sum()),
+    }
 
 
 def _peak_quadrant(heat: np.ndarray) -> str:
@@ -215,8 +224,9 @@ def test_saved_and_reloaded_model_gives_the_same_map(corner_model, tmp_path):
     corner_model.save(path)
     preprocess_layer_class()  # registers the custom preprocessing layer before loading
     reloaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(grad_cam(reloaded, image, class_index=1), grad_cam(corner_model, image, class_index=1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        grad_cam(reloaded, image, class_index=1), grad_cam(corner_model, image, class_index=1), atol=1e-5
+    )
     assert _peak_quadrant(grad_cam(reloaded, image, class_index=1)) == "tr"
 
 

@@ -1,4 +1,5 @@
 """Unit tests of pipeline/figures.py: figures carry the numbers they were given, and inputs are checked."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -80,8 +81,9 @@ def test_confusion_figure_handles_empty_rows():
 
 
 def test_reliability_figure_skips_empty_bins():
-    fig = figures.reliability_figure({"m": (np.array([0.1, 0.5, 0.9]), np.array([0.0, 0.4, 1.0]),
-                                           np.array([10, 0, 5]))})
+    fig = figures.reliability_figure(
+        {"m": (np.array([0.1, 0.5, 0.9]), np.array([0.0, 0.4, 1.0]), np.array([10, 0, 5]))}
+    )
     trace = fig.data[1]
     np.testing.assert_allclose(trace.x, [0.1, 0.9])
     np.testing.assert_allclose(trace.customdata, [10, 5])
@@ -101,25 +103,35 @@ def test_history_figure_train_and_val_traces():
 
 
 def test_metric_threshold_figure_sorted_by_threshold():
-    fig = figures.metric_threshold_figure(np.array([0.9, 0.1, 0.5]), {"sensitivity": np.array([0.2, 1.0, 0.6])},
-                                         current=0.5)
+    fig = figures.metric_threshold_figure(
+        np.array([0.9, 0.1, 0.5]), {"sensitivity": np.array([0.2, 1.0, 0.6])}, current=0.5
+    )
     np.testing.assert_allclose(fig.data[0].x, [0.1, 0.5, 0.9])
     np.testing.assert_allclose(fig.data[0].y, [1.0, 0.6, 0.2])
 
 
 def test_grouped_bar_figure_error_bars():
-    df = pd.DataFrame({"model": ["a", "a"], "set": ["test", "uncropped"], "v": [0.9, 0.6],
-                       "lo": [0.85, 0.5], "hi": [0.95, 0.7]})
+    df = pd.DataFrame(
+        {"model": ["a", "a"], "set": ["test", "uncropped"], "v": [0.9, 0.6], "lo": [0.85, 0.5], "hi": [0.95, 0.7]}
+    )
     fig = figures.grouped_bar_figure(df, "model", "v", "set", "lo", "hi")
     assert [t.name for t in fig.data] == ["test", "uncropped"]
     np.testing.assert_allclose(fig.data[1].error_y.arrayminus, [0.1])
 
 
 def test_leaderboard_table_marks_best_and_formats_ci():
-    frame = pd.DataFrame({
-        "roc_auc": [0.9, 0.8], "roc_auc_lo": [0.85, 0.7], "roc_auc_hi": [0.95, 0.9],
-        "params": [2e6, 1e6], "model_bytes": [8e6, np.nan], "infer_ms_per_image": [3.0, 4.0],
-        "train_seconds": [120.0, 60.0]}, index=pd.Index(["A", "B"], name="model"))
+    frame = pd.DataFrame(
+        {
+            "roc_auc": [0.9, 0.8],
+            "roc_auc_lo": [0.85, 0.7],
+            "roc_auc_hi": [0.95, 0.9],
+            "params": [2e6, 1e6],
+            "model_bytes": [8e6, np.nan],
+            "infer_ms_per_image": [3.0, 4.0],
+            "train_seconds": [120.0, 60.0],
+        },
+        index=pd.Index(["A", "B"], name="model"),
+    )
     display, best = figures.leaderboard_table(frame, ["roc_auc"])
     assert display.loc["A", "ROC AUC"] == "0.900 [0.850, 0.950] ★"
     assert display.loc["B", "ROC AUC"] == "0.800 [0.700, 0.900]"
@@ -131,8 +143,10 @@ def test_leaderboard_table_marks_best_and_formats_ci():
 
 
 def test_leaderboard_table_ranks_rows_and_shows_thresholds_when_given():
-    frame = pd.DataFrame({"roc_auc": [0.9, 0.8], "roc_auc_lo": [0.85, 0.7], "roc_auc_hi": [0.95, 0.9]},
-                         index=pd.Index(["A", "B"], name="model"))
+    frame = pd.DataFrame(
+        {"roc_auc": [0.9, 0.8], "roc_auc_lo": [0.85, 0.7], "roc_auc_hi": [0.95, 0.9]},
+        index=pd.Index(["A", "B"], name="model"),
+    )
     display, _ = figures.leaderboard_table(frame, ["roc_auc"], thresholds={"A": 0.3, "B": None})
     assert list(display.columns) == ["Rank", "Threshold", "ROC AUC"]
     assert display["Rank"].tolist() == [1, 2] and display.loc["A", "Threshold"] == 0.3
@@ -140,8 +154,10 @@ def test_leaderboard_table_ranks_rows_and_shows_thresholds_when_given():
 
 
 def test_leaderboard_table_marks_nothing_with_one_model():
-    frame = pd.DataFrame({"roc_auc": [0.9], "roc_auc_lo": [0.8], "roc_auc_hi": [0.95], "params": [1e6]},
-                         index=pd.Index(["A"], name="model"))
+    frame = pd.DataFrame(
+        {"roc_auc": [0.9], "roc_auc_lo": [0.8], "roc_auc_hi": [0.95], "params": [1e6]},
+        index=pd.Index(["A"], name="model"),
+    )
     display, best = figures.leaderboard_table(frame, ["roc_auc"])
     assert display.loc["A", "ROC AUC"] == "0.900 [0.800, 0.950]" and not best.values.any()
 

@@ -1,4 +1,5 @@
 """Models from elsewhere: Keras and ONNX files made here, prediction tables, every bad case by its message."""
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,20 @@ SIZE = 16
 
 # ---------------------------------------------------------------- fixtures: a small experiment on real PNG files
 
+
 def _experiment(root: Path, name: str = "exp", n: int = 12, n_classes: int = 2, thumbnails: bool = False) -> Path:
     """A fake experiment (val + test) whose sample paths point at real 16x16 PNG files."""
-    exp_dir = make_fake_experiment(root, name, n_samples=n, n_models=1, n_classes=n_classes, seed=3,
-                                   eval_sets=("val", "test"), thumbnails=thumbnails, group_size=2)
+    exp_dir = make_fake_experiment(
+        root,
+        name,
+        n_samples=n,
+        n_models=1,
+        n_classes=n_classes,
+        seed=3,
+        eval_sets=("val", "test"),
+        thumbnails=thumbnails,
+        group_size=2,
+    )
     samples = pd.read_parquet(exp_dir / art.SAMPLES_FILE)
     rng = np.random.default_rng(0)
     img_dir = root / f"{name}-images"
@@ -71,8 +82,9 @@ def sigmoid_keras(exp_root: Path) -> dict[str, Path]:
     return files
 
 
-def _onnx_file(path: Path, n_out: int, softmax: bool, seed: int = 0,
-               channels: int = 3) -> tuple[Path, np.ndarray, np.ndarray]:
+def _onnx_file(
+    path: Path, n_out: int, softmax: bool, seed: int = 0, channels: int = 3
+) -> tuple[Path, np.ndarray, np.ndarray]:
     """A real ONNX graph (NCHW input -> Flatten -> Gemm [-> Softmax]) built with the onnx helper API."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -80,14 +92,19 @@ def _onnx_file(path: Path, n_out: int, softmax: bool, seed: int = 0,
     rng = np.random.default_rng(seed)
     w = rng.normal(0, 0.05, (channels * SIZE * SIZE, n_out)).astype(np.float32)
     b = rng.normal(0, 0.1, n_out).astype(np.float32)
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
-             helper.make_node("Gemm", ["flat", "W", "B"], ["logits" if softmax else "y"])]
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits" if softmax else "y"]),
+    ]
     if softmax:
         nodes.append(helper.make_node("Softmax", ["logits"], ["y"], axis=1))
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                             ["N", channels, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_out])],
-                              initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, SIZE, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_out])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -96,6 +113,7 @@ def _onnx_file(path: Path, n_out: int, softmax: bool, seed: int = 0,
 
 
 # ---------------------------------------------------------------- Keras
+
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 def test_keras_single_sigmoid_becomes_two_columns_equal_to_the_files_own_output(exp_root, sigmoid_keras, fmt):
@@ -126,8 +144,9 @@ def test_imported_keras_model_is_a_normal_live_model_with_grad_cam(exp_root, sig
     from pipeline.explain import grad_cam
 
     exp_dir = _experiment(exp_root, "k-live")
-    add_model(exp_dir, name="mine", file=sigmoid_keras["keras"], preprocessing="tf", class_order=["benign",
-                                                                                                   "malignant"])
+    add_model(
+        exp_dir, name="mine", file=sigmoid_keras["keras"], preprocessing="tf", class_order=["benign", "malignant"]
+    )
     live = load_live_model(exp_dir, "mine", warm_up=False)
     _, imgs = _pixels(exp_dir)
     probs = predict_probs(live, imgs[0].astype(np.uint8))
@@ -169,10 +188,12 @@ def test_nested_sequential_backbone_gets_grad_cam(exp_root):
     exp_dir = _experiment(exp_root, "k-nested")
     inner_in = keras.Input((SIZE, SIZE, 3))
     feat = keras.layers.Conv2D(8, 3, activation="relu", name="last_conv")(
-        keras.layers.Conv2D(4, 3, activation="relu")(inner_in))
+        keras.layers.Conv2D(4, 3, activation="relu")(inner_in)
+    )
     backbone = keras.Model(inner_in, feat, name="backbone")
-    seq = keras.Sequential([keras.Input((SIZE, SIZE, 3)), backbone, keras.layers.Flatten(),
-                            keras.layers.Dense(1, activation="sigmoid")])
+    seq = keras.Sequential(
+        [keras.Input((SIZE, SIZE, 3)), backbone, keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")]
+    )
     path = exp_root / "nested.h5"
     seq.save(path)
     cfg = add_model(exp_dir, name="nested", file=path)
@@ -184,6 +205,7 @@ def test_nested_sequential_backbone_gets_grad_cam(exp_root):
 
 
 # ---------------------------------------------------------------- ONNX
+
 
 def test_onnx_model_runs_through_onnxruntime_and_equals_its_own_output(exp_root):
     import onnxruntime as ort
@@ -248,6 +270,7 @@ def test_preprocess_affine_reproduces_keras_applications_modes():
 
 # ---------------------------------------------------------------- bad model files leave the experiment unchanged
 
+
 def test_bad_model_files_give_one_clear_error_and_change_nothing(exp_root, sigmoid_keras):
     import keras
 
@@ -278,8 +301,12 @@ def test_bad_model_files_give_one_clear_error_and_change_nothing(exp_root, sigmo
     with pytest.raises(ValueError, match="Invalid value for argument `file`. Expected at most 0 MB"):
         add_model(exp_dir, name="x", file=sigmoid_keras["keras"], max_bytes=10)
     inp = keras.Input((SIZE, SIZE, 3))
-    lam = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(
-        keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.GlobalAveragePooling2D()(inp))))
+    lam = keras.Model(
+        inp,
+        keras.layers.Dense(2, activation="softmax")(
+            keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.GlobalAveragePooling2D()(inp))
+        ),
+    )
     lam_path = exp_root / "lambda.keras"
     lam.save(lam_path)
     with pytest.raises(ImportProblem, match="refused by Keras safe mode"):
@@ -293,8 +320,11 @@ def test_bad_model_files_give_one_clear_error_and_change_nothing(exp_root, sigmo
         add_model(exp_dir, name="x", file=exp_root / "only-weights.h5")
     three = exp_root / "three.onnx"
     _onnx_file(three, 3, softmax=True)
-    with pytest.raises(ImportProblem, match=r"expected \(None, 2\) for the classes \['benign', 'malignant'\].*"
-                                            r"received \(None, 3\)"):
+    with pytest.raises(
+        ImportProblem,
+        match=r"expected \(None, 2\) for the classes \['benign', 'malignant'\].*"
+        r"received \(None, 3\)",
+    ):
         add_model(exp_dir, name="x", file=three)
     with pytest.raises(ValueError, match="Invalid value for argument `class_order`"):
         add_model(exp_dir, name="x", file=sigmoid_keras["keras"], class_order=["benign", "tumour"])
@@ -309,6 +339,7 @@ def test_bad_model_files_give_one_clear_error_and_change_nothing(exp_root, sigmo
 
 
 # ---------------------------------------------------------------- prediction tables
+
 
 def _truth_table(exp_dir: Path) -> pd.DataFrame:
     samples = pd.read_parquet(exp_dir / art.SAMPLES_FILE)
@@ -340,8 +371,13 @@ def test_every_problem_of_a_bad_table_is_named_with_examples(exp_root, tmp_path)
     exp_dir = _experiment(exp_root, "csv-bad")
     before = _snapshot(exp_dir)
     table = _truth_table(exp_dir)[["sample_id", "benign", "malignant"]]
-    bad = pd.concat([table.iloc[2:], table.iloc[[2]], pd.DataFrame({"sample_id": ["nope-1", "nope-2"],
-                                                                    "benign": [0.5, 0.5], "malignant": [0.5, 0.5]})])
+    bad = pd.concat(
+        [
+            table.iloc[2:],
+            table.iloc[[2]],
+            pd.DataFrame({"sample_id": ["nope-1", "nope-2"], "benign": [0.5, 0.5], "malignant": [0.5, 0.5]}),
+        ]
+    )
     bad.loc[bad.index[3], "malignant"] = 1.7
     bad.loc[bad.index[4], "benign"] = 0.1
     path = tmp_path / "bad.csv"
@@ -349,9 +385,15 @@ def test_every_problem_of_a_bad_table_is_named_with_examples(exp_root, tmp_path)
     with pytest.raises(ImportProblem) as info:
         add_predictions(exp_dir, name="bad", file=path)
     text = str(info.value)
-    for expected in ("rows have sample_id values not in the experiment's sample table, e.g. ['nope-1', 'nope-2']",
-                     "samples of evaluation set", "have no row", "more than one row", "outside [0, 1]",
-                     "do not sum to 1", "--normalise"):
+    for expected in (
+        "rows have sample_id values not in the experiment's sample table, e.g. ['nope-1', 'nope-2']",
+        "samples of evaluation set",
+        "have no row",
+        "more than one row",
+        "outside [0, 1]",
+        "do not sum to 1",
+        "--normalise",
+    ):
         assert expected in text, (expected, text)
     assert _snapshot(exp_dir) == before
 
@@ -359,7 +401,8 @@ def test_every_problem_of_a_bad_table_is_named_with_examples(exp_root, tmp_path)
 def test_sums_are_fixed_by_normalise_but_not_out_of_range(exp_root, tmp_path):
     exp_dir = _experiment(exp_root, "csv-norm")
     table = _truth_table(exp_dir)[["sample_id", "benign", "malignant"]].rename(
-        columns={"benign": "prob_0", "malignant": "prob_1"})
+        columns={"benign": "prob_0", "malignant": "prob_1"}
+    )
     table["prob_1"] *= 0.5
     path = tmp_path / "half.csv"
     table.to_csv(path, index=False)
@@ -390,14 +433,16 @@ def test_class_columns_that_do_not_match_are_named(exp_root, tmp_path):
 
 # ---------------------------------------------------------------- dashboard: imported models on the pages
 
+
 @pytest.fixture(scope="module")
 def mixed_root(tmp_path_factory: pytest.TempPathFactory, sigmoid_keras: dict[str, Path]) -> Path:
     """An artifacts root whose experiment `mixed` holds a fake model, a Keras, an ONNX and a CSV import."""
     root = tmp_path_factory.mktemp("mixed")
     exp_dir = _experiment(root, "mixed", thumbnails=True)
     add_model(exp_dir, name="imported-keras", file=sigmoid_keras["keras"], preprocessing="tf")
-    add_model(exp_dir, name="imported-onnx", file=_onnx_file(root / "m.onnx", 2, softmax=True)[0],
-              preprocessing="torch")
+    add_model(
+        exp_dir, name="imported-onnx", file=_onnx_file(root / "m.onnx", 2, softmax=True)[0], preprocessing="torch"
+    )
     table = _truth_table(exp_dir)[["sample_id", "malignant"]]
     table.to_csv(root / "p.csv", index=False)
     add_predictions(exp_dir, name="csv-only", file=root / "p.csv")
@@ -431,8 +476,9 @@ def test_pages_show_imported_and_predictions_only_models(mixed_root, artifacts_e
     assert any(c.startswith("imported-keras:") for c in cams), cams
 
 
-@pytest.mark.parametrize("page", ["curves", "confusion", "thresholds", "calibration", "training", "eval_sets",
-                                  "compare"])
+@pytest.mark.parametrize(
+    "page", ["curves", "confusion", "thresholds", "calibration", "training", "eval_sets", "compare"]
+)
 def test_every_metric_page_opens_with_imported_models(mixed_root, artifacts_env, page):
     from tests.conftest import no_exceptions, open_app
 
@@ -443,14 +489,31 @@ def test_every_metric_page_opens_with_imported_models(mixed_root, artifacts_env,
 
 # ---------------------------------------------------------------- CLI
 
+
 def test_cli_add_model_and_add_predictions(exp_root, tmp_path, capsys):
     from pipeline.__main__ import main
 
     exp_dir = _experiment(exp_root, "cli")
     path, _, _ = _onnx_file(exp_root / "cli.onnx", 2, softmax=False, seed=7)
-    assert main(["add-model", str(exp_dir), "--name", "onnx-cli", "--file", str(path), "--preprocessing",
-                 "0.485,0.456,0.406:0.229,0.224,0.225", "--class-order", "malignant,benign", "--outputs",
-                 "logits"]) == 0
+    assert (
+        main(
+            [
+                "add-model",
+                str(exp_dir),
+                "--name",
+                "onnx-cli",
+                "--file",
+                str(path),
+                "--preprocessing",
+                "0.485,0.456,0.406:0.229,0.224,0.225",
+                "--class-order",
+                "malignant,benign",
+                "--outputs",
+                "logits",
+            ]
+        )
+        == 0
+    )
     cfg = art.read_model_config(exp_dir, "onnx-cli")
     assert cfg["class_order"] == ["malignant", "benign"] and cfg["preprocessing"] == "mean_std"
     assert "onnx-cli: imported onnx model (logits" in capsys.readouterr().out
@@ -471,14 +534,21 @@ def test_occlusion_map_points_at_the_only_pixels_an_onnx_model_reads(exp_root):
 
     w = np.zeros((3, SIZE, SIZE, 2), np.float32)
     w[:, : SIZE // 2, : SIZE // 2, 1] = 0.02
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
-             helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["y"], axis=1)]
-    graph = helper.make_graph(nodes, "quadrant", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                                 ["N", 3, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
-                              initializer=[numpy_helper.from_array(w.reshape(-1, 2), "W"),
-                                           numpy_helper.from_array(np.zeros(2, np.float32), "B")])
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "quadrant",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        initializer=[
+            numpy_helper.from_array(w.reshape(-1, 2), "W"),
+            numpy_helper.from_array(np.zeros(2, np.float32), "B"),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     path = exp_root / "quadrant.onnx"
@@ -489,8 +559,8 @@ def test_occlusion_map_points_at_the_only_pixels_an_onnx_model_reads(exp_root):
     image = np.full((SIZE * 2, SIZE * 2, 3), 250, np.uint8)
     cam = grad_cam_details(clf, image, 1)
     assert cam.layer_name.startswith("occlusion") and cam.class_index == 1
-    assert cam.heat[: SIZE - 2, : SIZE - 2].min() > 0.5 and cam.heat[SIZE + 2:, :].max() == 0.0
-    assert cam.heat[:, SIZE + 2:].max() == 0.0
+    assert cam.heat[: SIZE - 2, : SIZE - 2].min() > 0.5 and cam.heat[SIZE + 2 :, :].max() == 0.0
+    assert cam.heat[:, SIZE + 2 :].max() == 0.0
 
 
 def test_input_size_is_asked_for_only_when_the_file_cannot_tell(exp_root, sigmoid_keras):
@@ -498,8 +568,9 @@ def test_input_size_is_asked_for_only_when_the_file_cannot_tell(exp_root, sigmoi
 
     exp_dir = _experiment(exp_root, "sizes")
     inp = keras.Input((None, None, 3))
-    out = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(
-        keras.layers.Conv2D(4, 3, activation="relu")(inp)))
+    out = keras.layers.Dense(2, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    )
     path = exp_root / "anysize.keras"
     keras.Model(inp, out).save(path)
     with pytest.raises(ValueError, match="Invalid value for argument `input_size`. Expected a size in pixels"):

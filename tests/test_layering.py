@@ -3,6 +3,7 @@
 Walks the AST of every module under pipeline/ (imports inside functions included, which is where a reversed
 dependency used to hide) instead of importing them, so the check is fast and needs no TensorFlow.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,8 +29,11 @@ def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
 
 def _forbidden_imports(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    return [f"{path.relative_to(REPO_ROOT)}:{line} imports {name}" for line, name in _imported_modules(tree)
-            if name.split(".")[0] in FORBIDDEN]
+    return [
+        f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
+        for line, name in _imported_modules(tree)
+        if name.split(".")[0] in FORBIDDEN
+    ]
 
 
 PIPELINE_FILES = sorted(PIPELINE.rglob("*.py"))
@@ -47,8 +51,11 @@ def test_pipeline_never_imports_the_ui(path: Path) -> None:
 def test_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
     """The walker finds a lazy import in a function body and `from dashboard.x import y` alike."""
     src = tmp_path / "m.py"
-    src.write_text("import os\n\ndef f():\n    from dashboard import charts\n    import streamlit.runtime\n"
-                   "from dashboardish import x\n", encoding="utf-8")
+    src.write_text(
+        "import os\n\ndef f():\n    from dashboard import charts\n    import streamlit.runtime\n"
+        "from dashboardish import x\n",
+        encoding="utf-8",
+    )
     tree = ast.parse(src.read_text())
     names = [n for _, n in _imported_modules(tree) if n.split(".")[0] in FORBIDDEN]
     assert names == ["dashboard", "streamlit.runtime"]

@@ -4,6 +4,7 @@ The experiment is a fake one whose first two models get a real tiny SmallCNN sav
 (32 px, untrained), a third gets a corrupt model file and a fourth none, so the page must answer with two
 models and say in one line why the other two cannot.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def make_live_experiment(root: Path) -> Path:
         model.save(art.model_dir(exp_dir, name) / art.MODEL_FILE)
         cfg_path = art.model_dir(exp_dir, name) / art.MODEL_CONFIG_FILE
         cfg = json.loads(cfg_path.read_text())
-        cfg.update(input_size=SIZE, preprocessing="unit", preprocess_function="x / 255", cam_layer="cam_conv",
-                   fake=False)
+        cfg.update(
+            input_size=SIZE, preprocessing="unit", preprocess_function="x / 255", cam_layer="cam_conv", fake=False
+        )
         art.atomic_write_json(cfg_path, cfg)
     (art.model_dir(exp_dir, CORRUPT) / art.MODEL_FILE).write_bytes(b"PK\x03\x04 this is not a keras archive")
     return exp_dir
@@ -101,6 +103,7 @@ def good_uploads() -> dict[str, tuple[str, bytes, str | None]]:
 
 
 # ---------------------------------------------------------------- the pure function
+
 
 @pytest.fixture(scope="session")
 def live_models(live_root) -> dict:
@@ -196,8 +199,9 @@ def test_a_zip_that_is_not_a_keras_model_is_reported(live_root, tmp_path):
 def test_class_probability_figure():
     from pipeline.figures import class_probability_figure
 
-    fig = class_probability_figure(["0", "1"], np.array([0.8, 0.2]), decided=0, threshold=0.3, pos_index=1,
-                                   color="#123456")
+    fig = class_probability_figure(
+        ["0", "1"], np.array([0.8, 0.2]), decided=0, threshold=0.3, pos_index=1, color="#123456"
+    )
     bar = fig.data[0]
     assert list(bar.y) == ["0", "1"] and list(bar.x) == [0.8, 0.2]
     assert list(bar.marker.color) == ["#123456", "#c7c7c7"]
@@ -239,14 +243,23 @@ def test_data_access_loads_once_and_reloads_when_the_file_changes(live_root, tmp
 
 
 def test_no_tensorflow_at_import_time():
-    code = ("import sys; import dashboard.live_inference, pipeline.explain; "
-            "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; assert not bad, bad")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120)
+    code = (
+        "import sys; import dashboard.live_inference, pipeline.explain; "
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; assert not bad, bad"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- the page
+
 
 def open_live(root: Path, artifacts_env):
     from streamlit.testing.v1 import AppTest

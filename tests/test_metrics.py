@@ -352,14 +352,19 @@ def test_disagreement_unique_correct_and_ensemble():
 
 
 def test_errors_name_the_argument_expected_and_received():
-    with pytest.raises(ValueError,
-                       match=r"argument `score`\. Expected the same length as `y_true` \(6\)\. Received: length 5"):
+    with pytest.raises(
+        ValueError, match=r"argument `score`\. Expected the same length as `y_true` \(6\)\. Received: length 5"
+    ):
         M.make_sweep(Y_TINY, S_TINY[:5])
-    with pytest.raises(ValueError, match=r"argument `y_true`\. Expected both classes present for ROC AUC\. "
-                                         r"Received: 0 positive and 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"argument `y_true`\. Expected both classes present for ROC AUC\. "
+        r"Received: 0 positive and 4",
+    ):
         M.roc_auc([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4])
-    with pytest.raises(ValueError,
-                       match=r"argument `y_true`\. Expected binary labels \(bool or 0/1\)\. Received: values \[2\]"):
+    with pytest.raises(
+        ValueError, match=r"argument `y_true`\. Expected binary labels \(bool or 0/1\)\. Received: values \[2\]"
+    ):
         M.roc_auc([0, 1, 2], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match=r"argument `score`\. Expected finite scores\. Received: 1 NaN"):
         M.make_sweep([0, 1], [0.1, np.nan])
@@ -416,8 +421,9 @@ def test_decide_is_the_one_decision_rule():
     np.testing.assert_array_equal(M.decide(P, threshold=0.5, pos_index=1)[:3], [0, 1, 1])  # >= threshold is positive
     np.testing.assert_array_equal(M.decide(P, threshold=0.45, pos_index=0)[:3], [0, 1, 0])
     np.testing.assert_array_equal(M.decide(P[:3]), [0, 1, 0])  # no threshold: argmax
-    np.testing.assert_array_equal(M.predict_labels(P[:3], thresholds=0.5, pos_index=1),
-                                  M.decide(P[:3], threshold=0.5, pos_index=1))
+    np.testing.assert_array_equal(
+        M.predict_labels(P[:3], thresholds=0.5, pos_index=1), M.decide(P[:3], threshold=0.5, pos_index=1)
+    )
     P3 = np.array([[0.2, 0.5, 0.3]])
     assert M.decide(P3, threshold=0.9, pos_index=1).tolist() == [1]  # multiclass: thresholds do not apply
     assert int(M.decide(np.array([0.3, 0.7]), threshold=0.8, pos_index=1)) == 0  # one sample, shape (K,)
@@ -447,8 +453,9 @@ def test_shared_constants_and_error_helper():
 
     assert M.DEFAULT_THRESHOLD == 0.5 and M.MAX_CURVE_POINTS == 2000
     err = invalid_argument("n_boot", "a positive int", 0)
-    assert isinstance(err, ValueError) and str(err) == ("Invalid value for argument `n_boot`. Expected a positive "
-                                                        "int. Received: 0")
+    assert isinstance(err, ValueError) and str(err) == (
+        "Invalid value for argument `n_boot`. Expected a positive int. Received: 0"
+    )
     assert isinstance(invalid_argument("path", "a file", "x", error=FileNotFoundError), FileNotFoundError)
 
 
@@ -465,13 +472,19 @@ def test_intervals_are_typed_estimates_that_still_unpack():
 def test_paired_difference_reads_a_pairwise_row():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 120)
-    probs = {n: np.column_stack([1 - (s := np.clip(y * w + rng.random(120) * (1 - w), 0, 1)), s])
-             for n, w in (("a", 0.5), ("b", 0.2))}
+    probs = {
+        n: np.column_stack([1 - (s := np.clip(y * w + rng.random(120) * (1 - w), 0, 1)), s])
+        for n, w in (("a", 0.5), ("b", 0.2))
+    }
     row = M.pairwise_comparisons(y, probs, metrics=["accuracy"], n_boot=50)[0]
     d = M.PairedDifference.of(row, "accuracy")
     assert (d.diff, d.ci_low, d.ci_high, d.p, d.p_holm) == (
-        row["accuracy_diff"], row["accuracy_ci_low"], row["accuracy_ci_high"], row["accuracy_p"],
-        row["accuracy_p_holm"])
+        row["accuracy_diff"],
+        row["accuracy_ci_low"],
+        row["accuracy_ci_high"],
+        row["accuracy_p"],
+        row["accuracy_p_holm"],
+    )
     assert M.PairedDifference.of(row, "f1") is None
 
 

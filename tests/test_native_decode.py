@@ -1,5 +1,6 @@
 """The native PNG fast path of `image_dataset`: taken only for 8-bit gray/RGB PNGs already at the model's size,
 pixel-identical to our decoder there, and a damaged file falls back to our decoder (not-ok, no crash)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@ headless chromium with the network blocked, the PDF, the CLI, notes in the galle
 
 Browser and PDF tests use Debian's /usr/bin/chromium (never a downloaded browser); they are skipped when it is
 missing unless REQUIRE_BROWSER=1, then they fail. Screenshots go to tests/screenshots/ (git-ignored)."""
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,10 @@ def reports(exps, tmp_path_factory) -> dict[str, Path]:
     """One HTML report per experiment (binary with non-default thresholds)."""
     out = tmp_path_factory.mktemp("reports")
     thresholds = {"binary": {"ResNet50": 0.3, "EfficientNetB0": 0.7, cmp.ENSEMBLE: 0.4}}
-    return {name: rp.build_report(d, n_boot=N_BOOT, thresholds=thresholds.get(name), out_html=out / f"{name}.html")
-            for name, d in exps.items()}
+    return {
+        name: rp.build_report(d, n_boot=N_BOOT, thresholds=thresholds.get(name), out_html=out / f"{name}.html")
+        for name, d in exps.items()
+    }
 
 
 # ---------------------------------------------------------------- content
@@ -87,7 +90,7 @@ def test_every_section_and_the_fingerprint_are_there(reports, exps, name):
         assert f'<section id="{sid}">' in text, sid
     models = art.list_models(exps[name])
     fp = rp.artifact_fingerprint(exps[name], models)
-    header = text[text.index("<header>"): text.index("</header>")]
+    header = text[text.index("<header>") : text.index("</header>")]
     assert fp["combined"] in header and fp["predictions"] in header and fp["dataset"] in header
     assert re.search(r"created <time datetime=\"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\">", header)
     assert f'<meta name="medcompare-fingerprint" content="{fp["combined"]}">' in text
@@ -132,9 +135,15 @@ def test_thresholds_in_force_are_used(reports, exps):
     al = cmp.load_aligned(exp, ["EfficientNetB0", "ResNet50"], "test")
     ca = (al.probs["EfficientNetB0"][:, 1] >= 0.7) == (al.y == 1)
     cb = (al.probs["ResNet50"][:, 1] >= 0.3) == (al.y == 1)
-    rows = M.pairwise_comparisons(al.y, al.probs, al.groups, thresholds={"EfficientNetB0": 0.7, "ResNet50": 0.3},
-                                  pos_index=1,
-                                  metrics=(), n_boot=1)
+    rows = M.pairwise_comparisons(
+        al.y,
+        al.probs,
+        al.groups,
+        thresholds={"EfficientNetB0": 0.7, "ResNet50": 0.3},
+        pos_index=1,
+        metrics=(),
+        n_boot=1,
+    )
     assert (rows[0]["mcnemar_b"], rows[0]["mcnemar_c"]) == (int((ca & ~cb).sum()), int((~ca & cb).sum()))
 
 
@@ -170,7 +179,7 @@ def test_gallery_shows_mentor_notes(exps, tmp_path):
     notes.add_note(exps["single"], str(wrong[0]), notes.COMMENT, "<script>alert(1)</script>", author="x")
     out = rp.build_report(exps["single"], n_boot=N_BOOT, n_gallery=len(wrong), out_html=tmp_path / "r.html")
     text = out.read_text()
-    card = text[text.index(f">{wrong[0]}<") - 600:]
+    card = text[text.index(f">{wrong[0]}<") - 600 :]
     card = card[: card.index('<div class="card">', 700) if '<div class="card">' in card[700:] else None]
     assert "looks like a stain artefact" in card and "Dr. K" in card and notes.LABEL_WRONG in card
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
@@ -184,8 +193,11 @@ def test_errors_name_the_argument(exps, tmp_path):
         rp.build_report(exps["binary"], eval_set="val", out_html=tmp_path / "x.html")
     with pytest.raises(ValueError, match=r"argument `thresholds`\. Expected a threshold in \[0, 1\]"):
         rp.build_report(exps["binary"], thresholds={"ResNet50": 1.5}, out_html=tmp_path / "x.html")
-    with pytest.raises(FileNotFoundError, match=r"argument `chromium`\. Expected an executable headless chromium.*"
-                                                r"apt-get install chromium.*Received: /nonexistent/chromium"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"argument `chromium`\. Expected an executable headless chromium.*"
+        r"apt-get install chromium.*Received: /nonexistent/chromium",
+    ):
         rp.html_to_pdf(tmp_path / "x.html", tmp_path / "x.pdf", chromium="/nonexistent/chromium")
     assert not (tmp_path / "x.html").exists()
 
@@ -194,8 +206,20 @@ def test_cli_writes_the_report(exps, tmp_path, capsys):
     from pipeline.__main__ import main
 
     out = tmp_path / "cli.html"
-    code = main(["report", str(exps["binary"]), "--models", "ResNet50,MobileNetV2", "--n-boot", "200",
-                 "--threshold", "ResNet50=0.25", "--out", str(out)])
+    code = main(
+        [
+            "report",
+            str(exps["binary"]),
+            "--models",
+            "ResNet50,MobileNetV2",
+            "--n-boot",
+            "200",
+            "--threshold",
+            "ResNet50=0.25",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and out.is_file()
     text = out.read_text(encoding="utf-8")
     assert "ResNet50 (threshold 0.250)" in text and "EfficientNetB0" not in text.split("</header>")[0]
@@ -210,8 +234,13 @@ def test_cli_writes_the_report(exps, tmp_path, capsys):
 def test_orient_pair_flips_every_difference():
     rng = np.random.default_rng(0)
     y = (rng.random(200) < 0.4).astype(int)
-    P = {m: np.c_[1 - s, s] for m, s in (("a", np.clip(0.3 * y + rng.random(200) * 0.7, 0, 1)),
-                                          ("b", np.clip(0.1 * y + rng.random(200) * 0.9, 0, 1)))}
+    P = {
+        m: np.c_[1 - s, s]
+        for m, s in (
+            ("a", np.clip(0.3 * y + rng.random(200) * 0.7, 0, 1)),
+            ("b", np.clip(0.1 * y + rng.random(200) * 0.9, 0, 1)),
+        )
+    }
     rows = M.pairwise_comparisons(y, P, n_boot=N_BOOT, metrics=("roc_auc", "f1"))
     ab, ba = rp.orient_pair(rows, "a", "b"), rp.orient_pair(rows, "b", "a")
     assert ba["model_a"] == "b" and ba["auc_a"] == ab["auc_b"] and ba["auc_diff"] == -ab["auc_diff"]
@@ -226,12 +255,28 @@ def test_orient_pair_flips_every_difference():
 
 
 def test_verdict_reads_like_the_example():
-    row = {"model_a": "ResNet101", "model_b": "VGG19", "auc_a": 0.9, "auc_b": 0.869, "auc_diff": 0.031,
-           "auc_ci_low": -0.004, "auc_ci_high": 0.066, "delong_z": 1.7, "delong_p": 0.08, "delong_p_holm": 0.16,
-           "mcnemar_b": 12, "mcnemar_c": 5, "mcnemar_p": 0.14, "mcnemar_p_holm": 0.28, "mcnemar_method": "exact"}
+    row = {
+        "model_a": "ResNet101",
+        "model_b": "VGG19",
+        "auc_a": 0.9,
+        "auc_b": 0.869,
+        "auc_diff": 0.031,
+        "auc_ci_low": -0.004,
+        "auc_ci_high": 0.066,
+        "delong_z": 1.7,
+        "delong_p": 0.08,
+        "delong_p_holm": 0.16,
+        "mcnemar_b": 12,
+        "mcnemar_c": 5,
+        "mcnemar_p": 0.14,
+        "mcnemar_p_holm": 0.28,
+        "mcnemar_method": "exact",
+    }
     lines = rp.verdicts(row, n_pairs=3)
-    assert lines[0] == ("ResNet101 vs VGG19: AUC difference +0.031 (95% CI -0.004 to +0.066), DeLong p = 0.080 "
-                        "(Holm-adjusted 0.160) — not significant at 0.05 after Holm correction over 3 pairs.")
+    assert lines[0] == (
+        "ResNet101 vs VGG19: AUC difference +0.031 (95% CI -0.004 to +0.066), DeLong p = 0.080 "
+        "(Holm-adjusted 0.160) — not significant at 0.05 after Holm correction over 3 pairs."
+    )
     assert "only ResNet101 right on 12 samples, only VGG19 right on 5" in lines[1]
     one = rp.verdicts({**row, "delong_p": 0.0004, "delong_p_holm": 0.0004}, n_pairs=1)[0]
     assert one.endswith("DeLong p < 0.001 — significant at 0.05 (ResNet101 is better).")
@@ -240,8 +285,10 @@ def test_verdict_reads_like_the_example():
 def test_pair_matrix_is_antisymmetric_with_symmetric_p():
     rng = np.random.default_rng(1)
     y = (rng.random(150) < 0.5).astype(int)
-    P = {m: np.c_[1 - s, s] for m, s in ((f"m{i}", np.clip(k * y + rng.random(150), 0, 2) / 2)
-                                          for i, k in enumerate((0.2, 0.5, 0.9)))}
+    P = {
+        m: np.c_[1 - s, s]
+        for m, s in ((f"m{i}", np.clip(k * y + rng.random(150), 0, 2) / 2) for i, k in enumerate((0.2, 0.5, 0.9)))
+    }
     rows = M.pairwise_comparisons(y, P, n_boot=N_BOOT)
     diff, p = rp.pair_matrix(rows, list(P), "delong")
     np.testing.assert_allclose(diff, -diff.T)
@@ -262,8 +309,12 @@ def test_align_models_keeps_common_samples_in_order():
     ids_a, ids_b = np.array(["s1", "s2", "s3", "s4"], dtype=object), np.array(["s4", "s2", "s1"], dtype=object)
     Pa = np.arange(8, dtype=float).reshape(4, 2)
     Pb = np.arange(6, dtype=float).reshape(3, 2) + 100
-    al = cmp.align_models({"a": (ids_a, np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1]), Pa),
-                          "b": (ids_b, np.array([1, 1, 0]), np.array([1, 0, 0]), Pb)})
+    al = cmp.align_models(
+        {
+            "a": (ids_a, np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1]), Pa),
+            "b": (ids_b, np.array([1, 1, 0]), np.array([1, 0, 0]), Pb),
+        }
+    )
     assert list(al.sample_ids) == ["s1", "s2", "s4"] and list(al.y) == [0, 1, 1]
     np.testing.assert_array_equal(al.probs["a"], Pa[[0, 1, 3]])
     np.testing.assert_array_equal(al.probs["b"], Pb[[2, 1, 0]])
@@ -283,8 +334,9 @@ def test_report_renders_offline_in_headless_chromium(reports):
         pytest.skip("Playwright is not installed (pip install -r requirements-dev.txt)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         try:
             context = browser.new_context(viewport={"width": 1100, "height": 1000})
             blocked: list[str] = []
@@ -336,8 +388,13 @@ def test_pdf_is_printed(exps, tmp_path):
 def test_pair_tables_mcnemar_row_is_the_accuracy_difference():
     rng = np.random.default_rng(3)
     y = (rng.random(300) < 0.4).astype(int)
-    P = {m: np.c_[1 - s, s] for m, s in (("a", np.clip(0.35 * y + rng.random(300) * 0.65, 0, 1)),
-                                          ("b", np.clip(0.2 * y + rng.random(300) * 0.8, 0, 1)))}
+    P = {
+        m: np.c_[1 - s, s]
+        for m, s in (
+            ("a", np.clip(0.35 * y + rng.random(300) * 0.65, 0, 1)),
+            ("b", np.clip(0.2 * y + rng.random(300) * 0.8, 0, 1)),
+        )
+    }
     rows = M.pairwise_comparisons(y, P, thresholds={"a": 0.4, "b": 0.5}, n_boot=N_BOOT, metrics=("accuracy",))
     tests, per_class = rp.pair_tables(rp.orient_pair(rows, "a", "b"), ["accuracy"], ["neg", "pos"], len(y))
     assert per_class is None

@@ -1,5 +1,6 @@
 """Misclassification review: the NumPy filters on hand-checkable data and at 100k scale, and the page in AppTest
 against its own fake experiment (notes write into the experiment folder), checked against pandas/scikit-learn."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -93,8 +94,14 @@ def test_filtering_100k_samples_is_fast():
     t0 = time.process_time()  # CPU time: other jobs on the machine do not count
     for _ in range(3):
         pred = rv.predictions(a, [None] * m)
-        mask = rv.filter_mask(a, pred, rv.ReviewFilter("M2", agreement="disagree", confidence=(0.2, 0.9),
-                                                       true_classes=(1, 2, 3), tag=rv.TAG_UNTAGGED), tagged=tagged)
+        mask = rv.filter_mask(
+            a,
+            pred,
+            rv.ReviewFilter(
+                "M2", agreement="disagree", confidence=(0.2, 0.9), true_classes=(1, 2, 3), tag=rv.TAG_UNTAGGED
+            ),
+            tagged=tagged,
+        )
         idx = rv.sorted_indices(a, pred, mask, "M2")
     per_run = (time.process_time() - t0) / 3
     assert idx.size > 10_000
@@ -243,8 +250,10 @@ def test_exclude_toggle_shows_metrics_without_label_wrong_samples(review_root):
     # The choice outlives a visit to another page (the widget's own key does not).
     at.switch_page("app_pages/overview.py").run()
     assert at.session_state["exclude_label_wrong"] is True
-    assert any(f"{len(marked)} sample(s) are left out of every metric (marked 'label wrong'" in c.value
-               for c in at.sidebar.caption)
+    assert any(
+        f"{len(marked)} sample(s) are left out of every metric (marked 'label wrong'" in c.value
+        for c in at.sidebar.caption
+    )
     # ... and every metric page scores without them: the confusion matrix counts only the kept samples.
     at.switch_page("app_pages/confusion.py").run()
     no_exceptions(at)

@@ -3,6 +3,7 @@
 The grep-style checks parse the source with `ast` (comments and strings do not count) over every .py file
 in pipeline/ and dashboard/.
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,6 +46,7 @@ def _keyword(call: ast.Call, name: str) -> ast.expr | None:
 
 # ---------------------------------------------------------------- .streamlit/config.toml
 
+
 def test_streamlit_config_is_safe_by_default() -> None:
     """Upload limit set, XSRF protection explicitly on, no usage stats, no tracebacks shown to users."""
     cfg = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
@@ -53,8 +55,9 @@ def test_streamlit_config_is_safe_by_default() -> None:
     assert server.get("enableXsrfProtection") is True, "server.enableXsrfProtection must be set to true explicitly"
     assert server.get("enableCORS", True) is True, "CORS protection must stay on"
     assert browser.get("gatherUsageStats") is False
-    assert client.get("showErrorDetails") in ("none", "type"), \
+    assert client.get("showErrorDetails") in ("none", "type"), (
         f"client.showErrorDetails = {client.get('showErrorDetails')!r} shows tracebacks (paths, data) to users"
+    )
 
 
 def test_streamlit_config_names_real_options() -> None:
@@ -63,12 +66,14 @@ def test_streamlit_config_names_real_options() -> None:
 
     known = set(st_config._config_options_template)  # noqa: SLF001 - the only list of option names
     cfg = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
-    unknown = [f"{section}.{key}" for section, values in cfg.items() for key in values
-               if f"{section}.{key}" not in known]
+    unknown = [
+        f"{section}.{key}" for section, values in cfg.items() for key in values if f"{section}.{key}" not in known
+    ]
     assert not unknown, f"unknown Streamlit options in {CONFIG}: {unknown}"
 
 
 # ---------------------------------------------------------------- Keras safe mode, no pickle
+
 
 def test_every_model_load_uses_keras_safe_mode() -> None:
     """No `load_model(..., safe_mode=False)` and no unsafe-deserialisation switch anywhere."""
@@ -93,9 +98,20 @@ def test_every_model_load_uses_keras_safe_mode() -> None:
     assert not offenders, offenders
 
 
-PICKLE_CALLS = ("pickle.load", "pickle.loads", "cPickle.load", "dill.load", "cloudpickle.load", "joblib.load",
-                "pd.read_pickle", "pandas.read_pickle", "torch.load", "shelve.open", "marshal.load",
-                "marshal.loads")
+PICKLE_CALLS = (
+    "pickle.load",
+    "pickle.loads",
+    "cPickle.load",
+    "dill.load",
+    "cloudpickle.load",
+    "joblib.load",
+    "pd.read_pickle",
+    "pandas.read_pickle",
+    "torch.load",
+    "shelve.open",
+    "marshal.load",
+    "marshal.loads",
+)
 
 
 def test_no_pickle_from_files() -> None:
@@ -106,8 +122,10 @@ def test_no_pickle_from_files() -> None:
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-                if any(n and n.split(".")[0] in ("pickle", "cPickle", "dill", "cloudpickle", "shelve", "marshal")
-                       for n in names):
+                if any(
+                    n and n.split(".")[0] in ("pickle", "cPickle", "dill", "cloudpickle", "shelve", "marshal")
+                    for n in names
+                ):
                     offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}: imports {names}")
         for call in _calls(tree):
             name = _name(call.func)
@@ -123,6 +141,7 @@ def test_no_pickle_from_files() -> None:
 
 
 # ---------------------------------------------------------------- no path escapes
+
 
 @pytest.fixture(scope="module")
 def escape_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -159,9 +178,16 @@ def test_model_paths_cannot_leave_the_experiment(escape_root: Path, model: str) 
         art.read_model_config(exp.path, model)
 
 
-@pytest.mark.parametrize("query", [{"exp": "../outside"}, {"exp": "../../etc"}, {"exp": "/etc/passwd"},
-                                   {"exp": "inside", "models": "../../../outside/models/MobileNetV2,Escapee"},
-                                   {"exp": "inside", "models": "/etc,..", "eval": "../x", "cls": "../y"}])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"exp": "../outside"},
+        {"exp": "../../etc"},
+        {"exp": "/etc/passwd"},
+        {"exp": "inside", "models": "../../../outside/models/MobileNetV2,Escapee"},
+        {"exp": "inside", "models": "/etc,..", "eval": "../x", "cls": "../y"},
+    ],
+)
 def test_url_query_parameters_cannot_open_outside_files(escape_root: Path, artifacts_env, query: dict) -> None:
     """Hostile ?exp= / ?models= values fall back to what is inside the root; nothing outside is shown."""
     artifacts_env(escape_root)
@@ -177,8 +203,22 @@ def test_url_query_parameters_cannot_open_outside_files(escape_root: Path, artif
     assert not [t for t in shown if outside in t], shown
 
 
-@pytest.mark.parametrize("page", ["overview", "curves", "confusion", "thresholds", "calibration", "training",
-                                  "eval_sets", "compare", "review", "live", "segmentation"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "overview",
+        "curves",
+        "confusion",
+        "thresholds",
+        "calibration",
+        "training",
+        "eval_sets",
+        "compare",
+        "review",
+        "live",
+        "segmentation",
+    ],
+)
 def test_a_symlinked_model_folder_is_refused_on_every_page(escape_root: Path, artifacts_env, page: str) -> None:
     """A model folder that links outside the experiment is reported, never read, on every page."""
     artifacts_env(escape_root)
@@ -197,5 +237,4 @@ def test_manifest_paths_are_never_opened_by_the_dashboard() -> None:
             name = _name(call.func)
             if name.split(".")[-1] in ("load_image", "probe_image", "imread") or name in ("open", "Image.open"):
                 offenders.append(f"{path.relative_to(REPO_ROOT)}:{call.lineno}: {name}()")
-    assert not offenders, ("dashboard code opens files by path; check they cannot come from a manifest: "
-                           f"{offenders}")
+    assert not offenders, f"dashboard code opens files by path; check they cannot come from a manifest: {offenders}"

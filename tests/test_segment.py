@@ -1,4 +1,5 @@
 """Thresholding, region statistics, Dice/IoU and ultrasound clean-up on images whose answer is known by construction."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,7 @@ DDTI = Path(__file__).resolve().parents[2] / "shared" / "data" / "thyroid-ddti"
 
 
 # ---------------------------------------------------------------- synthetic ultrasound frames
+
 
 def _speckle(rng: np.random.Generator, shape: tuple[int, int], mean: float = 90.0) -> np.ndarray:
     """Rayleigh speckle with the given mean, slightly correlated like a real B-mode image."""
@@ -38,7 +40,7 @@ def ultrasound_frame(kind: str = "rect", seed: int = 0, h: int = 480, w: int = 6
     yy, xx = np.mgrid[:h, :w]
     tissue = _speckle(rng, (h, w))
     tissue *= np.where(((xx - 330) / 60) ** 2 + ((yy - 250) / 40) ** 2 < 1, 0.15, 1.0)
-    echo = np.exp(-((yy - 150 - 0.1 * (xx - 300)) ** 2) / (2 * 2.5 ** 2)) * 200 * (abs(xx - 330) < 120)
+    echo = np.exp(-((yy - 150 - 0.1 * (xx - 300)) ** 2) / (2 * 2.5**2)) * 200 * (abs(xx - 330) < 120)
     img = np.where(region > 0, tissue + echo, img)
     gray = np.clip(img, 0, 255).astype(np.uint8)
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
@@ -65,6 +67,7 @@ def frame(request):
 
 
 # ---------------------------------------------------------------- thresholding
+
 
 def two_level(low: int = 40, high: int = 200) -> np.ndarray:
     img = np.full((40, 60), low, np.uint8)
@@ -111,8 +114,8 @@ def test_adaptive_finds_local_spot_on_a_gradient():
 def test_morphology_open_removes_specks_and_close_fills_holes():
     img = np.zeros((50, 50), np.uint8)
     img[10:40, 10:40] = 255
-    img[25, 25] = 0          # a one-pixel hole
-    img[3, 45] = 255         # a one-pixel speck
+    img[25, 25] = 0  # a one-pixel hole
+    img[3, 45] = 255  # a one-pixel speck
     raw, _ = sg.threshold_mask(img, "global", value=128)
     assert raw[3, 45] and not raw[25, 25]
     opened, _ = sg.threshold_mask(img, "global", value=128, morph="open", morph_size=3)
@@ -123,15 +126,18 @@ def test_morphology_open_removes_specks_and_close_fills_holes():
     assert both[25, 25] and not both[3, 45]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "kmeans"}, "`method`.*kmeans"),
-    ({"method": "global", "value": 300}, "`value`.*300"),
-    ({"method": "adaptive_mean", "block_size": 10}, "`block_size`.*odd.*10"),
-    ({"method": "adaptive_mean", "block_size": 1}, "`block_size`"),
-    ({"morph": "dilate"}, "`morph`.*dilate"),
-    ({"blur": -1}, "`blur`"),
-    ({"morph_size": 0}, "`morph_size`"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "kmeans"}, "`method`.*kmeans"),
+        ({"method": "global", "value": 300}, "`value`.*300"),
+        ({"method": "adaptive_mean", "block_size": 10}, "`block_size`.*odd.*10"),
+        ({"method": "adaptive_mean", "block_size": 1}, "`block_size`"),
+        ({"morph": "dilate"}, "`morph`.*dilate"),
+        ({"blur": -1}, "`blur`"),
+        ({"morph_size": 0}, "`morph_size`"),
+    ],
+)
 def test_bad_arguments_name_argument_and_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sg.threshold_mask(two_level(), **kwargs)
@@ -151,11 +157,12 @@ def test_to_gray_accepts_common_shapes_and_rejects_others():
 
 # ---------------------------------------------------------------- Dice / IoU
 
+
 def test_dice_and_iou_on_known_overlap():
     a = np.zeros((10, 10), np.uint8)
     b = np.zeros((10, 10), np.uint8)
-    a[0:4, 0:5] = 255   # 20 px
-    b[2:6, 0:5] = 1     # 20 px, 10 px shared
+    a[0:4, 0:5] = 255  # 20 px
+    b[2:6, 0:5] = 1  # 20 px, 10 px shared
     assert sg.dice(a, b) == pytest.approx(2 * 10 / 40)
     assert sg.iou(a, b) == pytest.approx(10 / 30)
     assert sg.dice(a, a) == 1.0 and sg.iou(a, a) == 1.0
@@ -187,6 +194,7 @@ def test_rgb_mask_thumbnails_are_binarised_at_half_intensity():
 
 # ---------------------------------------------------------------- region statistics
 
+
 def test_region_stats_on_drawn_circles():
     gray = np.full((100, 100), 50, np.uint8)
     mask = np.zeros((100, 100), np.uint8)
@@ -199,7 +207,7 @@ def test_region_stats_on_drawn_circles():
     assert s["area_px"] == big + small
     assert s["area_fraction"] == pytest.approx((big + small) / 10_000)
     assert s["largest_area_px"] == big
-    assert abs(big - np.pi * 10 ** 2) < 0.1 * np.pi * 10 ** 2
+    assert abs(big - np.pi * 10**2) < 0.1 * np.pi * 10**2
     assert s["mean_inside"] == pytest.approx(150) and s["mean_outside"] == pytest.approx(50)
     table = s["regions"]
     assert list(table.columns) == list(sg.REGION_COLUMNS)
@@ -238,6 +246,7 @@ def test_contour_overlay_draws_only_on_the_outline():
 
 
 # ---------------------------------------------------------------- ultrasound clean-up
+
 
 def test_crop_finds_the_scan_region_within_a_few_pixels(frame):
     rgb, truth, _, _, _ = frame
@@ -296,7 +305,7 @@ def test_annotations_removed_and_tissue_kept(frame):
 def test_small_solid_bright_specks_are_kept_as_tissue():
     rng = np.random.default_rng(2)
     gray = np.clip(_speckle(rng, (120, 120)), 0, 255).astype(np.uint8)
-    cv2.circle(gray, (40, 40), 2, 250, -1)         # a calcification-like speck
+    cv2.circle(gray, (40, 40), 2, 250, -1)  # a calcification-like speck
     cv2.rectangle(gray, (80, 80), (86, 86), 250, -1)  # a solid bright block
     clean, removed = sg.remove_annotations(gray)
     assert not removed.any()
@@ -343,13 +352,20 @@ def test_draw_box_marks_the_box_edges():
 def test_import_has_no_tensorflow():
     import subprocess
     import sys
+
     code = "import sys, pipeline.segment; print('tensorflow' in sys.modules)"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
     assert res.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------- real thyroid ultrasound (optional)
+
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not DDTI.is_dir(), reason="../shared/data/thyroid-ddti is absent")

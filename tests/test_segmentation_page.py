@@ -1,4 +1,5 @@
 """AppTest of the Segmentation preview page: values shown are recomputed here with plain NumPy."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,9 @@ def seg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows = []
     for i, sid in enumerate(ids):
         gray, truth = _sample_images(i)
-        rows.append({"sample_id": sid, "png": _png(np.dstack([gray] * 3)),
-                     "mask_png": _png(truth) if i % 2 == 0 else None})
+        rows.append(
+            {"sample_id": sid, "png": _png(np.dstack([gray] * 3)), "mask_png": _png(truth) if i % 2 == 0 else None}
+        )
     pd.DataFrame(rows).to_parquet(exp / "thumbnails.parquet", index=False)
     return root
 
@@ -144,8 +146,9 @@ def test_morphology_and_other_sample(seg_root, artifacts_env):
     at.selectbox(key="seg_morph").set_value("open").run()
     at.slider(key="seg_morph_size").set_value(15).run()
     no_exceptions(at)
-    opened = cv2.morphologyEx((gray <= 150).astype(np.uint8), cv2.MORPH_OPEN,
-                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15)))
+    opened = cv2.morphologyEx(
+        (gray <= 150).astype(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
+    )
     assert number(at, "Foreground area (px)") == opened.sum()
     assert int(metric(at, "Regions")) == 1  # the 5 px blob is opened away, the disk stays
 

@@ -26,8 +26,7 @@ def _binormal(rng: np.random.Generator, n: int, d: float = 1.0, pos_rate: float 
 
 def _engine_replicates(y, P, w, metrics, threshold=None, max_bins=512):
     """Replicates of the bootstrap engine for explicit per-sample weights w (n,)."""
-    prep = _prepare_model(np.asarray(y), np.asarray(P, float), threshold, 1 if P.shape[1] == 2 else 0,
-                            True, max_bins)
+    prep = _prepare_model(np.asarray(y), np.asarray(P, float), threshold, 1 if P.shape[1] == 2 else 0, True, max_bins)
     weights = [np.bincount(c, weights=w, minlength=k).astype(float)[:, None] for c, k in prep.partitions()]
     return {m: float(v[0]) for m, v in _model_replicates(prep, weights, metrics).items()}
 
@@ -221,8 +220,9 @@ def test_bootstrap_errors_are_clear():
         M.bootstrap_ci(y, P, "auroc")
     with pytest.raises(ValueError, match=r"argument `n_boot`\. Expected a positive int\. Received: 0"):
         M.bootstrap_all(y, P, n_boot=0)
-    with pytest.raises(ValueError,
-                       match=r"argument `groups`\. Expected the same length as `y` \(50\)\. Received: length 49"):
+    with pytest.raises(
+        ValueError, match=r"argument `groups`\. Expected the same length as `y` \(50\)\. Received: length 49"
+    ):
         M.bootstrap_all(y, P, groups=np.arange(49))
     with pytest.raises(ValueError, match=r"argument `probs_by_model\['b'\]`\. Expected shape \(50, 2\)"):
         M.bootstrap_models(y, {"a": P, "b": P[:40]})
@@ -314,8 +314,9 @@ def test_delong_agrees_with_a_large_paired_bootstrap():
 
 
 def test_delong_needs_two_of_each_class():
-    with pytest.raises(ValueError,
-                       match=r"argument `y_true`\. Expected at least 2 positive and 2 negative.*Received: 1 positive"):
+    with pytest.raises(
+        ValueError, match=r"argument `y_true`\. Expected at least 2 positive and 2 negative.*Received: 1 positive"
+    ):
         M.delong_variance([1, 0, 0, 0], [0.9, 0.1, 0.2, 0.3])
 
 
@@ -385,8 +386,9 @@ def test_paired_bootstrap_with_groups_and_thresholds():
     rng = np.random.default_rng(12)
     y, Pa, groups = _clustered(rng)
     Pb = np.clip(Pa + rng.normal(0, 0.1, Pa.shape), 0, 1)
-    diff, lo, hi, p = M.paired_bootstrap_diff(y, Pa, Pb, "sensitivity", groups=groups, n_boot=300,
-                                              threshold_a=0.4, threshold_b=0.6)
+    diff, lo, hi, p = M.paired_bootstrap_diff(
+        y, Pa, Pb, "sensitivity", groups=groups, n_boot=300, threshold_a=0.4, threshold_b=0.6
+    )
     sens_a = np.mean(Pa[y == 1, 1] >= 0.4)
     sens_b = np.mean(Pb[y == 1, 1] >= 0.6)
     assert diff == pytest.approx(sens_a - sens_b)

@@ -1,5 +1,6 @@
 """Subgroups: columns, binning, missing values, regex extraction; per-subgroup metrics against scikit-learn on
 each slice; grouped resampling; the Subgroups page."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,17 @@ from pipeline import subgroups as sg
 def test_bins_from_config_with_open_ends_and_missing_last():
     out = sg.assign_subgroups("age", [5, 39.9, 40, 59, 60, 120, 130, np.nan, -1], bins=[0, 40, 60, 120])
     assert out.names == ("< 0", "[0, 40)", "[40, 60)", "[60, 120]", "> 120", sg.MISSING)
-    assert [out.names[c] for c in out.codes] == ["[0, 40)", "[0, 40)", "[40, 60)", "[40, 60)", "[60, 120]",
-                                                  "[60, 120]", "> 120", "missing", "< 0"]
+    assert [out.names[c] for c in out.codes] == [
+        "[0, 40)",
+        "[0, 40)",
+        "[40, 60)",
+        "[40, 60)",
+        "[60, 120]",
+        "[60, 120]",
+        "> 120",
+        "missing",
+        "< 0",
+    ]
 
 
 def test_numeric_with_many_values_gets_quantile_bins_of_equal_size():
@@ -54,12 +64,20 @@ def test_regex_named_groups_from_generated_breakhis_names():
 
 def test_candidate_columns_skip_ids_and_core_columns_and_keep_eval_set():
     n = 200
-    samples = pd.DataFrame({
-        "sample_id": [f"s{i}" for i in range(n)], "path": [f"/d/s{i}.png" for i in range(n)],
-        "label": np.zeros(n, int), "group": [f"g{i}" for i in range(n)], "split": "test", "eval_set": "test",
-        "image_id": [f"ISIC_{i}" for i in range(n)], "age": np.arange(n) % 90, "sex": ["f", "m"] * (n // 2),
-        "modality": "MR",
-    })
+    samples = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "path": [f"/d/s{i}.png" for i in range(n)],
+            "label": np.zeros(n, int),
+            "group": [f"g{i}" for i in range(n)],
+            "split": "test",
+            "eval_set": "test",
+            "image_id": [f"ISIC_{i}" for i in range(n)],
+            "age": np.arange(n) % 90,
+            "sex": ["f", "m"] * (n // 2),
+            "modality": "MR",
+        }
+    )
     assert sg.candidate_columns(samples) == ["eval_set", "age", "sex", "modality"]
     assert sg.candidate_columns(samples, ["image_id"])[0] == "image_id"
     frame = sg.subgroup_frame(samples, regex=r"s(?P<last_digit>\d)\.png$", regex_source="path")
@@ -89,8 +107,16 @@ def _data(n=2400, seed=0):
 def test_subgroup_metrics_equal_sklearn_on_each_slice():
     y, P, sub, groups = _data()
     P2 = np.c_[1 - P[:, 1] ** 2, P[:, 1] ** 2]
-    res = mt.subgroup_metrics(y, {"a": P, "b": P2}, sub, groups, names=["w", "x", "y", "z"],
-                              thresholds={"a": 0.4, "b": None}, n_boot=100, min_size=10)
+    res = mt.subgroup_metrics(
+        y,
+        {"a": P, "b": P2},
+        sub,
+        groups,
+        names=["w", "x", "y", "z"],
+        thresholds={"a": 0.4, "b": None},
+        n_boot=100,
+        min_size=10,
+    )
     assert res.names == ("w", "x", "y", "z")
     for model, probs, thr in (("a", P, 0.4), ("b", P2, None)):
         for s in range(4):
@@ -118,8 +144,9 @@ def test_too_few_and_one_class_subgroups_have_no_numbers():
     assert all(np.isnan(res.values["a"][m][4].point) for m in res.metrics)
     assert np.isnan(res.values["a"]["roc_auc"][3].point) and np.isnan(res.values["a"]["sensitivity"][3].point)
     assert np.isnan(mt.subgroup_point_metrics(y, {"a": P}, sub)["a"]["sensitivity"][3])
-    assert res.values["a"]["specificity"][3].point == pytest.approx(skm.recall_score(1 - y[sub == 3],
-                                                                                      P[sub == 3, 1] < 0.5))
+    assert res.values["a"]["specificity"][3].point == pytest.approx(
+        skm.recall_score(1 - y[sub == 3], P[sub == 3, 1] < 0.5)
+    )
     rows = res.rows()
     assert len(rows) == 5 and rows[4]["too_few"] and rows[4]["n"] == 5
 
@@ -130,7 +157,7 @@ def test_resamples_draw_whole_groups_in_every_subgroup():
     # patient (both drawn, one drawn twice, ...) and never takes per-sample values.
     n_each = 40
     y = np.ones(2 * n_each + 60, int)
-    y[2 * n_each:] = np.tile([0, 1], 30)
+    y[2 * n_each :] = np.tile([0, 1], 30)
     score = np.r_[np.ones(n_each), np.zeros(n_each), np.linspace(0, 1, 60)]
     P = np.c_[1 - score, score]
     groups = np.r_[np.zeros(n_each), np.ones(n_each), 2 + np.arange(60)]
@@ -176,12 +203,25 @@ def test_subgroups_config_section_parses_and_names_bad_keys():
     from pipeline.config import parse_config, parse_subgroups
 
     base = {"experiment": {"name": "x"}, "dataset": {"layout": "class_folders", "root": "d"}}
-    cfg = parse_config({**base, "subgroups": {"columns": ["age", "site"], "bins": {"age": [0, 40, 60, 120]},
-                                              "regex": "-(?P<magnification>40|100|200|400)-", "min_size": 20}})
+    cfg = parse_config(
+        {
+            **base,
+            "subgroups": {
+                "columns": ["age", "site"],
+                "bins": {"age": [0, 40, 60, 120]},
+                "regex": "-(?P<magnification>40|100|200|400)-",
+                "min_size": 20,
+            },
+        }
+    )
     assert cfg.subgroups.columns == ("age", "site") and cfg.subgroups.bins == {"age": (0.0, 40.0, 60.0, 120.0)}
     assert cfg.subgroups.min_size == 20 and parse_config(base).subgroups.min_size == 30
-    for bad, key in (({"bins": {"age": [3, 1]}}, "subgroups.bins.age"), ({"regex": "-(40)-"}, "subgroups.regex"),
-                     ({"min_size": 0}, "subgroups.min_size"), ({"colums": []}, "subgroups")):
+    for bad, key in (
+        ({"bins": {"age": [3, 1]}}, "subgroups.bins.age"),
+        ({"regex": "-(40)-"}, "subgroups.regex"),
+        ({"min_size": 0}, "subgroups.min_size"),
+        ({"colums": []}, "subgroups"),
+    ):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             parse_subgroups({"subgroups": bad})
 
@@ -270,9 +310,16 @@ def test_lesion_demo_has_a_site_column_whose_hard_site_loses_fine_detail(tmp_pat
 def test_forest_figure_has_one_trace_per_model_with_asymmetric_intervals_and_click_data():
     from pipeline import figures
 
-    fig = figures.forest_figure(["a", "b", "c"], {"m1": [(0.8, 0.7, 0.85), (0.6, 0.5, 0.7), (np.nan,) * 3],
-                                                  "m2": [(0.9, 0.88, 0.95), (0.7, 0.6, 0.75), (np.nan,) * 3]},
-                                "ROC AUC", too_few=[False, False, True], overall={"m1": 0.75})
+    fig = figures.forest_figure(
+        ["a", "b", "c"],
+        {
+            "m1": [(0.8, 0.7, 0.85), (0.6, 0.5, 0.7), (np.nan,) * 3],
+            "m2": [(0.9, 0.88, 0.95), (0.7, 0.6, 0.75), (np.nan,) * 3],
+        },
+        "ROC AUC",
+        too_few=[False, False, True],
+        overall={"m1": 0.75},
+    )
     assert [t.name for t in fig.data] == ["m1", "m2"]
     t = fig.data[0]
     assert np.allclose(t.error_x.array[:2], [0.05, 0.1]) and np.allclose(t.error_x.arrayminus[:2], [0.1, 0.1])
@@ -307,16 +354,34 @@ def test_the_page_reads_the_subgroups_config_that_experiment_json_keeps():
     stored["bins"] = {k: list(v) for k, v in cfg.bins.items()}
     exp = Experiment(path=Path("."), meta={"name": "x", "config": {"subgroups": stored}}, samples=pd.DataFrame())
     assert da.subgroups_config(exp) == cfg
-    broken = Experiment(path=Path("."), meta={"name": "x", "config": {"subgroups": {"min_size": -1}}},
-                        samples=pd.DataFrame())
+    broken = Experiment(
+        path=Path("."), meta={"name": "x", "config": {"subgroups": {"min_size": -1}}}, samples=pd.DataFrame()
+    )
     assert da.subgroups_config(broken) == SubgroupsConfig()
 
 
 def test_bench_runs_at_a_tiny_size(capsys):
     from bench import bench_subgroups
 
-    assert bench_subgroups.main(["--n", "3000", "--models", "2", "--subgroups", "4", "--n-boot", "10",
-                                 "--naive-boot", "1", "--repeats", "1"]) == 0
+    assert (
+        bench_subgroups.main(
+            [
+                "--n",
+                "3000",
+                "--models",
+                "2",
+                "--subgroups",
+                "4",
+                "--n-boot",
+                "10",
+                "--naive-boot",
+                "1",
+                "--repeats",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "first: every number" in out and "threshold move" in out
     worst = float(out.split("max |ours - scikit-learn| over every point: ")[1].split()[0])
@@ -336,8 +401,9 @@ def test_worst_subgroup_loader_for_the_leaderboard(fake_root, artifacts_env):
         preds = preds[preds["eval_set"] == "test"]
         sex = samples.loc[preds["sample_id"], "sex"].to_numpy()
         y = samples.loc[preds["sample_id"], "label"].to_numpy()
-        acc = {s: skm.accuracy_score(y[sex == s], preds["prob_1"].to_numpy()[sex == s] >= 0.5)
-               for s in ("female", "male")}
+        acc = {
+            s: skm.accuracy_score(y[sex == s], preds["prob_1"].to_numpy()[sex == s] >= 0.5) for s in ("female", "male")
+        }
         name = min(acc, key=acc.get)
         assert worst[model][0] == name and worst[model][1] == pytest.approx(acc[name])
 

@@ -1,5 +1,6 @@
 """The training loop: the compiled step's loss is Keras's class-weighted cross-entropy, it learns an easy
 task, early stopping restores the best epoch, and parallel training (jobs=2) builds complete models."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -48,8 +49,9 @@ def test_training_learns_and_restores_the_best_epoch():
     from pipeline.train import _evaluate, class_weights, select_best_epoch, train_backbone
 
     train, val = _easy_set(192, 2), _easy_set(64, 3)
-    cfg = TrainConfig(backbones=("SmallCNN",), epochs=6, batch_size=32, learning_rate=3e-3, patience=2,
-                      augment=("flip",))
+    cfg = TrainConfig(
+        backbones=("SmallCNN",), epochs=6, batch_size=32, learning_rate=3e-3, patience=2, augment=("flip",)
+    )
     result = train_backbone("SmallCNN", train, val, 2, 24, cfg)
     h = result.history
     assert len(h) >= 3 and list(h["epoch"]) == list(range(1, len(h) + 1))
@@ -93,7 +95,7 @@ def test_parallel_training_builds_complete_models(tmp_path):
     cfg_path.write_text(f"""
 [experiment]
 name = "par"
-output = "{tmp_path / 'artifacts'}"
+output = "{tmp_path / "artifacts"}"
 [dataset]
 layout = "patient_class_folders"
 root = "{data}"
@@ -118,7 +120,8 @@ batch_size = 16
         assert len(preds) == int(exp.samples["eval_set"].notna().sum())
         assert art.read_model_config(exp_dir, model)["status"] == "complete"
     # a worker's failure reaches the caller with the model's name
-    broken = replace(cfg, train=replace(cfg.train, backbones=("SmallCNN", "MobileNetV2"), augment=("nope",)),
-                     name="broken")
+    broken = replace(
+        cfg, train=replace(cfg.train, backbones=("SmallCNN", "MobileNetV2"), augment=("nope",)), name="broken"
+    )
     with pytest.raises((RuntimeError, ValueError), match="nope|training .* failed"):
         run_experiment(broken, log=lambda s: None, progress=False, jobs=2)

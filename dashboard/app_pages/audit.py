@@ -1,4 +1,5 @@
 """Data audit: duplicates and their leakage across splits, conflicting labels, image-quality flags."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -15,16 +16,20 @@ FLAGGED_PER_PAGE = 12
 sel = state.selection()
 exp = sel.exp
 st.title("Data audit")
-st.caption("Exact and near-duplicate images (Pearson r of small gray thumbnails, candidates by perceptual hash), "
-           "duplicates that cross splits, duplicate clusters with conflicting labels, and image-quality flags.")
+st.caption(
+    "Exact and near-duplicate images (Pearson r of small gray thumbnails, candidates by perceptual hash), "
+    "duplicates that cross splits, duplicate clusters with conflicting labels, and image-quality flags."
+)
 try:
     audit = read_audit(exp.path)
 except ArtifactError as exc:
     widgets.artifact_error_ui(exc, "the data audit")
     st.stop()
 if audit is None:
-    st.info(f"Experiment **{exp.name}** has no data audit yet. Run `python -m pipeline audit {exp.path}` "
-            "(or rebuild it: the audit runs at ingest unless `[audit] enabled = false`).")
+    st.info(
+        f"Experiment **{exp.name}** has no data audit yet. Run `python -m pipeline audit {exp.path}` "
+        "(or rebuild it: the audit runs at ingest unless `[audit] enabled = false`)."
+    )
     st.stop()
 
 samples = exp.samples
@@ -43,15 +48,32 @@ c[0].metric("Duplicate pairs", f"{len(audit.pairs):,}", help=f"{int(audit.pairs[
 c[1].metric("Duplicate clusters", f"{int(quality.loc[quality['cluster'] >= 0, 'cluster'].nunique()):,}")
 c[2].metric("Pairs across splits", f"{len(crossing):,}")
 n_eval = int((samples["eval_set"] == sel.eval_set).sum())
-c[3].metric(f"{sel.eval_set}: duplicate in training", f"{len(leaky.get(sel.eval_set, ())):,} of {n_eval:,}",
-            help="Images of this evaluation set whose duplicate cluster holds a train (or val) image.")
+c[3].metric(
+    f"{sel.eval_set}: duplicate in training",
+    f"{len(leaky.get(sel.eval_set, ())):,} of {n_eval:,}",
+    help="Images of this evaluation set whose duplicate cluster holds a train (or val) image.",
+)
 c[4].metric("Clusters with conflicting labels", f"{int(conflicts['cluster'].nunique()) if len(conflicts) else 0:,}")
 side_px = settings.get("thumb_size", "?")
-st.caption(f"Similarity threshold r ≥ {settings.get('threshold', '?')} on {side_px}×{side_px} thumbnails; "
-           f"perceptual hash of {settings.get('hash_size', 8) ** 2} bits. Change it in the config's `[audit]` section.")
-st.dataframe(pd.DataFrame([{"evaluation set": es, "images": int((samples["eval_set"] == es).sum()),
-                            "with a duplicate in training": len(leaky[es])} for es in eval_sets]),
-             hide_index=True, width="stretch", key="audit_leak_table")
+st.caption(
+    f"Similarity threshold r ≥ {settings.get('threshold', '?')} on {side_px}×{side_px} thumbnails; "
+    f"perceptual hash of {settings.get('hash_size', 8) ** 2} bits. Change it in the config's `[audit]` section."
+)
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "evaluation set": es,
+                "images": int((samples["eval_set"] == es).sum()),
+                "with a duplicate in training": len(leaky[es]),
+            }
+            for es in eval_sets
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+    key="audit_leak_table",
+)
 
 # ---------------------------------------------------------------- duplicate pairs side by side
 st.subheader("Duplicate pairs")
@@ -105,22 +127,31 @@ st.subheader("Duplicate clusters with conflicting labels")
 if conflicts.empty:
     st.success("No duplicate cluster mixes labels.")
 else:
-    table = conflicts.assign(label=conflicts["label"].map(
-        lambda v: label_names[int(v)] if 0 <= int(v) < len(label_names) else v))
+    table = conflicts.assign(
+        label=conflicts["label"].map(lambda v: label_names[int(v)] if 0 <= int(v) < len(label_names) else v)
+    )
     cols = [c for c in ("cluster", "sample_id", "label", "split", "group") if c in table.columns]
     st.dataframe(table[cols], hide_index=True, width="stretch", key="audit_conflicts")
-    st.caption("Each cluster holds copies of one image with different labels: at least one label is wrong. "
-               "Review them on the Misclassifications page and leave a 'label wrong' note.")
+    st.caption(
+        "Each cluster holds copies of one image with different labels: at least one label is wrong. "
+        "Review them on the Misclassifications page and leave a 'label wrong' note."
+    )
 
 # ---------------------------------------------------------------- quality flags
 st.subheader("Image quality")
-counts = pd.DataFrame([{"flag": f.replace("_", " "), "images": int(quality[f"flag_{f}"].sum())}
-                       for f in QUALITY_FLAGS if f"flag_{f}" in quality.columns])
+counts = pd.DataFrame(
+    [
+        {"flag": f.replace("_", " "), "images": int(quality[f"flag_{f}"].sum())}
+        for f in QUALITY_FLAGS
+        if f"flag_{f}" in quality.columns
+    ]
+)
 st.dataframe(counts, hide_index=True, width="stretch", key="audit_quality_counts")
 flagged_kinds = [f for f in QUALITY_FLAGS if f"flag_{f}" in quality.columns and quality[f"flag_{f}"].any()]
 if flagged_kinds:
-    flag = st.selectbox("Show images flagged", flagged_kinds, key="audit_flag",
-                        format_func=lambda f: f.replace("_", " "))
+    flag = st.selectbox(
+        "Show images flagged", flagged_kinds, key="audit_flag", format_func=lambda f: f.replace("_", " ")
+    )
     ids = quality.loc[quality[f"flag_{flag}"], "sample_id"].astype(str).tolist()
     start, stop = widgets.pager_ui(len(ids), FLAGGED_PER_PAGE, key="audit_flag_page")
     page_ids = ids[start:stop]

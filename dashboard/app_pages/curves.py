@@ -1,4 +1,5 @@
 """ROC and precision-recall curves of the selected models, overlaid, with AUC, CI band and operating point."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -18,53 +19,82 @@ large = sum(md.n for md in data.values()) > BAND_DEFAULT_MAX_ROWS
 views = ["one-vs-rest"] if sel.binary else ["one-vs-rest", "micro-average", "macro-average", "all classes"]
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
-    view = (views[0] if sel.binary else
-            st.segmented_control("Curves", views, default="one-vs-rest", key="curves_view",
-                                 help="One-vs-rest for the sidebar class, micro/macro averages over classes, "
-                                      "or every class of each model.") or "one-vs-rest")
+    view = (
+        views[0]
+        if sel.binary
+        else st.segmented_control(
+            "Curves",
+            views,
+            default="one-vs-rest",
+            key="curves_view",
+            help="One-vs-rest for the sidebar class, micro/macro averages over classes, or every class of each model.",
+        )
+        or "one-vs-rest"
+    )
 with c2:
-    show_band = st.toggle("95% CI band", value=not large, key="curves_band",
-                          help="Grouped bootstrap (patients/lesions resampled) of each curve; computed once, "
-                               "then cached." + (" Off by default on this large set." if large else ""))
+    show_band = st.toggle(
+        "95% CI band",
+        value=not large,
+        key="curves_band",
+        help="Grouped bootstrap (patients/lesions resampled) of each curve; computed once, "
+        "then cached." + (" Off by default on this large set." if large else ""),
+    )
 with c3:
-    show_point = st.toggle("Operating points", value=True, key="curves_points",
-                           help="Each model's current threshold (set on Threshold tuning).")
+    show_point = st.toggle(
+        "Operating points",
+        value=True,
+        key="curves_points",
+        help="Each model's current threshold (set on Threshold tuning).",
+    )
 
 ci = sel.class_index
 if view == "one-vs-rest":
-    st.caption(f"Positive class **{sel.class_name}**" + ("" if sel.binary else " against all other classes")
-               + ". Hover a curve for the threshold at that point.")
+    st.caption(
+        f"Positive class **{sel.class_name}**"
+        + ("" if sel.binary else " against all other classes")
+        + ". Hover a curve for the threshold at that point."
+    )
     roc, pr = [], []
     prevalence = None
     for model in data:
         cur = da.get_curves(sel.exp, model, sel.eval_set, ci)
         prevalence = cur["prevalence"]
         if cur["roc"] is None:
-            st.warning(f"**{model}**: the evaluation set has no {'positive' if cur['pr'] is None else 'negative'} "
-                       f"samples for class {sel.class_name}, so its ROC curve is undefined.")
+            st.warning(
+                f"**{model}**: the evaluation set has no {'positive' if cur['pr'] is None else 'negative'} "
+                f"samples for class {sel.class_name}, so its ROC curve is undefined."
+            )
             continue
         thr = state.get_threshold(sel, model, ci) if show_point else None
-        style = dict(threshold=thr, color=sel.colors.get(model),
-                     at=None if thr is None else da.metrics_at_threshold(sel.exp, model, sel.eval_set, ci, thr),
-                     bands=da.get_curve_bands(sel.exp, model, sel.eval_set, ci) if show_band else None)
+        style = dict(
+            threshold=thr,
+            color=sel.colors.get(model),
+            at=None if thr is None else da.metrics_at_threshold(sel.exp, model, sel.eval_set, ci, thr),
+            bands=da.get_curve_bands(sel.exp, model, sel.eval_set, ci) if show_band else None,
+        )
         roc.append(figures.Curve.from_summary(model, cur, "roc", **style))
         pr.append(figures.Curve.from_summary(model, cur, "pr", **style))
     left, right = st.columns(2)
     with left:
         st.plotly_chart(figures.curve_figure(roc, "roc", title="ROC"), width="stretch", key="roc_chart")
     with right:
-        st.plotly_chart(figures.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence),
-                        width="stretch", key="pr_chart")
+        st.plotly_chart(
+            figures.curve_figure(pr, "pr", title="Precision-recall", baseline=prevalence),
+            width="stretch",
+            key="pr_chart",
+        )
 elif view in ("micro-average", "macro-average"):
     kind = view.split("-")[0]
     curves = []
     for model in data:
         avg = da.get_average_curves(sel.exp, model, sel.eval_set)[kind]
-        curves.append(figures.Curve(model, avg["fpr"], avg["tpr"], avg["thresholds"], area=avg["roc_auc"],
-                                   color=sel.colors.get(model)))
+        curves.append(
+            figures.Curve(
+                model, avg["fpr"], avg["tpr"], avg["thresholds"], area=avg["roc_auc"], color=sel.colors.get(model)
+            )
+        )
     st.caption(f"{kind.title()}-averaged one-vs-rest ROC over {len(sel.exp.class_names)} classes.")
-    st.plotly_chart(figures.curve_figure(curves, "roc", title=f"ROC, {kind}-average"), width="stretch",
-                    key="avg_chart")
+    st.plotly_chart(figures.curve_figure(curves, "roc", title=f"ROC, {kind}-average"), width="stretch", key="avg_chart")
 else:
     st.caption("Every class against the rest, one chart per model.")
     cols = st.columns(min(2, max(1, len(data))))
@@ -74,8 +104,9 @@ else:
             cur = da.get_curves(sel.exp, model, sel.eval_set, k)
             curves.append(figures.Curve.from_summary(name, cur, "roc"))
         with cols[i % len(cols)]:
-            st.plotly_chart(figures.curve_figure(curves, "roc", title=model, height=420), width="stretch",
-                            key=f"per_class_{model}")
+            st.plotly_chart(
+                figures.curve_figure(curves, "roc", title=model, height=420), width="stretch", key=f"per_class_{model}"
+            )
 
 if data and view in ("one-vs-rest", "micro-average", "macro-average"):
     rows = []

@@ -1,4 +1,5 @@
 """Overview: the leaderboard of backbones with 95% grouped-bootstrap intervals, size and speed; the data set."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -12,22 +13,37 @@ from pipeline.report import ensemble_config
 
 sel = state.selection()
 st.title("Overview")
-st.caption(f"**{sel.exp.name}** · evaluation set **{sel.eval_set}** · "
-           + ("binary metrics at each model's threshold (set on *Threshold tuning*)" if sel.binary
-              else "multiclass: argmax predictions, macro-averaged sensitivity/specificity/precision/F1"))
+st.caption(
+    f"**{sel.exp.name}** · evaluation set **{sel.eval_set}** · "
+    + (
+        "binary metrics at each model's threshold (set on *Threshold tuning*)"
+        if sel.binary
+        else "multiclass: argmax predictions, macro-averaged sensitivity/specificity/precision/F1"
+    )
+)
 
 left, right = st.columns([1, 1])
 with left:
-    n_boot = st.select_slider("Bootstrap resamples (grouped by patient/lesion)", [200, 500, 1000, 2000],
-                              value=1000, key="overview_n_boot")
+    n_boot = st.select_slider(
+        "Bootstrap resamples (grouped by patient/lesion)", [200, 500, 1000, 2000], value=1000, key="overview_n_boot"
+    )
 with right:
-    rank_by = st.selectbox("Rank by", da.LEADERBOARD_METRICS, key="overview_rank_by",
-                           format_func=lambda m: figures.METRIC_LABELS.get(m, m),
-                           index=da.LEADERBOARD_METRICS.index("roc_auc"))
+    rank_by = st.selectbox(
+        "Rank by",
+        da.LEADERBOARD_METRICS,
+        key="overview_rank_by",
+        format_func=lambda m: figures.METRIC_LABELS.get(m, m),
+        index=da.LEADERBOARD_METRICS.index("roc_auc"),
+    )
 
 data = widgets.model_data_ui(sel)
-results = da.get_leaderboard_ci(sel.exp, list(data), sel.eval_set,
-                                {m: state.decision_threshold(sel, m) for m in data}, n_boot=n_boot) if data else {}
+results = (
+    da.get_leaderboard_ci(
+        sel.exp, list(data), sel.eval_set, {m: state.decision_threshold(sel, m) for m in data}, n_boot=n_boot
+    )
+    if data
+    else {}
+)
 configs = {}
 for model in data:
     try:
@@ -35,27 +51,37 @@ for model in data:
     except ArtifactError as exc:
         widgets.artifact_error_ui(exc, f"Model **{model}** (size and speed columns left empty)")
 
-if len(results) >= 2 and st.toggle(f"{ENSEMBLE} row", value=True, key="overview_ensemble",
-                                   help="Mean probability of the selected models (threshold and curves on *Paired "
-                                        "comparison*); its size and speed are the sums of its members'."):
+if len(results) >= 2 and st.toggle(
+    f"{ENSEMBLE} row",
+    value=True,
+    key="overview_ensemble",
+    help="Mean probability of the selected models (threshold and curves on *Paired "
+    "comparison*); its size and speed are the sums of its members'.",
+):
     members = list(results)
-    results[ENSEMBLE] = da.get_ensemble_bootstrap(sel.exp, members, sel.eval_set,
-                                                  state.get_threshold(sel, ENSEMBLE) if sel.binary else None,
-                                                  n_boot=n_boot)
+    results[ENSEMBLE] = da.get_ensemble_bootstrap(
+        sel.exp, members, sel.eval_set, state.get_threshold(sel, ENSEMBLE) if sel.binary else None, n_boot=n_boot
+    )
     configs[ENSEMBLE] = ensemble_config(configs, members)
 
 if results:
     frame = da.leaderboard_frame(results, configs).sort_values(rank_by, ascending=False)
     display, best = figures.leaderboard_table(
-        frame, da.LEADERBOARD_METRICS,
-        thresholds={m: state.get_threshold(sel, m) for m in frame.index} if sel.binary else None)
+        frame,
+        da.LEADERBOARD_METRICS,
+        thresholds={m: state.get_threshold(sel, m) for m in frame.index} if sel.binary else None,
+    )
     leaky = da.leaky_ids(sel.exp)
     if leaky and not st.session_state.get(da.EXCLUDE_LEAKY_KEY, False):
         # the ranking metric on the test images without a near-copy in training, beside the full value
         label = figures.METRIC_LABELS.get(rank_by, rank_by)
-        free = {m: da.get_summary_excluding(sel.exp, m, sel.eval_set, state.decision_threshold(sel, m),
-                                            da.excluded_sample_ids(sel.exp) | set(leaky))[rank_by]
-                for m in frame.index if m in data}
+        free = {
+            m: da.get_summary_excluding(
+                sel.exp, m, sel.eval_set, state.decision_threshold(sel, m), da.excluded_sample_ids(sel.exp) | set(leaky)
+            )[rank_by]
+            for m in frame.index
+            if m in data
+        }
         column = [f"{free[m]:.3f}" if m in free and free[m] == free[m] else "—" for m in display.index]
         at = list(display.columns).index(label) + 1 if label in display.columns else len(display.columns)
         display.insert(at, f"{label} leak-free", column)
@@ -66,33 +92,53 @@ if results:
     except (ValueError, KeyError):
         sg_columns = []
     if sg_columns:  # a subgroup that fails must not hide inside a good average
-        sg_col = st.selectbox("Worst subgroup by", ["(none)", *sg_columns], key="overview_worst_by",
-                              index=1, help="The lowest subgroup value of the ranking metric (subgroups of at least "
-                                            "the configured minimum size), at the thresholds in force; details on "
-                                            "*Subgroups*.")
+        sg_col = st.selectbox(
+            "Worst subgroup by",
+            ["(none)", *sg_columns],
+            key="overview_worst_by",
+            index=1,
+            help="The lowest subgroup value of the ranking metric (subgroups of at least "
+            "the configured minimum size), at the thresholds in force; details on "
+            "*Subgroups*.",
+        )
         if sg_col != "(none)":
             label = figures.METRIC_LABELS.get(rank_by, rank_by)
-            worst = da.get_worst_subgroup(sel.exp, [m for m in display.index if m in data], sel.eval_set, sg_col,
-                                          rank_by, {m: state.decision_threshold(sel, m) for m in data},
-                                          class_index=sel.class_index)
+            worst = da.get_worst_subgroup(
+                sel.exp,
+                [m for m in display.index if m in data],
+                sel.eval_set,
+                sg_col,
+                rank_by,
+                {m: state.decision_threshold(sel, m) for m in data},
+                class_index=sel.class_index,
+            )
             cells = [("—" if not worst.get(m) else f"{worst[m][1]:.3f} ({worst[m][0]})") for m in display.index]
             at = list(display.columns).index(label) + 1 if label in display.columns else len(display.columns)
             display.insert(at, f"Worst {sg_col}", cells)
             best.insert(at, f"Worst {sg_col}", False)
     st.subheader("Leaderboard")
     shown = widgets.leaderboard_columns_ui(display)
-    st.dataframe(figures.style_best(display, best), width="stretch", key="leaderboard", column_order=shown,
-                 column_config={"Rank": st.column_config.NumberColumn(width="small")})
+    st.dataframe(
+        figures.style_best(display, best),
+        width="stretch",
+        key="leaderboard",
+        column_order=shown,
+        column_config={"Rank": st.column_config.NumberColumn(width="small")},
+    )
     hidden = [c for c in display.columns if c not in shown]
-    st.caption(f"Point estimate [95% CI], {n_boot} resamples of whole patients/lesions. {figures.BEST_MARK.strip()} "
-               "and green = best in the column (smallest for size, speed and training time). "
-               "Click a column header to sort."
-               + (f" Not shown, to fit the screen: {', '.join(hidden)} (add them under *Columns*)." if hidden else ""))
+    st.caption(
+        f"Point estimate [95% CI], {n_boot} resamples of whole patients/lesions. {figures.BEST_MARK.strip()} "
+        "and green = best in the column (smallest for size, speed and training time). "
+        "Click a column header to sort."
+        + (f" Not shown, to fit the screen: {', '.join(hidden)} (add them under *Columns*)." if hidden else "")
+    )
     if sel.binary:
-        st.caption("Thresholds in force: " + "; ".join(
-            f"**{m}** {state.get_threshold(sel, m):.3f} ({state.threshold_source(sel, m)})" for m in data)
+        st.caption(
+            "Thresholds in force: "
+            + "; ".join(f"**{m}** {state.get_threshold(sel, m):.3f} ({state.threshold_source(sel, m)})" for m in data)
             + ". Choose them on validation predictions on *Threshold tuning*; chosen on the set shown, the "
-              "threshold metrics above are optimistic.")
+            "threshold metrics above are optimistic."
+        )
 
 st.subheader("Data set")
 counts, per_set = da.dataset_summary(sel.exp)

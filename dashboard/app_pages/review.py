@@ -1,5 +1,6 @@
 """Misclassifications: a filtered gallery of samples, a sample card (probabilities, thresholds, Grad-CAM), mentor
 notes with tags, CSV export, and a toggle that leaves samples marked "label wrong" out of the metrics."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -21,11 +22,17 @@ AUTHOR_KEY = "_review_author"  # outlives the form's widgets
 EXCLUDE_WIDGET = "review_exclude_toggle"
 COLUMNS = 6
 OUTCOME_LABELS = {"wrong": "Wrong answers", "right": "Right answers", "all": "All samples"}
-AGREEMENT_LABELS = {"any": "Any", "disagree": "Models disagree (some right, some wrong)",
-                    "all_wrong": "All models wrong"}
+AGREEMENT_LABELS = {
+    "any": "Any",
+    "disagree": "Models disagree (some right, some wrong)",
+    "all_wrong": "All models wrong",
+}
 ERROR_LABELS = {"any": "FP and FN", "fp": "False positives only", "fn": "False negatives only"}
-SORT_LABELS = {"confidence_desc": "Confidence of the answer, highest first",
-               "confidence_asc": "Confidence of the answer, lowest first", "sample_id": "Sample id"}
+SORT_LABELS = {
+    "confidence_desc": "Confidence of the answer, highest first",
+    "confidence_asc": "Confidence of the answer, lowest first",
+    "sample_id": "Sample id",
+}
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 OTHER_TAG = "other…"
 
@@ -33,10 +40,15 @@ sel = state.selection()
 exp, names = sel.exp, sel.exp.class_names
 pos_index = exp.positive_index
 st.title("Misclassifications")
-st.caption(f"**{exp.name}** · evaluation set **{sel.eval_set}** · "
-           + ("binary predictions at each model's threshold (set on *Threshold tuning*)" if sel.binary
-              else "predicted class = highest probability")
-           + ". Open a sample to see every model's answer, its Grad-CAM, and to leave a note.")
+st.caption(
+    f"**{exp.name}** · evaluation set **{sel.eval_set}** · "
+    + (
+        "binary predictions at each model's threshold (set on *Threshold tuning*)"
+        if sel.binary
+        else "predicted class = highest probability"
+    )
+    + ". Open a sample to see every model's answer, its Grad-CAM, and to leave a note."
+)
 
 data = widgets.model_data_ui(sel)
 if not data:
@@ -69,31 +81,54 @@ if st.session_state.get("review_cam_class", "predicted") not in ["predicted", *r
 
 c1, c2, c3, c4 = st.columns(4)
 with c1:
-    model = st.selectbox("Model judged", models, key="review_model",
-                         help="Whose answer decides right/wrong, predicted class, FP/FN and confidence.")
+    model = st.selectbox(
+        "Model judged",
+        models,
+        key="review_model",
+        help="Whose answer decides right/wrong, predicted class, FP/FN and confidence.",
+    )
 with c2:
     outcome = st.selectbox("Show", rv.OUTCOMES, format_func=OUTCOME_LABELS.get, key="review_outcome")
 with c3:
-    agreement = st.selectbox("Across the selected models", rv.AGREEMENTS, format_func=AGREEMENT_LABELS.get,
-                             key="review_agreement")
+    agreement = st.selectbox(
+        "Across the selected models", rv.AGREEMENTS, format_func=AGREEMENT_LABELS.get, key="review_agreement"
+    )
 with c4:
     tag = st.selectbox("Mentor tag", tag_options, key="review_tag")
 c5, c6, c7, c8 = st.columns(4)
 with c5:
-    true_classes = st.multiselect("True class", range(len(names)), format_func=lambda i: names[i],
-                                  key="review_true", placeholder="any")
+    true_classes = st.multiselect(
+        "True class", range(len(names)), format_func=lambda i: names[i], key="review_true", placeholder="any"
+    )
 with c6:
-    pred_classes = st.multiselect("Predicted class", range(len(names)), format_func=lambda i: names[i],
-                                  key="review_pred", placeholder="any")
+    pred_classes = st.multiselect(
+        "Predicted class", range(len(names)), format_func=lambda i: names[i], key="review_pred", placeholder="any"
+    )
 with c7:
-    error_type = (st.selectbox("Error type", rv.ERROR_TYPES, format_func=ERROR_LABELS.get, key="review_error",
-                               help=f"Positive class: {names[pos_index]}.") if sel.binary else "any")
+    error_type = (
+        st.selectbox(
+            "Error type",
+            rv.ERROR_TYPES,
+            format_func=ERROR_LABELS.get,
+            key="review_error",
+            help=f"Positive class: {names[pos_index]}.",
+        )
+        if sel.binary
+        else "any"
+    )
 with c8:
     conf = st.slider("Confidence of the model's answer", 0.0, 1.0, (0.0, 1.0), step=0.01, key="review_conf")
 
-flt = rv.ReviewFilter(model=model, outcome=outcome, true_classes=tuple(true_classes),
-                      pred_classes=tuple(pred_classes), error_type=error_type,
-                      confidence=(float(conf[0]), float(conf[1])), agreement=agreement, tag=tag)
+flt = rv.ReviewFilter(
+    model=model,
+    outcome=outcome,
+    true_classes=tuple(true_classes),
+    pred_classes=tuple(pred_classes),
+    error_type=error_type,
+    confidence=(float(conf[0]), float(conf[1])),
+    agreement=agreement,
+    tag=tag,
+)
 mask = rv.filter_mask(arrays, pred, flt, pos_index, tagged)
 c9, c10, c11 = st.columns([1, 2, 1])
 with c10:
@@ -126,14 +161,18 @@ else:
     conf_k = rv.confidences(arrays, pred, page)[k]
     n_right = ((pred[:, page] == arrays.y[page][None, :]) & arrays.has[:, page]).sum(axis=0)
     n_have = arrays.has[:, page].sum(axis=0)
-    st.caption(f"Samples {start + 1:,}–{stop:,} of {idx.size:,} · {SORT_LABELS[sort].lower()} "
-               f"(confidence = {model}'s probability of the class it predicted).")
+    st.caption(
+        f"Samples {start + 1:,}–{stop:,} of {idx.size:,} · {SORT_LABELS[sort].lower()} "
+        f"(confidence = {model}'s probability of the class it predicted)."
+    )
     cols = st.columns(COLUMNS)
     for i, (row, sid, img, sample_tags) in enumerate(zip(page, ids, images, page_tags)):
         t, p = int(arrays.y[row]), int(pred[k, row])
-        caption = (f"{sid}\ntrue {names[t]} · pred {names[p]} ({conf_k[i]:.2f})\n"
-                   f"{int(n_right[i])}/{int(n_have[i])} models right"
-                   + (f"\n🏷 {', '.join(sample_tags)}" if sample_tags else ""))
+        caption = (
+            f"{sid}\ntrue {names[t]} · pred {names[p]} ({conf_k[i]:.2f})\n"
+            f"{int(n_right[i])}/{int(n_have[i])} models right"
+            + (f"\n🏷 {', '.join(sample_tags)}" if sample_tags else "")
+        )
         with cols[i % COLUMNS]:
             if img is not None:
                 st.image(img, caption=caption, width="stretch", output_format="PNG")
@@ -161,20 +200,25 @@ else:
         else:
             st.caption("(no thumbnail for this sample)")
         meta = da.get_sample_row(exp, sid)
-        st.dataframe(pd.DataFrame({"value": meta.astype(str)}).rename_axis("field"), width="stretch",
-                     key="review_meta")
+        st.dataframe(pd.DataFrame({"value": meta.astype(str)}).rename_axis("field"), width="stretch", key="review_meta")
     with right:
         table = rv.sample_table(arrays, pred, position, names, thresholds)
         probs = table[[str(n) for n in names]]
-        st.plotly_chart(figures.sample_probabilities_figure(probs, true_name, sel.colors,
-                                                           title="Every model's class probabilities"),
-                        width="stretch", key="review_probs")
+        st.plotly_chart(
+            figures.sample_probabilities_figure(
+                probs, true_name, sel.colors, title="Every model's class probabilities"
+            ),
+            width="stretch",
+            key="review_probs",
+        )
         shown = table.copy()
         shown["threshold"] = [f"{t:.3f}" if t is not None else "argmax" for t in table["threshold"]]
         shown["correct"] = ["✓" if c else ("✗" if c is not None else "—") for c in table["correct"]]
         st.dataframe(shown, width="stretch", key="review_sample_table")
-        st.caption("Threshold in force per model (binary: on the probability of "
-                   f"{names[pos_index]}; multiclass: highest probability).")
+        st.caption(
+            "Threshold in force per model (binary: on the probability of "
+            f"{names[pos_index]}; multiclass: highest probability)."
+        )
 
     # Grad-CAM, on demand
     st.markdown("#### Grad-CAM")
@@ -192,15 +236,23 @@ else:
             onnx_models.add(m)
     if image is None or all(reasons.values()):
         distinct = set(reasons.values())
-        why = ("no image for this sample" if image is None else distinct.pop() if len(distinct) == 1
-               else "; ".join(f"{m}: {r}" for m, r in reasons.items()))
+        why = (
+            "no image for this sample"
+            if image is None
+            else distinct.pop()
+            if len(distinct) == 1
+            else "; ".join(f"{m}: {r}" for m, r in reasons.items())
+        )
         st.info(f"Grad-CAM unavailable: {why}.")
     else:
         g1, g2, g3 = st.columns([1, 1, 1])
         with g1:
-            explain_class = st.selectbox("Explain", ["predicted"] + list(range(len(names))), key="review_cam_class",
-                                         format_func=lambda c: "each model's predicted class" if c == "predicted"
-                                         else f"class {names[c]}")
+            explain_class = st.selectbox(
+                "Explain",
+                ["predicted"] + list(range(len(names))),
+                key="review_cam_class",
+                format_func=lambda c: "each model's predicted class" if c == "predicted" else f"class {names[c]}",
+            )
         with g2:
             alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.45, 0.05, key="review_cam_alpha")
         with g3:
@@ -219,8 +271,11 @@ else:
                     try:
                         heat = da.get_grad_cam(exp, m, sid, ci)
                         how = " (occlusion sensitivity: ONNX has no gradients here)" if m in onnx_models else ""
-                        st.image(explain.overlay(image, heat, float(alpha)), width="stretch",
-                                 caption=f"{m}: evidence for {names[ci]}{how}")
+                        st.image(
+                            explain.overlay(image, heat, float(alpha)),
+                            width="stretch",
+                            caption=f"{m}: evidence for {names[ci]}{how}",
+                        )
                     except Exception as exc:  # noqa: BLE001 - one model failing must not hide the others
                         st.warning(f"{m}: Grad-CAM failed ({type(exc).__name__}: {str(exc)[:200]})")
 
@@ -233,8 +288,7 @@ else:
         author = st.session_state.get("review_note_author", "")
         st.session_state[AUTHOR_KEY] = author
         try:
-            notes.add_note(exp.path, sample_id, tag_value or "", st.session_state.get("review_note_text", ""),
-                           author)
+            notes.add_note(exp.path, sample_id, tag_value or "", st.session_state.get("review_note_text", ""), author)
         except ValueError as exc:
             st.session_state[MESSAGE_KEY] = ("error", str(exc))
             return
@@ -258,8 +312,9 @@ else:
         st.markdown("Current tags: " + " ".join(f"`{t}`" for t in current))
         tag_cols = st.columns(min(len(current), 6))
         for i, t in enumerate(current):
-            tag_cols[i % len(tag_cols)].button(f"Remove “{t}”", key=f"review_remove_{t}", on_click=_remove,
-                                               args=(sid, t))
+            tag_cols[i % len(tag_cols)].button(
+                f"Remove “{t}”", key=f"review_remove_{t}", on_click=_remove, args=(sid, t)
+            )
     else:
         st.caption("No tags on this sample yet.")
     if "review_note_author" not in st.session_state:  # the author is remembered from sample to sample
@@ -267,12 +322,16 @@ else:
     with st.form("review_note_form", clear_on_submit=False, border=True):
         f1, f2 = st.columns([1, 1])
         with f1:
-            st.selectbox("Tag", [notes.COMMENT, *notes.TAGS, OTHER_TAG], key="review_note_tag",
-                         format_func=lambda t: "comment (free text, no tag)" if t == notes.COMMENT else t,
-                         help="A tag shows in the gallery and its filter; 'label wrong' can be left out of "
-                              "the metrics below.")
-            st.text_input("Other tag (when 'other…' is picked)", key="review_note_custom",
-                          max_chars=notes.MAX_TAG_CHARS)
+            st.selectbox(
+                "Tag",
+                [notes.COMMENT, *notes.TAGS, OTHER_TAG],
+                key="review_note_tag",
+                format_func=lambda t: "comment (free text, no tag)" if t == notes.COMMENT else t,
+                help="A tag shows in the gallery and its filter; 'label wrong' can be left out of the metrics below.",
+            )
+            st.text_input(
+                "Other tag (when 'other…' is picked)", key="review_note_custom", max_chars=notes.MAX_TAG_CHARS
+            )
         with f2:
             st.text_input("Author", key="review_note_author", max_chars=notes.MAX_AUTHOR_CHARS)
             st.text_area("Note", key="review_note_text", max_chars=notes.MAX_TEXT_CHARS, height=80)
@@ -286,8 +345,7 @@ else:
         widgets.artifact_error_ui(exc, "Mentor notes")
         history = None
     if history is not None and len(history):
-        st.dataframe(history.drop(columns=["sample_id"]).set_index("note_id"), width="stretch",
-                     key="review_history")
+        st.dataframe(history.drop(columns=["sample_id"]).set_index("note_id"), width="stretch", key="review_history")
 
 # ---------------------------------------------------------------- export and label noise
 st.divider()
@@ -298,9 +356,15 @@ with e1:
     except ArtifactError:
         n_notes = 0
     # Built when clicked (on its own thread), so the export is current and reruns do not pay for it.
-    st.download_button("Export notes as CSV", data=lambda: da.notes_csv_or_message(exp),
-                       file_name=f"{exp.name}-notes.csv", mime="text/csv", key="review_export",
-                       disabled=not n_notes, on_click="ignore")
+    st.download_button(
+        "Export notes as CSV",
+        data=lambda: da.notes_csv_or_message(exp),
+        file_name=f"{exp.name}-notes.csv",
+        mime="text/csv",
+        key="review_export",
+        disabled=not n_notes,
+        on_click="ignore",
+    )
 
 
 def _on_exclude() -> None:
@@ -310,13 +374,16 @@ def _on_exclude() -> None:
 # The widget's own key is dropped when another page runs; the choice lives on in a plain session key.
 st.session_state[EXCLUDE_WIDGET] = bool(st.session_state.get(da.EXCLUDE_LABEL_WRONG_KEY, False))
 with e2:
-    exclude = st.toggle("Exclude samples marked 'label wrong' from the metrics", key=EXCLUDE_WIDGET,
-                        on_change=_on_exclude)
+    exclude = st.toggle(
+        "Exclude samples marked 'label wrong' from the metrics", key=EXCLUDE_WIDGET, on_change=_on_exclude
+    )
 label_wrong = tagged.get(notes.LABEL_WRONG, frozenset())
 n_marked = int(rv.tag_mask(arrays, label_wrong).sum())
-st.caption(f"{n_marked:,} sample(s) of **{sel.eval_set}** are marked 'label wrong'. "
-           "The choice is kept for this browser session and applies to every page's metrics (leaderboard, "
-           "curves, confusion matrices, thresholds, calibration, comparison); the table shows its effect.")
+st.caption(
+    f"{n_marked:,} sample(s) of **{sel.eval_set}** are marked 'label wrong'. "
+    "The choice is kept for this browser session and applies to every page's metrics (leaderboard, "
+    "curves, confusion matrices, thresholds, calibration, comparison); the table shows its effect."
+)
 rows = []
 for m, thr in zip(models, thresholds):
     before = da.get_summary_excluding(exp, m, sel.eval_set, thr, frozenset())
@@ -331,16 +398,19 @@ for m, thr in zip(models, thresholds):
             row[f"{label} (excl.)"] = after[metric]
             row[f"{label} change"] = after[metric] - before[metric]
     rows.append(row)
-st.dataframe(pd.DataFrame(rows).set_index("model").style.format(precision=4, na_rep="—"), width="stretch",
-             key="review_metrics")
+st.dataframe(
+    pd.DataFrame(rows).set_index("model").style.format(precision=4, na_rep="—"), width="stretch", key="review_metrics"
+)
 
 # ---------------------------------------------------------------- suspected label errors
 st.divider()
 st.subheader("Suspected label errors")
 queue = da.label_issue_queue(exp)
 if queue.empty:
-    st.caption("No queue for this experiment: it is built from out-of-fold predictions (train with "
-               "`[train] folds = 5`) and from duplicate clusters whose labels disagree (the data audit).")
+    st.caption(
+        "No queue for this experiment: it is built from out-of-fold predictions (train with "
+        "`[train] folds = 5`) and from duplicate clusters whose labels disagree (the data audit)."
+    )
 else:
     flagged = queue[queue["is_issue"].astype(bool)]
     names_arr = np.asarray(names, dtype=object)
@@ -349,17 +419,21 @@ else:
         show["label"] = [names_arr[int(v)] if v == v else "" for v in flagged["label"]]
         show["models suggest"] = [names_arr[int(v)] if v == v else "" for v in flagged["suggested"]]
         show["label quality"] = flagged["label_quality"].round(3)
-        show["models disagree"] = [f"{int(d)} of {int(n)}" if n == n else "" for d, n in
-                                   zip(flagged["models_disagree"], flagged["n_models"])]
+        show["models disagree"] = [
+            f"{int(d)} of {int(n)}" if n == n else "" for d, n in zip(flagged["models_disagree"], flagged["n_models"])
+        ]
     show["marked 'label wrong'"] = flagged["sample_id"].isin(list(tagged.get(notes.LABEL_WRONG, ())))
-    st.caption(f"{len(flagged):,} suspected, models-agree-label-disagrees first (lowest label quality first). "
-               "Mark one after looking at it; marked samples can be left out of every metric with the toggle above.")
+    st.caption(
+        f"{len(flagged):,} suspected, models-agree-label-disagrees first (lowest label quality first). "
+        "Mark one after looking at it; marked samples can be left out of every metric with the toggle above."
+    )
     if "injected_flip" in queue:
         from pipeline.label_issues import precision_recall
 
         p, r = precision_recall(flagged["sample_id"], queue.loc[queue["injected_flip"].astype(bool), "sample_id"])
-        st.caption(f"This (demo) data set knows its injected label flips: the queue's precision {p:.2f}, "
-                   f"recall {r:.2f}.")
+        st.caption(
+            f"This (demo) data set knows its injected label flips: the queue's precision {p:.2f}, recall {r:.2f}."
+        )
     st.dataframe(show.head(200), hide_index=True, width="stretch", key="review_label_queue")
     q1, q2 = st.columns([3, 1])
     with q1:
@@ -368,8 +442,13 @@ else:
     def _mark_queue() -> None:
         sid_ = st.session_state.get("review_queue_pick")
         try:
-            notes.add_note(exp.path, str(sid_), notes.LABEL_WRONG, "from the suspected-label-error queue",
-                           st.session_state.get(AUTHOR_KEY, ""))
+            notes.add_note(
+                exp.path,
+                str(sid_),
+                notes.LABEL_WRONG,
+                "from the suspected-label-error queue",
+                st.session_state.get(AUTHOR_KEY, ""),
+            )
         except (ValueError, sqlite3.Error) as exc:
             st.session_state[MESSAGE_KEY] = ("error", f"The note was not saved: {exc}")
             return

@@ -1,4 +1,5 @@
 """Training: loss and metric curves per epoch for the selected models, and what training cost."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -19,8 +20,10 @@ for model in sel.models:
     except ArtifactError as exc:
         widgets.artifact_error_ui(exc, f"Model **{model}** (no training curves)")
 
-metrics = sorted({c.removeprefix("val_") for df in histories.values() for c in df.columns if c != "epoch"},
-                 key=lambda c: (c != "loss", c))
+metrics = sorted(
+    {c.removeprefix("val_") for df in histories.values() for c in df.columns if c != "epoch"},
+    key=lambda c: (c != "loss", c),
+)
 if not metrics:
     st.info("No training history for the selected models.")
     st.stop()
@@ -28,8 +31,9 @@ chosen = st.multiselect("Curves", metrics, default=metrics[:2], key="train_metri
 cols = st.columns(2)
 for i, metric in enumerate(chosen):
     with cols[i % 2]:
-        st.plotly_chart(figures.history_figure(histories, metric, colors=sel.colors), width="stretch",
-                        key=f"train_{metric}")
+        st.plotly_chart(
+            figures.history_figure(histories, metric, colors=sel.colors), width="stretch", key=f"train_{metric}"
+        )
 
 rows = []
 for model, df in histories.items():
@@ -53,8 +57,13 @@ for model, df in histories.items():
         row["stopped"] = cfg["stop_reason"]
     try:
         cfg = da.get_model_config(sel.exp, model)
-        for key, label in (("train_seconds", "train time (s)"), ("cpu_seconds", "CPU (s)"),
-                           ("train_images_per_s", "images/s"), ("weights", "weights"), ("input_size", "input size")):
+        for key, label in (
+            ("train_seconds", "train time (s)"),
+            ("cpu_seconds", "CPU (s)"),
+            ("train_images_per_s", "images/s"),
+            ("weights", "weights"),
+            ("input_size", "input size"),
+        ):
             if key in cfg:
                 row[label] = cfg[key]
     except ArtifactError as exc:

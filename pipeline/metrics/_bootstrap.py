@@ -135,15 +135,21 @@ def _rank_prep(yb: np.ndarray, s: np.ndarray, max_bins: int, pred_pos: np.ndarra
     # Exact point values from the block-end counts (integer arithmetic, as make_sweep).
     tps, fps = cp0[ends], cn0[ends]
     P, N = int(cp0[-1]), int(cn0[-1])
-    exact_auc = (float(np.dot(np.diff(np.r_[0, fps]), tps + np.r_[0, tps[:-1]]) / (2.0 * P * N))
-                 if P and N else math.nan)
+    exact_auc = float(np.dot(np.diff(np.r_[0, fps]), tps + np.r_[0, tps[:-1]]) / (2.0 * P * N)) if P and N else math.nan
     exact_ap = float(np.dot(np.diff(np.r_[0, tps]), tps / ends) / P) if P else math.nan
     prep = _RankPrep(
-        cell, 2 * nb, n_pos, n_neg, _safe_div(psi_bin, n_pos * n_neg), rp_mean, rn_mean,
+        cell,
+        2 * nb,
+        n_pos,
+        n_neg,
+        _safe_div(psi_bin, n_pos * n_neg),
+        rp_mean,
+        rn_mean,
         np.bincount(bp, weights=u * u, minlength=nb),
         np.bincount(bp, weights=u * v, minlength=nb),
         np.bincount(bp, weights=v * v, minlength=nb),
-        exact_auc, exact_ap,
+        exact_auc,
+        exact_ap,
     )
     if not P:
         return prep
@@ -153,8 +159,9 @@ def _rank_prep(yb: np.ndarray, s: np.ndarray, max_bins: int, pred_pos: np.ndarra
     return dataclasses.replace(prep, ap_shift=exact_ap - approx_ap)
 
 
-def _rank_replicates(prep: _RankPrep, w: np.ndarray, want_auc: bool = True,
-                     want_ap: bool = True) -> dict[str, np.ndarray]:
+def _rank_replicates(
+    prep: _RankPrep, w: np.ndarray, want_auc: bool = True, want_ap: bool = True
+) -> dict[str, np.ndarray]:
     """Weighted ROC AUC / AP for each column of cell weights w (n_cells, b)."""
     wn = w[0::2]
     wp = w[1::2]
@@ -206,8 +213,9 @@ class _ModelPrep:
         return [(self.conf_cell, self.n_classes**2)] + [(r.cell, r.n_cells) for r in self.ranks]
 
 
-def _prepare_model(labels: np.ndarray, probs: np.ndarray, threshold: float | None, pos_index: int,
-                   need_rank: bool, max_bins: int) -> _ModelPrep:
+def _prepare_model(
+    labels: np.ndarray, probs: np.ndarray, threshold: float | None, pos_index: int, need_rank: bool, max_bins: int
+) -> _ModelPrep:
     """Reduce one model's predictions to cells (one sort per ranked class)."""
     K = probs.shape[1]
     pred = predict_labels(probs, thresholds=threshold, pos_index=pos_index)
@@ -242,8 +250,13 @@ def _undefined_mask(prep: _ModelPrep, conf: np.ndarray) -> dict[str, np.ndarray]
     tn, fp, fn, tp = cm[q, q], cm[q, p], cm[p, q], cm[p, p]
     no_pos, no_neg = tp + fn == 0, tn + fp == 0
     return {
-        "sensitivity": no_pos, "specificity": no_neg, "fpr": no_neg, "youden_j": no_pos | no_neg,
-        "precision": tp + fp == 0, "npv": tn + fn == 0, "f1": 2 * tp + fp + fn == 0,
+        "sensitivity": no_pos,
+        "specificity": no_neg,
+        "fpr": no_neg,
+        "youden_j": no_pos | no_neg,
+        "precision": tp + fp == 0,
+        "npv": tn + fn == 0,
+        "f1": 2 * tp + fp + fn == 0,
     }
 
 
@@ -259,8 +272,7 @@ def _model_replicates(prep: _ModelPrep, weights: list[np.ndarray], metrics: Sequ
     wanted = [m for m in metrics if m in _RANK_METRICS]
     if wanted:
         per_class = [
-            _rank_replicates(r, w, "roc_auc" in wanted, "pr_auc" in wanted)
-            for r, w in zip(prep.ranks, weights[1:])
+            _rank_replicates(r, w, "roc_auc" in wanted, "pr_auc" in wanted) for r, w in zip(prep.ranks, weights[1:])
         ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
@@ -279,16 +291,20 @@ def _prep_points(prep: _ModelPrep, metrics: Sequence[str]) -> dict[str, float]:
             vals = np.array([r.exact_auc if m == "roc_auc" else r.exact_ap for r in prep.ranks])
             if prep.n_classes == 2 and np.isnan(vals[0]):
                 n_pos = int(prep.ranks[0].n_pos.sum())
-                raise invalid_argument("y", f"both classes present for {m}",
-                               f"{n_pos} positive and {prep.conf_cell.size - n_pos} negative samples")
+                raise invalid_argument(
+                    "y",
+                    f"both classes present for {m}",
+                    f"{n_pos} positive and {prep.conf_cell.size - n_pos} negative samples",
+                )
             out[m] = float(np.nanmean(vals)) if not np.isnan(vals).all() else math.nan
         else:
             out[m] = float(counts[m][0])
     return out
 
 
-def _point_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float | None, pos_index: int,
-                   metrics: Sequence[str]) -> dict[str, float]:
+def _point_metrics(
+    labels: np.ndarray, probs: np.ndarray, threshold: float | None, pos_index: int, metrics: Sequence[str]
+) -> dict[str, float]:
     """Exact metric values on the unresampled data."""
     need_rank = any(m in _RANK_METRICS for m in metrics)
     return _prep_points(_prepare_model(labels, probs, threshold, pos_index, need_rank, 1), metrics)
@@ -334,8 +350,11 @@ def _joint_cells(partitions: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, 
 
 
 def _partition_weight_chunks(
-    partitions: list[tuple[np.ndarray, int]], groups: tuple[np.ndarray, int] | None,
-    n_boot: int, seed: int | None, joint: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    partitions: list[tuple[np.ndarray, int]],
+    groups: tuple[np.ndarray, int] | None,
+    n_boot: int,
+    seed: int | None,
+    joint: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Iterator[list[np.ndarray]]:
     """Yield, per chunk of resamples, the cell weights (cells, b) of every partition.
 
@@ -349,8 +368,10 @@ def _partition_weight_chunks(
         _, sizes, maps = joint
         n_joint = sizes.size
         p = sizes / n
-        agg = [sparse.csr_matrix((np.ones(n_joint), (m, np.arange(n_joint))), shape=(c, n_joint))
-               for m, (_, c) in zip(maps, partitions)]
+        agg = [
+            sparse.csr_matrix((np.ones(n_joint), (m, np.arange(n_joint))), shape=(c, n_joint))
+            for m, (_, c) in zip(maps, partitions)
+        ]
         for b in _chunks(n_boot, n_joint):
             draws = np.ascontiguousarray(rng.multinomial(n, p, size=b).T, dtype=np.float64)
             yield [np.asarray(a @ draws) for a in agg]
@@ -433,23 +454,33 @@ def _check_models(y: ArrayLike, probs_by_model: Mapping[str, ArrayLike]) -> tupl
                 raise invalid_argument("y", "at least one sample", "an empty array")
             shape = arr.shape
         if arr.shape != shape:
-            raise invalid_argument(f"probs_by_model[{name!r}]", f"shape {shape} like the first model",
-                           f"shape {arr.shape}")
+            raise invalid_argument(
+                f"probs_by_model[{name!r}]", f"shape {shape} like the first model", f"shape {arr.shape}"
+            )
         probs[name] = arr
     return labels, probs
 
 
 def _bootstrap_core(
-    labels: np.ndarray, probs: dict[str, np.ndarray], groups: ArrayLike | None, mets: list[str], n_boot: int,
-    seed: int | None, thresholds: Mapping[str, float | None], pos: int, paired: bool, max_bins: int,
+    labels: np.ndarray,
+    probs: dict[str, np.ndarray],
+    groups: ArrayLike | None,
+    mets: list[str],
+    n_boot: int,
+    seed: int | None,
+    thresholds: Mapping[str, float | None],
+    pos: int,
+    paired: bool,
+    max_bins: int,
 ) -> tuple[dict[str, _ModelPrep], dict[str, dict[str, np.ndarray]]]:
     """Prepare every model once and compute its replicates (validated inputs)."""
     if not isinstance(max_bins, (int, np.integer)) or max_bins < 1:
         raise invalid_argument("max_bins", "a positive int", repr(max_bins))
     codes = _group_codes(groups, labels.size)
     need_rank = any(m in _RANK_METRICS for m in mets)
-    preps = {name: _prepare_model(labels, P, thresholds.get(name), pos, need_rank, max_bins)
-             for name, P in probs.items()}
+    preps = {
+        name: _prepare_model(labels, P, thresholds.get(name), pos, need_rank, max_bins) for name, P in probs.items()
+    }
     results: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in mets} for name in preps}
 
     def run(names: list[str], joint: tuple | None) -> None:
@@ -509,8 +540,7 @@ def bootstrap_replicates(
     K = next(iter(probs.values())).shape[1]
     pos = _check_pos_index(pos_index, K) if K == 2 else 0
     mets = _resolve_metrics(metrics, K)
-    return _bootstrap_core(labels, probs, groups, mets, n_boot, seed, dict(thresholds or {}), pos,
-                           paired, max_bins)[1]
+    return _bootstrap_core(labels, probs, groups, mets, n_boot, seed, dict(thresholds or {}), pos, paired, max_bins)[1]
 
 
 UndefinedAUC = Literal["raise", "nan"]
@@ -527,8 +557,7 @@ class Estimate(NamedTuple):
 _NAN3 = Estimate(math.nan, math.nan, math.nan)
 
 
-def _undefined_auc_metrics(labels: np.ndarray, K: int, pos: int, mets: Sequence[str],
-                           undefined_auc: str) -> list[str]:
+def _undefined_auc_metrics(labels: np.ndarray, K: int, pos: int, mets: Sequence[str], undefined_auc: str) -> list[str]:
     """The AUC metrics of `mets` to report as NaN instead of computing: the undefined-AUC policy, in one place.
 
     A binary AUC is undefined when the labels hold one class only. `undefined_auc="raise"` keeps them (the
@@ -582,8 +611,9 @@ def bootstrap_models(
     computed = [m for m in mets if m not in undefined]
     out: dict[str, dict[str, Estimate]] = {name: {} for name in probs}
     if computed:
-        preps, reps = _bootstrap_core(labels, probs, groups, computed, n_boot, seed, dict(thresholds or {}),
-                                      pos, False, max_bins)
+        preps, reps = _bootstrap_core(
+            labels, probs, groups, computed, n_boot, seed, dict(thresholds or {}), pos, False, max_bins
+        )
         for name, prep in preps.items():
             point = _prep_points(prep, computed)
             out[name] = {m: Estimate(point[m], *_percentile_interval(reps[name][m], alpha)) for m in computed}
@@ -605,7 +635,16 @@ def bootstrap_all(
 ) -> dict[str, Estimate]:
     """(point, lo, hi) for each metric from one shared set of group resamples (`undefined_auc`: see
     `bootstrap_models`)."""
-    res = bootstrap_models(y, {"model": P}, groups, metrics=metrics, n_boot=n_boot, seed=seed,
-                           thresholds={"model": threshold}, pos_index=pos_index, alpha=alpha,
-                           undefined_auc=undefined_auc)
+    res = bootstrap_models(
+        y,
+        {"model": P},
+        groups,
+        metrics=metrics,
+        n_boot=n_boot,
+        seed=seed,
+        thresholds={"model": threshold},
+        pos_index=pos_index,
+        alpha=alpha,
+        undefined_auc=undefined_auc,
+    )
     return res["model"]

@@ -28,8 +28,9 @@ def _check_prob_1d(y_true: ArrayLike, prob: ArrayLike) -> tuple[np.ndarray, np.n
     return yb, p
 
 
-def _binned_means(values: np.ndarray, outcome: np.ndarray, n_bins: int, strategy: str
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _binned_means(
+    values: np.ndarray, outcome: np.ndarray, n_bins: int, strategy: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bin mean value, mean outcome and count (NaN means for empty bins)."""
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise invalid_argument("n_bins", "a positive int", repr(n_bins))
@@ -82,9 +83,7 @@ def multiclass_brier_score(y: ArrayLike, P: ArrayLike) -> float:
     return float(np.mean(sq))
 
 
-def top_label_reliability(
-    y: ArrayLike, P: ArrayLike, n_bins: int = 15
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_label_reliability(y: ArrayLike, P: ArrayLike, n_bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean confidence, accuracy, counts) per bin of the top-label confidence max(P)."""
     labels, probs = _check_y_P(y, P)
     conf = probs.max(axis=1)

@@ -10,9 +10,16 @@ from scipy import sparse
 from pipeline.errors import invalid_argument
 
 
-def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndarray, n_boot: int = 200,
-                          seed: int = 0, grid_points: int = 101, level: float = 0.95,
-                          max_bins: int = 1024) -> dict[str, Any]:
+def bootstrap_curve_bands(
+    y_bool: np.ndarray,
+    score: np.ndarray,
+    groups: np.ndarray,
+    n_boot: int = 200,
+    seed: int = 0,
+    grid_points: int = 101,
+    level: float = 0.95,
+    max_bins: int = 1024,
+) -> dict[str, Any]:
     """Pointwise grouped-bootstrap bands of the ROC (TPR on an FPR grid) and PR (precision on a recall grid).
 
     Scores are sorted once and cut into at most
@@ -24,8 +31,9 @@ def bootstrap_curve_bands(y_bool: np.ndarray, score: np.ndarray, groups: np.ndar
     y_bool = np.asarray(y_bool, dtype=bool)
     score = np.asarray(score, dtype=np.float64)
     if y_bool.shape != score.shape or score.shape != np.shape(groups):
-        raise invalid_argument("y_bool, score, groups", "equal shapes",
-                               f"{y_bool.shape}, {score.shape}, {np.shape(groups)}")
+        raise invalid_argument(
+            "y_bool, score, groups", "equal shapes", f"{y_bool.shape}, {score.shape}, {np.shape(groups)}"
+        )
     grid = np.linspace(0.0, 1.0, grid_points)
     empty: dict[str, Any] = {"roc": None, "pr": None}
     if score.size == 0 or y_bool.all() or not y_bool.any():

@@ -61,9 +61,11 @@ def bootstrap_ci(
     if callable(metric):
         labels, probs = _check_y_P(y, P)
         point = float(metric(labels, probs))
-        reps = np.array([float(metric(labels[i], probs[i]))
-                         for i in _explicit_resamples(groups, labels.size, n_boot, seed)])
+        reps = np.array(
+            [float(metric(labels[i], probs[i])) for i in _explicit_resamples(groups, labels.size, n_boot, seed)]
+        )
         return Estimate(point, *_percentile_interval(reps, alpha))
     name = _normalize_metric(metric, BINARY_METRICS if np.shape(np.asarray(P))[-1] == 2 else MULTICLASS_METRICS)
-    return bootstrap_all(y, P, groups, metrics=[name], n_boot=n_boot, seed=seed, threshold=threshold,
-                         pos_index=pos_index, alpha=alpha)[name]
+    return bootstrap_all(
+        y, P, groups, metrics=[name], n_boot=n_boot, seed=seed, threshold=threshold, pos_index=pos_index, alpha=alpha
+    )[name]

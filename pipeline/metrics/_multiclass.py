@@ -32,9 +32,7 @@ def confusion_matrix(y: ArrayLike, pred: ArrayLike, n_classes: int) -> NDArray[n
     yt = _as_class_labels("y", y, n_classes)
     yp = _as_class_labels("pred", pred, n_classes)
     _check_same_length("y", yt, pred=yp)
-    return np.bincount(yt * n_classes + yp, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
+    return np.bincount(yt * n_classes + yp, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def decide(P: ArrayLike, *, threshold: float | None = None, pos_index: int = 1) -> NDArray[np.integer[Any]]:
@@ -84,14 +82,28 @@ def one_vs_rest_curves(y: ArrayLike, P: ArrayLike) -> dict[int, dict[str, object
         if sweep.n_pos > 0 and sweep.n_neg > 0:
             fpr, tpr, thr = roc_curve(sweep)
             prec, rec, pthr = pr_curve(sweep)
-            entry.update(fpr=fpr, tpr=tpr, thresholds=thr, roc_auc=_sweep_auc(sweep),
-                         precision=prec, recall=rec, pr_thresholds=pthr,
-                         average_precision=_sweep_ap(sweep))
+            entry.update(
+                fpr=fpr,
+                tpr=tpr,
+                thresholds=thr,
+                roc_auc=_sweep_auc(sweep),
+                precision=prec,
+                recall=rec,
+                pr_thresholds=pthr,
+                average_precision=_sweep_ap(sweep),
+            )
         else:
             empty = np.empty(0)
-            entry.update(fpr=empty, tpr=empty, thresholds=empty, roc_auc=math.nan,
-                         precision=empty, recall=empty, pr_thresholds=empty,
-                         average_precision=_sweep_ap(sweep) if sweep.n_pos > 0 else math.nan)
+            entry.update(
+                fpr=empty,
+                tpr=empty,
+                thresholds=empty,
+                roc_auc=math.nan,
+                precision=empty,
+                recall=empty,
+                pr_thresholds=empty,
+                average_precision=_sweep_ap(sweep) if sweep.n_pos > 0 else math.nan,
+            )
         out[k] = entry
     return out
 

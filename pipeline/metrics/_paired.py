@@ -45,8 +45,9 @@ def _delong_components(yb: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, 
     m = int(yb.sum())
     n = yb.size - m
     if m < 2 or n < 2:
-        raise invalid_argument("y_true", "at least 2 positive and 2 negative samples for DeLong",
-                       f"{m} positive and {n} negative")
+        raise invalid_argument(
+            "y_true", "at least 2 positive and 2 negative samples for DeLong", f"{m} positive and {n} negative"
+        )
     pos = scores[:, yb]
     neg = scores[:, ~yb]
     tx = stats.rankdata(pos, axis=1)
@@ -67,9 +68,7 @@ def delong_variance(y_true: ArrayLike, score: ArrayLike) -> float:
     return float(np.var(v10[0], ddof=1) / v10.shape[1] + np.var(v01[0], ddof=1) / v01.shape[1])
 
 
-def delong_test(
-    y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike, alpha: float = 0.05
-) -> dict[str, float]:
+def delong_test(y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike, alpha: float = 0.05) -> dict[str, float]:
     """DeLong test of AUC_a - AUC_b on the same samples, with a (1 - alpha) Wald CI."""
     yb = _as_bool_labels("y_true", y_true)
     a = _as_scores("score_a", score_a)
@@ -100,8 +99,16 @@ def _delong_pair(aucs: np.ndarray, cov: np.ndarray, i: int, j: int, alpha: float
         # Identical rankings: no variance, and a difference can only be zero.
         z, p = (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
     half = float(stats.norm.ppf(1 - alpha / 2)) * se
-    return {"auc_a": float(aucs[i]), "auc_b": float(aucs[j]), "diff": diff, "se": se, "z": z,
-            "p_value": p, "ci_low": diff - half, "ci_high": diff + half}
+    return {
+        "auc_a": float(aucs[i]),
+        "auc_b": float(aucs[j]),
+        "diff": diff,
+        "se": se,
+        "z": z,
+        "p_value": p,
+        "ci_low": diff - half,
+        "ci_high": diff + half,
+    }
 
 
 def mcnemar_test(y: ArrayLike, pred_a: ArrayLike, pred_b: ArrayLike, exact: bool | None = None) -> dict[str, object]:
@@ -179,8 +186,12 @@ def paired_bootstrap_diff(
     if callable(metric):
         pa, pb = probs["a"], probs["b"]
         point = float(metric(labels, pa)) - float(metric(labels, pb))
-        diffs = np.array([float(metric(labels[i], pa[i])) - float(metric(labels[i], pb[i]))
-                          for i in _explicit_resamples(groups, labels.size, n_boot, seed)])
+        diffs = np.array(
+            [
+                float(metric(labels[i], pa[i])) - float(metric(labels[i], pb[i]))
+                for i in _explicit_resamples(groups, labels.size, n_boot, seed)
+            ]
+        )
         return _paired_summary(diffs, point, alpha)
     K = probs["a"].shape[1]
     name = _normalize_metric(metric, BINARY_METRICS if K == 2 else MULTICLASS_METRICS)
@@ -211,8 +222,13 @@ class PairedDifference:
         if f"{metric}_diff" not in row:
             return None
         p = float(row[f"{metric}_p"])
-        return cls(float(row[f"{metric}_diff"]), float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"]), p,
-                   float(row.get(f"{metric}_p_holm", p)))
+        return cls(
+            float(row[f"{metric}_diff"]),
+            float(row[f"{metric}_ci_low"]),
+            float(row[f"{metric}_ci_high"]),
+            p,
+            float(row.get(f"{metric}_p_holm", p)),
+        )
 
 
 def pairwise_comparisons(
@@ -245,8 +261,7 @@ def pairwise_comparisons(
     mets = _resolve_metrics(list(metrics), K) if metrics else []
     preds = {n: predict_labels(P, thresholds=thresholds.get(n), pos_index=pos) for n, P in probs.items()}
     if mets:
-        preps, reps = _bootstrap_core(labels, probs, groups, mets, n_boot, seed, thresholds, pos, True,
-                                      _MAX_BINS)
+        preps, reps = _bootstrap_core(labels, probs, groups, mets, n_boot, seed, thresholds, pos, True, _MAX_BINS)
         points = {n: _prep_points(p, mets) for n, p in preps.items()}
     classes = [pos] if K == 2 else list(range(K))
     # Structural components per model once (one set of ranks each), not once per pair.
@@ -269,15 +284,27 @@ def pairwise_comparisons(
             by_class.append({"class": k, **d})
         if K == 2:
             d = by_class[0]
-            row.update(auc_a=d["auc_a"], auc_b=d["auc_b"], auc_diff=d["diff"], auc_se=d["se"],
-                       auc_ci_low=d["ci_low"], auc_ci_high=d["ci_high"], delong_z=d["z"],
-                       delong_p=d["p_value"])
+            row.update(
+                auc_a=d["auc_a"],
+                auc_b=d["auc_b"],
+                auc_diff=d["diff"],
+                auc_se=d["se"],
+                auc_ci_low=d["ci_low"],
+                auc_ci_high=d["ci_high"],
+                delong_z=d["z"],
+                delong_p=d["p_value"],
+            )
         else:
             row["delong_by_class"] = by_class
         mc = mcnemar_test(labels, preds[a], preds[b])
-        row.update(mcnemar_b=mc["b"], mcnemar_c=mc["c"], mcnemar_statistic=mc["statistic"],
-                   mcnemar_p=mc["p_value"], mcnemar_method=mc["method"],
-                   disagreement=float(np.mean(preds[a] != preds[b])))
+        row.update(
+            mcnemar_b=mc["b"],
+            mcnemar_c=mc["c"],
+            mcnemar_statistic=mc["statistic"],
+            mcnemar_p=mc["p_value"],
+            mcnemar_method=mc["method"],
+            disagreement=float(np.mean(preds[a] != preds[b])),
+        )
         for m in mets:
             diff, lo, hi, p = _paired_summary(reps[a][m] - reps[b][m], points[a][m] - points[b][m], alpha)
             row.update({f"{m}_diff": diff, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_p": p})
@@ -343,6 +370,7 @@ def ensemble_mean(probs_by_model: Mapping[str, ArrayLike]) -> NDArray[np.float64
     first_name, first = next(iter(arrays.items()))
     for n, a in arrays.items():
         if a.shape != first.shape:
-            raise invalid_argument(f"probs_by_model[{n!r}]", f"shape {first.shape} like {first_name!r}",
-                                   f"shape {a.shape}")
+            raise invalid_argument(
+                f"probs_by_model[{n!r}]", f"shape {first.shape} like {first_name!r}", f"shape {a.shape}"
+            )
     return np.asarray(np.mean(np.stack(list(arrays.values())), axis=0))

@@ -135,6 +135,7 @@ def _binary_count_metrics(tn: ArrayLike, fp: ArrayLike, fn: ArrayLike, tp: Array
 def metrics_at(sweep: Sweep, threshold: float) -> dict[str, float]:
     """All threshold metrics plus the counts (tn, fp, fn, tp) at one threshold, in O(log n)."""
     tn, fp, fn, tp = counts_at(sweep, threshold)
+
     # Plain float arithmetic: this runs on every slider move, and NumPy scalars are slow.
     def div(a: float, b: float) -> float:
         return a / b if b else 0.0
@@ -152,7 +153,10 @@ def metrics_at(sweep: Sweep, threshold: float) -> dict[str, float]:
         "f1": div(2 * tp, 2 * tp + fp + fn),
         "fpr": div(fp, neg),
         "youden_j": sens + spec - 1.0,
-        "tn": tn, "fp": fp, "fn": fn, "tp": tp,
+        "tn": tn,
+        "fp": fp,
+        "fn": fn,
+        "tp": tp,
         "threshold": float(threshold),
     }
 
@@ -255,8 +259,13 @@ def downsample_curve(
 
 def curve_summary(sweep: Sweep, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
     """Downsampled ROC (fpr, tpr, thr) and PR (recall, precision, thr) of a sweep, with AUC, AP and prevalence."""
-    out: dict[str, Any] = {"roc": None, "pr": None, "roc_auc": float("nan"), "ap": float("nan"),
-                           "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan")}
+    out: dict[str, Any] = {
+        "roc": None,
+        "pr": None,
+        "roc_auc": float("nan"),
+        "ap": float("nan"),
+        "prevalence": sweep.n_pos / sweep.n if sweep.n else float("nan"),
+    }
     if sweep.n_pos > 0 and sweep.n_neg > 0:
         fpr, tpr, thr = roc_curve(sweep)
         # The first threshold is +inf ("nothing positive"): shown as 1 so hover text and JSON stay finite.

@@ -73,9 +73,14 @@ class SubgroupMetrics:
         out = []
         for model, per_metric in self.values.items():
             for i, name in enumerate(self.names):
-                row: dict[str, Any] = {"model": model, "subgroup": name, "n": int(self.n[i]),
-                                       "n_groups": int(self.n_groups[i]), "n_pos": int(self.n_pos[i]),
-                                       "too_few": bool(self.too_few[i])}
+                row: dict[str, Any] = {
+                    "model": model,
+                    "subgroup": name,
+                    "n": int(self.n[i]),
+                    "n_groups": int(self.n_groups[i]),
+                    "n_pos": int(self.n_pos[i]),
+                    "too_few": bool(self.too_few[i]),
+                }
                 for m in self.metrics:
                     e = per_metric[m][i]
                     row.update({m: e.point, f"{m}_low": e.low, f"{m}_high": e.high})
@@ -163,7 +168,7 @@ def subgroup_metrics(
     need_rank = any(m in _RANK_METRICS for m in mets)
     order = np.argsort(codes, kind="stable")
     starts = np.r_[0, np.cumsum(n_sub)]
-    idx_of = {int(s): order[starts[s]:starts[s + 1]] for s in eligible}
+    idx_of = {int(s): order[starts[s] : starts[s + 1]] for s in eligible}
 
     values: dict[str, dict[str, list[Estimate]]] = {}
     replicates: dict[str, dict[str, np.ndarray]] = {}
@@ -173,9 +178,17 @@ def subgroup_metrics(
     labels_by_sub = labels[order]  # subgroups contiguous: each slice below is a view, not a copy
     for name, P in probs.items():
         P_by_sub = P[order]
-        preps[name] = {s: _prepare_model(labels_by_sub[starts[s]:starts[s + 1]], P_by_sub[starts[s]:starts[s + 1]],
-                                         thr.get(name), pos, need_rank, max_bins)
-                       for s in idx_of}
+        preps[name] = {
+            s: _prepare_model(
+                labels_by_sub[starts[s] : starts[s + 1]],
+                P_by_sub[starts[s] : starts[s + 1]],
+                thr.get(name),
+                pos,
+                need_rank,
+                max_bins,
+            )
+            for s in idx_of
+        }
         n_parts = 1 + (len(next(iter(preps[name].values())).ranks) if preps[name] else 0)
         # One partition per kind (confusion, each ranking): the subgroups' cells side by side, and one
         # extra cell at the end for the samples of too-few subgroups.
@@ -204,7 +217,7 @@ def subgroup_metrics(
             for s, where in layout[name]:
                 w = [chunk[j][a:z] for j, a, z in where]
                 for m, v in _model_replicates(preps[name][s], w, mets).items():
-                    replicates[name][m][s, done:done + b] = v
+                    replicates[name][m][s, done : done + b] = v
         done += b
 
     for name in probs:
@@ -247,8 +260,11 @@ def worst_subgroup(result: SubgroupMetrics, metric: str) -> dict[str, tuple[str,
     for model, per_metric in result.values.items():
         pts = np.array([e.point for e in per_metric[metric]])
         ok = np.flatnonzero(~np.isnan(pts))
-        out[model] = None if ok.size == 0 else (result.names[int(ok[np.argmin(pts[ok])])],
-                                                per_metric[metric][int(ok[np.argmin(pts[ok])])])
+        out[model] = (
+            None
+            if ok.size == 0
+            else (result.names[int(ok[np.argmin(pts[ok])])], per_metric[metric][int(ok[np.argmin(pts[ok])])])
+        )
     return out
 
 
@@ -282,15 +298,29 @@ def subgroup_point_metrics(
         tn, fp, fn, tp = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
         no_pos, no_neg = tp + fn == 0, tn + fp == 0
         # As subgroup_metrics: a metric without a denominator on a subgroup is NaN.
-        undefined = {"sensitivity": no_pos, "specificity": no_neg, "fpr": no_neg, "youden_j": no_pos | no_neg,
-                     "precision": tp + fp == 0, "npv": tn + fn == 0, "f1": 2 * tp + fp + fn == 0}
-        out[name] = {k: np.where(undefined.get(k, False), np.nan, np.asarray(v, dtype=np.float64))
-                     for k, v in _binary_count_metrics(tn, fp, fn, tp).items()}
+        undefined = {
+            "sensitivity": no_pos,
+            "specificity": no_neg,
+            "fpr": no_neg,
+            "youden_j": no_pos | no_neg,
+            "precision": tp + fp == 0,
+            "npv": tn + fn == 0,
+            "f1": 2 * tp + fp + fn == 0,
+        }
+        out[name] = {
+            k: np.where(undefined.get(k, False), np.nan, np.asarray(v, dtype=np.float64))
+            for k, v in _binary_count_metrics(tn, fp, fn, tp).items()
+        }
     return out
 
 
 def subgroup_ece(
-    y_true: ArrayLike, prob: ArrayLike, subgroup: ArrayLike, *, n_subgroups: int | None = None, n_bins: int = 15,
+    y_true: ArrayLike,
+    prob: ArrayLike,
+    subgroup: ArrayLike,
+    *,
+    n_subgroups: int | None = None,
+    n_bins: int = 15,
 ) -> NDArray[np.float64]:
     """Expected calibration error of the positive-class probability in each subgroup (equal-width bins, as
     `expected_calibration_error`); NaN for an empty subgroup."""

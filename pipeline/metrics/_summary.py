@@ -12,7 +12,11 @@ from pipeline.metrics._validation import LEADERBOARD_METRICS, _check_pos_index
 
 
 def classification_summary(
-    y: ArrayLike, P: ArrayLike, *, threshold: float | None = None, pos_index: int = 1,
+    y: ArrayLike,
+    P: ArrayLike,
+    *,
+    threshold: float | None = None,
+    pos_index: int = 1,
     undefined_auc: UndefinedAUC = "raise",
 ) -> dict[str, float]:
     """Leaderboard metrics (binary at the threshold; multiclass macro-averaged, OvR AUCs).

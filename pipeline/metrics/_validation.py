@@ -40,8 +40,6 @@ _METRIC_ALIASES = {
 # --------------------------------------------------------------------------------------------
 
 
-
-
 def _as_1d(name: str, a: ArrayLike) -> np.ndarray:
     """Return `a` as a 1-D array, or raise naming `name`."""
     arr = np.asarray(a)
@@ -101,9 +99,7 @@ def _as_class_labels(name: str, y: ArrayLike, n_classes: int) -> np.ndarray:
             raise invalid_argument(name, "integer class indices", f"an array of dtype {arr.dtype}")
     arr = arr.astype(np.int64, copy=False)
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise invalid_argument(
-            name, f"class indices in [0, {n_classes - 1}]", f"min {arr.min()}, max {arr.max()}"
-        )
+        raise invalid_argument(name, f"class indices in [0, {n_classes - 1}]", f"min {arr.min()}, max {arr.max()}")
     return arr
 
 
@@ -111,9 +107,7 @@ def _check_same_length(ref_name: str, ref: np.ndarray, **others: np.ndarray) -> 
     """Raise when any array in `others` has a different length from `ref`."""
     for name, arr in others.items():
         if len(arr) != len(ref):
-            raise invalid_argument(
-                name, f"the same length as `{ref_name}` ({len(ref)})", f"length {len(arr)}"
-            )
+            raise invalid_argument(name, f"the same length as `{ref_name}` ({len(ref)})", f"length {len(arr)}")
 
 
 def _check_pos_index(pos_index: int, n_classes: int) -> int:

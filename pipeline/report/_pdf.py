@@ -14,6 +14,7 @@ from pipeline.errors import invalid_argument
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ENV = "MEDCOMPARE_CHROMIUM"
 
+
 def chromium_path() -> str:
     """The chromium used for PDF export: $MEDCOMPARE_CHROMIUM, else /usr/bin/chromium, else `chromium` on PATH."""
     env = os.environ.get(CHROMIUM_ENV, "").strip()
@@ -29,9 +30,12 @@ def find_chromium(chromium: str | None = None) -> str:
     path = chromium or chromium_path()
     if not (Path(path).is_file() and os.access(path, os.X_OK)):
         raise invalid_argument(
-            "chromium", "an executable headless chromium to print the report to PDF (Debian: apt-get install "
-            f"chromium; or set {CHROMIUM_ENV})", f"{path} (not found). The HTML report does not need it.",
-            error=FileNotFoundError)
+            "chromium",
+            "an executable headless chromium to print the report to PDF (Debian: apt-get install "
+            f"chromium; or set {CHROMIUM_ENV})",
+            f"{path} (not found). The HTML report does not need it.",
+            error=FileNotFoundError,
+        )
     return path
 
 
@@ -45,11 +49,25 @@ def html_to_pdf(html_path: Path | str, pdf_path: Path | str, chromium: str | Non
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="medcompare-chromium-") as profile:
         tmp_pdf = Path(profile) / "out.pdf"
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               "--run-all-compositor-stages-before-draw", "--virtual-time-budget=15000", "--window-size=1040,1400",
-               f"--print-to-pdf={tmp_pdf}", html_path.as_uri()]
+        cmd = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            "--no-pdf-header-footer",
+            "--run-all-compositor-stages-before-draw",
+            "--virtual-time-budget=15000",
+            "--window-size=1040,1400",
+            f"--print-to-pdf={tmp_pdf}",
+            html_path.as_uri(),
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

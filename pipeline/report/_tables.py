@@ -17,8 +17,14 @@ from pipeline import metrics as mt
 from pipeline.errors import invalid_argument
 
 _METRIC_NAMES = {
-    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity",
-    "specificity": "Specificity", "precision": "Precision", "f1": "F1", "roc_auc": "ROC AUC", "pr_auc": "PR AUC",
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
 }
 
 # ---------------------------------------------------------------- paired-test rows -> tables and verdicts
@@ -66,12 +72,20 @@ def orient_pair(rows: Sequence[Mapping[str, Any]], a: str, b: str) -> dict[str, 
             return out
     raise invalid_argument("a, b", "two models compared in `rows`", f"{a!r}, {b!r}")
 
+
 def _delong_entry(row: Mapping[str, Any], class_index: int | None) -> dict[str, float]:
     """DeLong numbers of a row: the binary ones, or those of one class (multiclass)."""
     if "delong_by_class" not in row:
-        return {"auc_a": row["auc_a"], "auc_b": row["auc_b"], "diff": row["auc_diff"], "ci_low": row["auc_ci_low"],
-                "ci_high": row["auc_ci_high"], "z": row["delong_z"], "p_value": row["delong_p"],
-                "p_holm": row.get("delong_p_holm", row["delong_p"])}
+        return {
+            "auc_a": row["auc_a"],
+            "auc_b": row["auc_b"],
+            "diff": row["auc_diff"],
+            "ci_low": row["auc_ci_low"],
+            "ci_high": row["auc_ci_high"],
+            "z": row["delong_z"],
+            "p_value": row["delong_p"],
+            "p_holm": row.get("delong_p_holm", row["delong_p"]),
+        }
     by_class = row["delong_by_class"]
     k = 0 if class_index is None else int(class_index)
     d = next((e for e in by_class if int(e["class"]) == k), None)
@@ -79,8 +93,10 @@ def _delong_entry(row: Mapping[str, Any], class_index: int | None) -> dict[str, 
         raise invalid_argument("class_index", f"one of {[e['class'] for e in by_class]}", class_index)
     return {**d, "p_holm": d.get("p_holm", d["p_value"])}
 
-def delong_class_grid(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]
-                      ) -> tuple[list[str], np.ndarray, np.ndarray]:
+
+def delong_class_grid(
+    rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(pair labels "A − B", AUC differences, Holm-adjusted p) with one row per pair and one column per class."""
     labels = [f"{r['model_a']} − {r['model_b']}" for r in rows]
     K = len(class_names)
@@ -93,8 +109,9 @@ def delong_class_grid(rows: Sequence[Mapping[str, Any]], class_names: Sequence[s
     return labels, diff, p
 
 
-def pair_tables(row: Mapping[str, Any], metrics: Sequence[str], class_names: Sequence[str], n: int,
-                alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def pair_tables(
+    row: Mapping[str, Any], metrics: Sequence[str], class_names: Sequence[str], n: int, alpha: float = 0.05
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(tests table, DeLong-per-class table or None) of one oriented pair on `n` samples; p-values as floats.
 
     The McNemar row carries the paired accuracy difference (b - c) / n with its Wald interval
@@ -106,47 +123,99 @@ def pair_tables(row: Mapping[str, Any], metrics: Sequence[str], class_names: Seq
     rows = []
     if "delong_by_class" not in row:
         d = _delong_entry(row, None)
-        rows.append({"test": f"DeLong: ROC AUC {d['auc_a']:.3f} vs {d['auc_b']:.3f}", "difference (A - B)": d["diff"],
-                     "CI low": d["ci_low"], "CI high": d["ci_high"], "p-value": d["p_value"], "p (Holm)": d["p_holm"]})
+        rows.append(
+            {
+                "test": f"DeLong: ROC AUC {d['auc_a']:.3f} vs {d['auc_b']:.3f}",
+                "difference (A - B)": d["diff"],
+                "CI low": d["ci_low"],
+                "CI high": d["ci_high"],
+                "p-value": d["p_value"],
+                "p (Holm)": d["p_holm"],
+            }
+        )
     b, c = int(row["mcnemar_b"]), int(row["mcnemar_c"])
     acc = (b - c) / n if n else float("nan")
     se = math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n if n else float("nan")
-    rows.append({"test": f"McNemar ({row['mcnemar_method']}), accuracy: only A right {b}, only B right {c}",
-                 "difference (A - B)": acc, "CI low": acc - z * se, "CI high": acc + z * se,
-                 "p-value": row["mcnemar_p"], "p (Holm)": row.get("mcnemar_p_holm", row["mcnemar_p"])})
+    rows.append(
+        {
+            "test": f"McNemar ({row['mcnemar_method']}), accuracy: only A right {b}, only B right {c}",
+            "difference (A - B)": acc,
+            "CI low": acc - z * se,
+            "CI high": acc + z * se,
+            "p-value": row["mcnemar_p"],
+            "p (Holm)": row.get("mcnemar_p_holm", row["mcnemar_p"]),
+        }
+    )
     for m in metrics:
         pd_m = mt.PairedDifference.of(row, m)
         if pd_m is None:
             continue
-        rows.append({"test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}", "difference (A - B)": pd_m.diff,
-                     "CI low": pd_m.ci_low, "CI high": pd_m.ci_high, "p-value": pd_m.p, "p (Holm)": pd_m.p_holm})
+        rows.append(
+            {
+                "test": f"Paired bootstrap: {_METRIC_NAMES.get(m, m)}",
+                "difference (A - B)": pd_m.diff,
+                "CI low": pd_m.ci_low,
+                "CI high": pd_m.ci_high,
+                "p-value": pd_m.p,
+                "p (Holm)": pd_m.p_holm,
+            }
+        )
     tests = pd.DataFrame(rows).set_index("test")
     per_class = None
     if "delong_by_class" in row:
-        per_class = pd.DataFrame([{
-            "class": class_names[int(d["class"])], "AUC A": d["auc_a"], "AUC B": d["auc_b"],
-            "difference (A - B)": d["diff"], "CI low": d["ci_low"], "CI high": d["ci_high"],
-            "p-value": d["p_value"], "p (Holm)": d.get("p_holm", d["p_value"])} for d in row["delong_by_class"]]
+        per_class = pd.DataFrame(
+            [
+                {
+                    "class": class_names[int(d["class"])],
+                    "AUC A": d["auc_a"],
+                    "AUC B": d["auc_b"],
+                    "difference (A - B)": d["diff"],
+                    "CI low": d["ci_low"],
+                    "CI high": d["ci_high"],
+                    "p-value": d["p_value"],
+                    "p (Holm)": d.get("p_holm", d["p_value"]),
+                }
+                for d in row["delong_by_class"]
+            ]
         ).set_index("class")
     return tests, per_class
 
 
-def pairs_table(rows: Sequence[Mapping[str, Any]], metric: str = "roc_auc", class_names: Sequence[str] | None = None,
-                class_index: int | None = None) -> pd.DataFrame:
+def pairs_table(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str = "roc_auc",
+    class_names: Sequence[str] | None = None,
+    class_index: int | None = None,
+) -> pd.DataFrame:
     """One line per pair: AUC difference with DeLong p, `metric` difference with bootstrap p, McNemar, disagreement."""
     out = []
     for row in rows:
         d = _delong_entry(row, class_index)
-        line = {"A": row["model_a"], "B": row["model_b"], "AUC diff (A - B)": d["diff"],
-                "AUC 95% CI": _ci_text(d["ci_low"], d["ci_high"]), "DeLong p": d["p_value"],
-                "DeLong p (Holm)": d["p_holm"]}
+        line = {
+            "A": row["model_a"],
+            "B": row["model_b"],
+            "AUC diff (A - B)": d["diff"],
+            "AUC 95% CI": _ci_text(d["ci_low"], d["ci_high"]),
+            "DeLong p": d["p_value"],
+            "DeLong p (Holm)": d["p_holm"],
+        }
         boot = mt.PairedDifference.of(row, metric) if metric != "roc_auc" else None
         if boot is not None:
             name = _METRIC_NAMES.get(metric, metric)
-            line.update({f"{name} diff": boot.diff, f"{name} 95% CI": _ci_text(boot.ci_low, boot.ci_high),
-                         f"{name} p (Holm)": boot.p_holm})
-        line.update({"McNemar p": row["mcnemar_p"], "McNemar p (Holm)": row.get("mcnemar_p_holm", np.nan),
-                     "disagree": row["disagreement"]})
+            line.update(
+                {
+                    f"{name} diff": boot.diff,
+                    f"{name} 95% CI": _ci_text(boot.ci_low, boot.ci_high),
+                    f"{name} p (Holm)": boot.p_holm,
+                }
+            )
+        line.update(
+            {
+                "McNemar p": row["mcnemar_p"],
+                "McNemar p (Holm)": row.get("mcnemar_p_holm", np.nan),
+                "disagree": row["disagreement"],
+            }
+        )
         out.append(line)
     return pd.DataFrame(out)
 
@@ -155,8 +224,13 @@ def _ci_text(lo: float, hi: float) -> str:
     return f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) and np.isfinite(hi) else "—"
 
 
-def pair_matrix(rows: Sequence[Mapping[str, Any]], names: Sequence[str], test: str = "delong",
-                metric: str = "roc_auc", class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pair_matrix(
+    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    test: str = "delong",
+    metric: str = "roc_auc",
+    class_index: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(difference, Holm-adjusted p) matrices over `names`; cell (i, j) is row model i minus column model j.
 
     `test` is "delong" (AUC), "bootstrap" (paired bootstrap of `metric`) or "mcnemar" (difference in the
@@ -216,8 +290,10 @@ def artifact_fingerprint(exp_dir: Path | str, models: Sequence[str]) -> dict[str
     combined = hashlib.sha256(f"{dataset}|{predictions}".encode()).hexdigest()[:12]
     return {"dataset": dataset, "predictions": predictions, "combined": combined}
 
-def leaderboard_frame(results: Mapping[str, Mapping[str, tuple[float, float, float]]],
-                      configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+
+def leaderboard_frame(
+    results: Mapping[str, Mapping[str, tuple[float, float, float]]], configs: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
     """One row per model: metric point/lo/hi, then size and speed from config.json (as the dashboard's)."""
     rows = []
     for model, res in results.items():
@@ -226,8 +302,15 @@ def leaderboard_frame(results: Mapping[str, Mapping[str, tuple[float, float, flo
             point, lo, hi = res.get(m, (np.nan, np.nan, np.nan))
             row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(point), float(lo), float(hi)
         cfg = configs.get(model, {})
-        for key in ("params", "model_bytes", "infer_ms_per_image", "train_seconds", "cpu_seconds", "epochs_run",
-                    "best_epoch"):
+        for key in (
+            "params",
+            "model_bytes",
+            "infer_ms_per_image",
+            "train_seconds",
+            "cpu_seconds",
+            "epochs_run",
+            "best_epoch",
+        ):
             val = cfg.get(key)
             row[key] = float(val) if isinstance(val, (int, float)) and art.is_finite_number(val) else np.nan
         row["stop_reason"] = str(cfg["stop_reason"]) if isinstance(cfg.get("stop_reason"), str) else None
@@ -245,8 +328,9 @@ def ensemble_config(configs: Mapping[str, Mapping[str, Any]], models: Sequence[s
     return out
 
 
-def _resolve_thresholds(binary: bool, names: Sequence[str],
-                        thresholds: Mapping[str, float | None] | None) -> dict[str, float | None]:
+def _resolve_thresholds(
+    binary: bool, names: Sequence[str], thresholds: Mapping[str, float | None] | None
+) -> dict[str, float | None]:
     """Binary: each model's threshold (0.5 when not given); multiclass: None (argmax)."""
     thresholds = dict(thresholds or {})
     out: dict[str, float | None] = {}
@@ -261,6 +345,7 @@ def _resolve_thresholds(binary: bool, names: Sequence[str],
         out[n] = t
     return out
 
+
 def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(class counts + groups per split, samples/groups/splits per evaluation set) of an experiment: the
     Overview page's and the report's data set tables."""
@@ -274,10 +359,12 @@ def dataset_summary(exp: art.Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
     counts["total"] = counts.sum(axis=1)
     counts["groups"] = s.groupby(split_col)["group"].nunique().reindex(counts.index).fillna(0).astype(int)
     by_eval = s.groupby("eval_set", dropna=False)
-    per_set = pd.DataFrame({
-        "samples": by_eval.size(),
-        "groups (patients/lesions)": by_eval["group"].nunique(),
-        "splits": by_eval["split"].agg(lambda v: ", ".join(sorted(map(str, v.dropna().unique())))),
-    })
+    per_set = pd.DataFrame(
+        {
+            "samples": by_eval.size(),
+            "groups (patients/lesions)": by_eval["group"].nunique(),
+            "splits": by_eval["split"].agg(lambda v: ", ".join(sorted(map(str, v.dropna().unique())))),
+        }
+    )
     per_set.index.name = "evaluation set"
     return counts, per_set

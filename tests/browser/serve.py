@@ -1,4 +1,5 @@
 """Serve the dashboard exactly as `make run` does, on a free loopback port, for browser tests."""
+
 from __future__ import annotations
 
 import contextlib

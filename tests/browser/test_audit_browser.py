@@ -2,6 +2,7 @@
 
 Skipped (like tests/browser/test_browser.py) when /usr/bin/chromium or Playwright is missing.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

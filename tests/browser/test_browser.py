@@ -5,6 +5,7 @@ clicks a confusion-matrix cell, moves the threshold slider and restores a shared
 tests/screenshots/ (git-ignored). Skipped when /usr/bin/chromium or Playwright is missing; never downloads
 a browser.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,14 +23,22 @@ CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHOTS = REPO_ROOT / "tests" / "screenshots"
 # The review-meeting pages from the app's own registry (the first one is served at the root URL too).
-PAGES = {("" if i == 0 else url): title for i, (url, title) in enumerate(
-    (PAGE_URLS[name], PAGE_HEADINGS[name]) for name in PAGE_URLS if PAGE_SECTIONS[name] == "Review meeting"
-    and name != "compare")}  # compare: needs two models (the "single" experiment has one)
+PAGES = {
+    ("" if i == 0 else url): title
+    for i, (url, title) in enumerate(
+        (PAGE_URLS[name], PAGE_HEADINGS[name])
+        for name in PAGE_URLS
+        if PAGE_SECTIONS[name] == "Review meeting" and name != "compare"
+    )
+}  # compare: needs two models (the "single" experiment has one)
 LAPTOP = {"width": 1366, "height": 768}
 
 REQUIRED = os.environ.get("REQUIRE_BROWSER") == "1"  # set by .ci/run: there a missing browser is a failure
-_MISSING = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the browser test"
-            if not CHROMIUM.exists() else None)
+_MISSING = (
+    f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the browser test"
+    if not CHROMIUM.exists()
+    else None
+)
 try:
     from playwright import sync_api
 except ImportError:  # pragma: no cover - depends on the environment
@@ -64,9 +73,16 @@ def browser():
     if _MISSING:
         pytest.fail(f"REQUIRE_BROWSER=1 but {_MISSING}", pytrace=False)
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 
@@ -102,7 +118,8 @@ def shot(pg, name: str) -> None:
 
 def assert_no_exception(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator(
-        '[data-testid="stException"]').first.inner_text()
+        '[data-testid="stException"]'
+    ).first.inner_text()
 
 
 @pytest.mark.parametrize("exp", ["binary", "multi7", "single"])

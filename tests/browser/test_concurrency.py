@@ -11,6 +11,7 @@ the experiment's notes.sqlite exactly once; the server's resident memory stayed 
 
 Skipped when /usr/bin/chromium or Playwright is missing, unless REQUIRE_BROWSER=1 (then it fails).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,11 @@ SECONDS = float(os.environ.get("CONCURRENCY_SECONDS", "20"))
 RSS_LIMIT_MB = float(os.environ.get("CONCURRENCY_RSS_LIMIT_MB", "1500"))
 
 REQUIRED = os.environ.get("REQUIRE_BROWSER") == "1"
-_MISSING = (f"{soak.CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
-            "concurrency test" if not soak.CHROMIUM.exists() else None)
+_MISSING = (
+    f"{soak.CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the concurrency test"
+    if not soak.CHROMIUM.exists()
+    else None
+)
 try:
     import playwright.async_api  # noqa: F401
 except ImportError:  # pragma: no cover - depends on the environment
@@ -47,11 +51,13 @@ def test_twenty_sessions_at_once(tmp_path: Path) -> None:
     with soak.serve(root, tmp_path / "streamlit.log") as (url, proc):
         result = asyncio.run(soak.run_soak(url, proc.pid, exp_dir, sessions=SESSIONS, seconds=SECONDS))
     numbers = result.summary()
-    print(f"\n[concurrency] sessions {result.sessions}, held {result.sessions_held}, slider moves "
-          f"{result.slider_moves}, uploads {result.uploads}, notes written {result.notes_written} / in the "
-          f"database {result.notes_in_db} (lost {result.notes_lost}, duplicated {result.notes_duplicated}), "
-          f"errors {len(result.errors)}, cross-talk {len(result.crosstalk)}, server RSS "
-          f"{result.rss_start_mb:.0f} -> peak {result.rss_peak_mb:.0f} -> end {result.rss_end_mb:.0f} MB")
+    print(
+        f"\n[concurrency] sessions {result.sessions}, held {result.sessions_held}, slider moves "
+        f"{result.slider_moves}, uploads {result.uploads}, notes written {result.notes_written} / in the "
+        f"database {result.notes_in_db} (lost {result.notes_lost}, duplicated {result.notes_duplicated}), "
+        f"errors {len(result.errors)}, cross-talk {len(result.crosstalk)}, server RSS "
+        f"{result.rss_start_mb:.0f} -> peak {result.rss_peak_mb:.0f} -> end {result.rss_end_mb:.0f} MB"
+    )
     assert not result.errors, numbers
     assert result.sessions_held == SESSIONS, numbers
     assert not result.crosstalk, numbers

@@ -4,6 +4,7 @@ Serves the app exactly as `make run` does against an experiment with real (tiny)
 headless Debian chromium, and saves screenshots to tests/screenshots/live_*.png. Skipped like the other
 browser test when chromium or Playwright is missing (a failure under REQUIRE_BROWSER=1).
 """
+
 from __future__ import annotations
 
 import cv2

@@ -68,7 +68,8 @@ def main() -> None:
     st.set_page_config(page_title="MedCompare: compare CNN backbones", page_icon=":material/biotech:", layout="wide")
     state.restore_from_url()
     pages = build_pages()
-    current = st.navigation(pages, position="sidebar")
+    # expanded: with 15 pages a collapsed menu hid Live inference and Misclassifications behind "View more"
+    current = st.navigation(pages, position="sidebar", expanded=True)
     listed = [p for ps in pages.values() for p in ps if p.url_path]  # the registered pages (not the root's)
     url_of = {title: url for entries in PAGES.values() for _, title, _, url in entries}
     wanted = state.requested_page()

@@ -304,3 +304,20 @@ def test_leak_free_switch_scores_the_kept_subset_on_every_page(tmp_path, artifac
     at.switch_page("app_pages/confusion.py").run()  # another metric page: 38 of 40 test samples counted
     no_exceptions(at)
     assert any("2 sample(s) are left out" in c.value for c in at.sidebar.caption)
+
+
+def test_audit_page_opens_a_pair_in_the_sample_card(tmp_path, artifacts_env):
+    from tests.conftest import no_exceptions, open_app
+
+    _experiment_with_audit(tmp_path)
+    artifacts_env(tmp_path)
+    at = open_app("audited")
+    at.switch_page("app_pages/audit.py").run()
+    no_exceptions(at)
+    buttons = [b for b in at.button if b.key and b.key.startswith("audit_open_")]
+    assert buttons, "evaluated images in a pair have an 'Open card' button"
+    target = buttons[0].key.split("_", 3)[3]
+    buttons[0].click().run()
+    no_exceptions(at)
+    assert [t.value for t in at.title] == ["Misclassifications"]
+    assert any(sh.value == f"Sample {target}" for sh in at.subheader)

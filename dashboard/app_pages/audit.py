@@ -13,8 +13,15 @@ from pipeline.audit import QUALITY_FLAGS, read_audit, read_audit_thumbnails
 PAIRS_PER_PAGE = 8
 FLAGGED_PER_PAGE = 12
 
+OPEN_KEY = "audit_open_card"  # (experiment, eval set, sample id) asked for by an "Open card" button
+REVIEW_SAMPLE_KEY = "review_sample"  # the Misclassifications page's open sample card (its SAMPLE_KEY)
+
 sel = state.selection()
 exp = sel.exp
+if (wanted := st.session_state.pop(OPEN_KEY, None)) is not None:
+    # click-through: the sample's card on Misclassifications, with the sidebar on its evaluation set
+    st.session_state[REVIEW_SAMPLE_KEY] = wanted
+    st.switch_page("app_pages/review.py")
 st.title("Data audit")
 st.caption(
     "Exact and near-duplicate images (Pearson r of small gray thumbnails, candidates by perceptual hash), "
@@ -98,6 +105,11 @@ def thumbs_of(ids: list[str]) -> list[bytes | None]:
     return [b if b is not None else extra_thumbs.get(i) for i, b in zip(ids, base)]
 
 
+def _open_card(sid: str, eval_set: str) -> None:
+    st.session_state[OPEN_KEY] = (exp.name, eval_set, sid)
+    st.session_state[state.EVAL_KEY] = eval_set
+
+
 def caption(sid: str) -> str:
     row = side.loc[sid] if sid in side.index else None
     if row is None:
@@ -120,6 +132,9 @@ else:
                 col.image(img, caption=caption(sid), width=160)
             else:
                 col.caption(f"(no thumbnail) {caption(sid)}")
+            es = side.loc[sid, "eval_set"] if sid in side.index else None
+            if isinstance(es, str):  # evaluated images have a card (every model's answer, Grad-CAM, notes)
+                col.button("Open card", key=f"audit_open_{k}_{sid}", on_click=_open_card, args=(sid, es))
         info.markdown(f"**r = {row.similarity:.3f}**" + (" · exact copy" if row.exact else ""))
 
 # ---------------------------------------------------------------- conflicting labels

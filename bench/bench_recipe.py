@@ -88,14 +88,15 @@ def run_one(backbone: str, protocol: str, seed: int, overrides: dict[str, Any], 
     from pipeline import metrics as mt
     from pipeline.config import TrainConfig
     from pipeline.predict import predict_array
-    from pipeline.train import train_backbone
+    from pipeline.train import _resize_batch, train_backbone
 
     data = load_breastmnist(size)
     cfg = replace(TrainConfig(backbones=(backbone,), weights="none", seed=seed), **overrides)
     cpu0 = time.process_time()
     result = train_backbone(backbone, data["train"], data["val"], 2, size, cfg)
     x_test, y_test = data["test"]
-    probs = predict_array(result.model, x_test, 128)
+    # the model's own input size: the "fair" policy trains 32x-downsampling backbones at 64 px
+    probs = predict_array(result.model, _resize_batch(x_test, int(result.model.input_shape[1])), 128)
     return {
         "backbone": backbone,
         "protocol": protocol,

@@ -18,7 +18,7 @@ import pandas as pd
 from pipeline import artifacts as art
 from pipeline import metrics as mt
 from pipeline.comparison import ModelData, load_aligned
-from pipeline.runs import runs_table
+from pipeline.runs import RUN_SEPARATOR, runs_table
 
 
 def backbone_runs(exp: art.Experiment, models: Sequence[str] | None = None) -> dict[str, list[str]]:
@@ -167,7 +167,7 @@ def compare_runs(
 
 def _run_key(model: str) -> str:
     """The run id part of a run's folder name ('' for the first run, named after its backbone)."""
-    return model.split("@", 1)[1] if "@" in model else ""
+    return model.split(RUN_SEPARATOR, 1)[1] if RUN_SEPARATOR in model else ""
 
 
 def _paired_values(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[list[float], list[float]]:

@@ -65,10 +65,14 @@ LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
     "filename_prefix": COMMON_OPTIONS + ("pattern",),
     "metadata_csv": COMMON_OPTIONS + ("csv", "image_dir", "id_column", "label_column", "group_column",
                                       "extension", "split_column"),
-    "dicom": ("class_names", "label_map", "labels_csv", "label_from", "key_column", "label_column"),
+    "dicom": ("class_names", "label_map", "labels_csv", "label_from", "key_column", "label_column", "dicom_tags"),
     "npz": ("class_names",),
 }
 DICOM_KEYS = ("PatientID", "SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID")
+# Header fields kept as sample-table columns (possible subgroups) where a file has them; option `dicom_tags`
+# adds more by keyword. PatientAge ("045Y") becomes years, so it can be binned.
+DICOM_SUBGROUP_TAGS = ("Manufacturer", "ManufacturerModelName", "PatientSex", "PatientAge", "BodyPartExamined",
+                       "ViewPosition", "ImageLaterality", "Laterality")
 
 # Skip reasons (the categories counted by skipped_report; details go in the "detail" column).
 HIDDEN = "hidden file or folder"
@@ -339,9 +343,14 @@ def _read_metadata_csv(root: Path, batch: _Batch, check: str = "header", extensi
 
 
 def _read_dicom(root: Path, batch: _Batch, labels_csv: str | Path | None = None, label_from: str | None = None,
-                key_column: str | None = None, label_column: str = "label") -> None:
-    """A tree of DICOM files: label from a CSV keyed by a header field or from the top folder; group = PatientID."""
+                key_column: str | None = None, label_column: str = "label",
+                dicom_tags: Iterable[str] = ()) -> None:
+    """A tree of DICOM files: label from a CSV keyed by a header field or from the top folder; group = PatientID.
+    Header fields (DICOM_SUBGROUP_TAGS and the keywords in `dicom_tags`) become snake_case columns."""
     import pydicom  # noqa: PLC0415 - only this layout needs it
+
+    tags = _dicom_tag_columns(dicom_tags)
+    named = set(dicom_tags)
 
     if (labels_csv is None) == (label_from is None):
         raise ValueError("Invalid options for layout 'dicom'. Expected exactly one of `labels_csv` "
@@ -387,6 +396,11 @@ def _read_dicom(root: Path, batch: _Batch, labels_csv: str | Path | None = None,
             "columns": _int_or_none(ds.get("Columns")),
             "n_frames": _int_or_none(ds.get("NumberOfFrames", 1)),
         }
+        for keyword, column in tags.items():
+            value = _dicom_value(ds, keyword)
+            # Built-in tags only where a file has them; a tag the user named is always a column.
+            if value is not None or (keyword in named and column not in meta):
+                meta[column] = value
         if label_from == "folder":
             parts = rel.split("/")
             if len(parts) < 2:
@@ -827,6 +841,58 @@ def _file_size(path: str) -> int:
         return os.stat(path).st_size
     except OSError:
         return -1
+
+
+def _dicom_tag_columns(extra: Iterable[str]) -> dict[str, str]:
+    """{DICOM keyword: sample-table column} for the built-in subgroup tags and the `dicom_tags` option; both
+    laterality keywords fill one `laterality` column. Raises ValueError naming an unknown keyword."""
+    from pydicom.datadict import tag_for_keyword  # noqa: PLC0415 - only this layout needs it
+
+    if isinstance(extra, str) or not isinstance(extra, (list, tuple)) or not all(isinstance(k, str) for k in extra):
+        raise ValueError("Invalid value for option `dicom_tags`. Expected a list of DICOM keywords, e.g. "
+                         f"['InstitutionName', 'MagneticFieldStrength']. Received: {extra!r}")
+    unknown = [k for k in extra if tag_for_keyword(k) is None]
+    if unknown:
+        raise ValueError("Invalid value for option `dicom_tags`. Expected DICOM keywords (as pydicom spells them, "
+                         f"e.g. 'InstitutionName'). Received unknown keyword(s): {unknown}")
+    out = {}
+    for keyword in (*DICOM_SUBGROUP_TAGS, *extra):
+        snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", keyword).lower()
+        out[keyword] = "laterality" if snake.endswith("laterality") else snake
+    return out
+
+
+def _dicom_age_years(text: str) -> float | None:
+    """A DICOM age string ("045Y", "006M", "003W", "010D", or a bare number) in years, or None."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([YMWD]?)\s*", text.upper())
+    if m is None:
+        return None
+    per_year = {"": 1.0, "Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}[m.group(2)]
+    return round(float(m.group(1)) / per_year, 3)
+
+
+def _dicom_value(ds: Any, keyword: str) -> Any:
+    """A header value as a table cell: PatientAge in years, numbers as float, several values joined by
+    '/', text stripped; None when absent, empty or unreadable."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - a malformed value in an untrusted header is a missing value
+        return None
+    if value is None:
+        return None
+    if keyword == "PatientAge":
+        return _dicom_age_years(str(value))
+    if isinstance(value, (bytes, bytearray)):
+        return None  # binary (OB/OW) values are not subgroups
+    if not isinstance(value, str) and hasattr(value, "__iter__"):
+        if any(hasattr(v, "dir") for v in value):
+            return None  # a sequence of items (SQ), not a value
+        parts = [str(v).strip() for v in value]
+        return "/".join(p for p in parts if p) or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    return text or None
 
 
 def _int_or_none(value: Any) -> int | None:

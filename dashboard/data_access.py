@@ -24,7 +24,7 @@ from pipeline import metrics as mt
 from pipeline import review as rv
 from pipeline.comparison import ModelData
 from pipeline.metrics import MAX_CURVE_POINTS
-from pipeline.run_summary import RunsComparison, backbone_runs, compare_runs
+from pipeline.run_summary import RunsComparison, backbone_runs, compare_runs, runs_curves, runs_spread
 
 if TYPE_CHECKING:
     from dashboard.live_inference import LiveModel
@@ -1161,9 +1161,70 @@ def get_runs_comparison(
     )
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _backbone_runs(exp_dir: str, stamp: Stamp, _exp: art.Experiment) -> dict[str, list[str]]:
+    return backbone_runs(_exp)
+
+
 def get_backbone_runs(exp: art.Experiment) -> dict[str, list[str]]:
-    """backbone -> its run folders, first run first (one entry per model for single-run experiments)."""
-    return backbone_runs(exp)
+    """backbone -> its run folders, first run first (one entry per model for single-run experiments); cached
+    on the experiment's stamp, which covers every model's config.json."""
+    return _backbone_runs(str(exp.path), experiment_stamp(exp.path), exp)
+
+
+def runs_of_selected(exp: art.Experiment, models: list[str]) -> dict[str, list[str]]:
+    """backbone -> all its runs, for the backbones that any of `models` belongs to (in `models`' order)."""
+    groups = get_backbone_runs(exp)
+    owner = {r: b for b, runs in groups.items() for r in runs}
+    return {b: groups[b] for b in dict.fromkeys(owner[m] for m in models if m in owner)}
+
+
+@st.cache_data(show_spinner="Scoring every run…", max_entries=64)
+def _runs_spread(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    thresholds: tuple[float | None, ...],
+    _exp: art.Experiment,
+) -> dict[str, pd.DataFrame]:
+    def read(model: str) -> ModelData:
+        return _model_data(exp_dir, exp_stamp, model, m_stamps[models.index(model)], eval_set, _exp)
+
+    return runs_spread(_exp, eval_set, models=list(models), thresholds=dict(zip(models, thresholds)), read=read)
+
+
+def get_runs_spread(
+    exp: art.Experiment, models: list[str], eval_set: str, thresholds: dict[str, float | None]
+) -> dict[str, pd.DataFrame]:
+    """{metric: per-backbone mean, SD, range and per-run values} over every run of `models`' backbones
+    (`pipeline.run_summary.runs_spread`, point values at each run's threshold; cached)."""
+    models = list(models)
+    thr = tuple(None if thresholds.get(m) is None else round(float(thresholds[m]), 6) for m in models)
+    return _runs_spread(str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr, exp)
+
+
+@st.cache_data(show_spinner="Averaging the runs' curves…", max_entries=128)
+def _runs_curves(
+    exp_dir: str,
+    exp_stamp: Stamp,
+    models: tuple[str, ...],
+    m_stamps: tuple[Stamp, ...],
+    eval_set: str,
+    class_index: int,
+    _exp: art.Experiment,
+) -> dict[str, Any]:
+    def read(model: str) -> ModelData:
+        return _model_data(exp_dir, exp_stamp, model, m_stamps[models.index(model)], eval_set, _exp)
+
+    return runs_curves(_exp, eval_set, list(models), class_index=class_index, read=read)
+
+
+def get_runs_curves(exp: art.Experiment, runs: list[str], eval_set: str, class_index: int) -> dict[str, Any]:
+    """{"roc", "pr"}: the runs' curves for `class_index` vs rest averaged on a common grid, with min/max and SD
+    (`pipeline.run_summary.runs_curves`; None where undefined; cached)."""
+    return _runs_curves(str(exp.path), metrics_stamp(exp), *_models_key(exp, runs), eval_set, int(class_index), exp)
 
 
 # ---------------------------------------------------------------- subgroups (pipeline/subgroups.py, metrics._subgroups)

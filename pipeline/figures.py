@@ -50,6 +50,7 @@ class Curve:
     marker: tuple[float, float, float] | None = None  # (x, y, threshold) of the operating point
     color: str | None = None
     dash: str | None = None
+    band_label: str = "95% CI"  # what the band is: the bootstrap CI, or the runs' min-max
 
     @classmethod
     def from_summary(
@@ -117,6 +118,40 @@ class Curve:
         at = None if threshold is None else mt.metrics_at(sweep, float(threshold))
         return cls.from_summary(label, summary, kind, threshold=threshold, at=at, color=color, dash=dash)
 
+    @classmethod
+    def from_runs(
+        cls,
+        label: str,
+        runs: Any,
+        *,
+        band: Literal["range", "sd"] = "range",
+        color: str | None = None,
+        dash: str | None = None,
+    ) -> Curve | None:
+        """The mean curve of a `metrics.mean_curve_over_runs` result with the runs' min-max (or mean +/- SD) band;
+        the legend gives the mean area +/- its SD over runs. None when undefined."""
+        if runs is None:
+            return None
+        if band not in ("range", "sd"):
+            raise invalid_argument("band", "'range' or 'sd'", repr(band))
+        areas = np.asarray(runs.areas, dtype=float)
+        area_name = "AUC" if runs.kind == "roc" else "AP"
+        spread = f" ± {np.std(areas, ddof=1):.3f}" if len(areas) > 1 else ""
+        if band == "range":
+            lo, hi, band_label = runs.low, runs.high, f"runs min–max ({runs.n} runs)"
+        else:
+            sd = np.nan_to_num(runs.sd)
+            lo, hi, band_label = np.clip(runs.mean - sd, 0, 1), np.clip(runs.mean + sd, 0, 1), "runs mean ± SD"
+        return cls(
+            f"{label}, mean of {runs.n} runs ({area_name} {areas.mean():.3f}{spread})",
+            runs.grid,
+            runs.mean,
+            band=(runs.grid, lo, hi),
+            color=color,
+            dash=dash,
+            band_label=band_label,
+        )
+
 
 _CURVE_AXES = {
     "roc": ("False positive rate (1 - specificity)", "True positive rate (sensitivity)", "FPR", "TPR", "AUC"),
@@ -160,7 +195,7 @@ def curve_figure(
                     hoverinfo="skip",
                     showlegend=False,
                     legendgroup=c.label,
-                    name=f"{c.label} 95% CI",
+                    name=f"{c.label} {c.band_label}",
                 )
             )
         thr = None if c.thresholds is None else np.asarray(c.thresholds, dtype=float)
@@ -1020,6 +1055,25 @@ def runs_figure(
     fig.update_xaxes(title=metric_label)
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=names, autorange="reversed")
     return fig
+
+
+def runs_spread_cells(table: pd.DataFrame, backbones: Sequence[str]) -> list[str]:
+    """Leaderboard cells "mean ± SD (min–max, n runs)" of each row's backbone from a `run_summary.spread_table`;
+    "1 run" for a backbone trained once, a dash for rows of no backbone (ensembles)."""
+    by = table.set_index("backbone")
+    cells = []
+    for b in backbones:
+        if b not in by.index:
+            cells.append("—")
+            continue
+        row = by.loc[b]
+        if int(row["n_runs"]) < 2 or not np.isfinite(row["mean"]):
+            cells.append("1 run" if int(row["n_runs"]) == 1 else "—")
+            continue
+        cells.append(
+            f"{row['mean']:.3f} ± {row['sd']:.3f} ({row['low']:.3f}–{row['high']:.3f}, {int(row['n_runs'])} runs)"
+        )
+    return cells
 
 
 def forest_figure(

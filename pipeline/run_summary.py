@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline import artifacts as art
 from pipeline import metrics as mt
-from pipeline.comparison import ModelData, load_aligned
+from pipeline.comparison import Aligned, ModelData, load_aligned
 from pipeline.runs import RUN_SEPARATOR, runs_table
 
 
@@ -83,18 +83,7 @@ def compare_runs(
     aligned = load_aligned(exp, run_models, eval_set, exclude=exclude, read=read)
     thresholds = dict(thresholds or {})
     binary = len(exp.class_names) == 2
-    per_run: dict[str, dict[str, float]] = {}
-    for backbone, runs in groups_of.items():
-        per_run[backbone] = {}
-        for m in runs:
-            summary = mt.classification_summary(
-                aligned.y,
-                aligned.probs[m],
-                pos_index=exp.positive_index,
-                threshold=thresholds.get(m) if binary else None,
-                undefined_auc="nan",
-            )
-            per_run[backbone][m] = float(summary[metric])
+    per_run = {b: v[metric] for b, v in _per_run_values(exp, aligned, groups_of, [metric], thresholds).items()}
     reps = mt.bootstrap_replicates(
         aligned.y,
         aligned.probs,
@@ -109,31 +98,14 @@ def compare_runs(
     rank_first = mt.rank_first_frequency(
         {b: np.stack([reps[m][metric] for m in runs]) for b, runs in groups_of.items()}, seed=seed
     )
-    rows = []
+    intervals = {}
     for backbone, runs in groups_of.items():
-        spread = mt.run_spread(list(per_run[backbone].values()))
-        primary = runs[0]
-        boot = np.asarray(reps[primary][metric], float)
+        boot = np.asarray(reps[runs[0]][metric], float)
         boot = boot[np.isfinite(boot)]
         lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if len(boot) else (np.nan, np.nan)
-        rows.append(
-            {
-                "backbone": backbone,
-                "n_runs": spread.n,
-                "mean": spread.mean,
-                "sd": spread.sd,
-                "low": spread.low,
-                "high": spread.high,
-                "values": list(spread.values),
-                "runs": list(runs),
-                "primary": primary,
-                "primary_value": per_run[backbone][primary],
-                "primary_ci_low": float(lo),
-                "primary_ci_high": float(hi),
-                "rank_first": rank_first.get(backbone, np.nan),
-            }
-        )
-    table = pd.DataFrame(rows).sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+        intervals[backbone] = (float(lo), float(hi))
+    table = spread_table(per_run, intervals)
+    table["rank_first"] = [rank_first.get(b, np.nan) for b in table["backbone"]]
     ratio, test_name = _test_train_ratio(exp, run_models)
     pairs = []
     order = list(table["backbone"])
@@ -163,6 +135,121 @@ def compare_runs(
         pd.DataFrame(pairs, columns=["a", "b", "wins", "n", "mean_diff", "ci_low", "ci_high", "t", "df", "p"]),
         test_name,
     )
+
+
+def _per_run_values(
+    exp: art.Experiment,
+    aligned: Aligned,
+    groups_of: Mapping[str, Sequence[str]],
+    metrics: Sequence[str],
+    thresholds: Mapping[str, float | None],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """backbone -> metric -> {run: point value} on the aligned samples, each run at its own threshold."""
+    binary = len(exp.class_names) == 2
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for backbone, runs in groups_of.items():
+        out[backbone] = {metric: {} for metric in metrics}
+        for m in runs:
+            summary = mt.classification_summary(
+                aligned.y,
+                aligned.probs[m],
+                pos_index=exp.positive_index,
+                threshold=thresholds.get(m) if binary else None,
+                undefined_auc="nan",
+            )
+            for metric in metrics:
+                out[backbone][metric][m] = float(summary[metric])
+    return out
+
+
+SPREAD_COLUMNS = ["backbone", "n_runs", "mean", "sd", "low", "high", "values", "runs", "primary", "primary_value"]
+
+
+def spread_table(
+    per_run: Mapping[str, Mapping[str, float]], intervals: Mapping[str, tuple[float, float]] | None = None
+) -> pd.DataFrame:
+    """One row per backbone from {backbone: {run: value}} (first run first): mean, SD, range, values, best mean first.
+
+    `intervals` adds the first run's test-sample interval (primary_ci_low/high), e.g. its grouped bootstrap CI.
+    """
+    rows = []
+    for backbone, values in per_run.items():
+        runs = list(values)
+        spread = mt.run_spread(list(values.values()))
+        lo, hi = (intervals or {}).get(backbone, (np.nan, np.nan))
+        rows.append(
+            {
+                "backbone": backbone,
+                "n_runs": spread.n,
+                "mean": spread.mean,
+                "sd": spread.sd,
+                "low": spread.low,
+                "high": spread.high,
+                "values": [float(values[r]) for r in runs],
+                "runs": runs,
+                "primary": runs[0] if runs else "",
+                "primary_value": float(values[runs[0]]) if runs else np.nan,
+                "primary_ci_low": float(lo),
+                "primary_ci_high": float(hi),
+            }
+        )
+    columns = [*SPREAD_COLUMNS, "primary_ci_low", "primary_ci_high"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values("mean", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def runs_spread(
+    exp: art.Experiment,
+    eval_set: str,
+    *,
+    models: Sequence[str] | None = None,
+    metrics: Sequence[str] = mt.LEADERBOARD_METRICS,
+    thresholds: Mapping[str, float | None] | None = None,
+    exclude: Collection[str] = (),
+    read: Callable[[str], ModelData] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """{metric: `spread_table`} over every run of the backbones of `models` (point values, no resampling).
+
+    The leaderboard's "over runs" columns: cheap (one pass per run), so they stay beside the first run's
+    bootstrap CI even at 300,000 samples x 5 runs x 10 backbones. A backbone with one run has SD NaN.
+    """
+    groups_of = backbone_runs(exp, models)
+    run_models = [m for runs in groups_of.values() for m in runs]
+    aligned = load_aligned(exp, run_models, eval_set, exclude=exclude, read=read)
+    values = _per_run_values(exp, aligned, groups_of, list(metrics), dict(thresholds or {}))
+    return {metric: spread_table({b: v[metric] for b, v in values.items()}) for metric in metrics}
+
+
+SEED_ENSEMBLE_FORMAT = "{backbone} (mean of {n} runs)"
+
+
+def seed_ensembles(groups_of: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """{row name: the runs it averages} for every backbone with two or more runs (the seed-averaged model).
+
+    Its probabilities are `metrics.ensemble_mean` of the runs, as the leaderboard's ensemble row is of models.
+    """
+    return {
+        SEED_ENSEMBLE_FORMAT.format(backbone=b, n=len(runs)): list(runs)
+        for b, runs in groups_of.items()
+        if len(runs) >= 2
+    }
+
+
+def runs_curves(
+    exp: art.Experiment,
+    eval_set: str,
+    runs: Sequence[str],
+    *,
+    class_index: int,
+    exclude: Collection[str] = (),
+    read: Callable[[str], ModelData] | None = None,
+    grid_points: int = 101,
+) -> dict[str, mt.RunsCurve | None]:
+    """{"roc", "pr"}: one backbone's curves for `class_index` vs rest averaged over `runs` (common samples)."""
+    aligned = load_aligned(exp, list(runs), eval_set, exclude=exclude, read=read)
+    y = aligned.y == int(class_index)
+    scores = [aligned.probs[m][:, int(class_index)] for m in runs]
+    return {kind: mt.mean_curve_over_runs(y, scores, kind=kind, grid_points=grid_points) for kind in ("roc", "pr")}
 
 
 def _run_key(model: str) -> str:

@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import data_access as da
 from dashboard import state, widgets
 from pipeline import figures
+from pipeline.artifacts import ArtifactError
 
 BAND_DEFAULT_MAX_ROWS = 1_000_000  # samples x models above which the CI band starts switched off
 
@@ -47,6 +48,33 @@ with c3:
         help="Each model's current threshold (set on Threshold tuning).",
     )
 
+# Backbones trained several times: optionally their mean curve over runs with the runs' band.
+run_groups = {b: runs for b, runs in da.runs_of_selected(sel.exp, list(data)).items() if len(runs) > 1}
+runs_band = None
+if run_groups and view == "one-vs-rest":
+    r1, r2 = st.columns([1, 2])
+    with r1:
+        show_runs = st.toggle(
+            "Mean over runs",
+            value=False,
+            key="curves_runs",
+            help="For each backbone with several runs (seeds, folds): its curve averaged over all runs "
+            "(TPR at each FPR, precision at each recall, on a common grid) with the runs' band: the "
+            "training noise of the curve, next to the first run's bootstrap band.",
+        )
+    if show_runs:
+        with r2:
+            runs_band = (
+                st.segmented_control(
+                    "Runs band",
+                    ["range", "sd"],
+                    default="range",
+                    key="curves_runs_band",
+                    format_func={"range": "min–max", "sd": "mean ± SD"}.get,
+                )
+                or "range"
+            )
+
 ci = sel.class_index
 if view == "one-vs-rest":
     st.caption(
@@ -74,6 +102,22 @@ if view == "one-vs-rest":
         )
         roc.append(figures.Curve.from_summary(model, cur, "roc", **style))
         pr.append(figures.Curve.from_summary(model, cur, "pr", **style))
+    if runs_band is not None:
+        for backbone, runs in run_groups.items():
+            try:
+                mean_curves = da.get_runs_curves(sel.exp, runs, sel.eval_set, ci)
+            except ArtifactError as exc:
+                widgets.artifact_error_ui(exc, f"Runs of **{backbone}**")
+                continue
+            color = sel.colors.get(backbone)
+            roc.append(figures.Curve.from_runs(backbone, mean_curves["roc"], band=runs_band, color=color, dash="dash"))
+            pr.append(figures.Curve.from_runs(backbone, mean_curves["pr"], band=runs_band, color=color, dash="dash"))
+        st.caption(
+            "Dashed curves labelled *mean of n runs* average every run of the backbone on a common grid; "
+            "their band is the runs' "
+            + ("min–max" if runs_band == "range" else "mean ± SD")
+            + " (training noise), not a confidence interval."
+        )
     left, right = st.columns(2)
     with left:
         st.plotly_chart(figures.curve_figure(roc, "roc", title="ROC"), width="stretch", key="roc_chart")

@@ -10,6 +10,7 @@ from pipeline import figures
 from pipeline.artifacts import ArtifactError
 from pipeline.comparison import ENSEMBLE
 from pipeline.report import ensemble_config
+from pipeline.run_summary import seed_ensembles
 
 sel = state.selection()
 st.title("Overview")
@@ -64,6 +65,29 @@ if len(results) >= 2 and st.toggle(
     )
     configs[ENSEMBLE] = ensemble_config(configs, members)
 
+# Backbones trained several times (seeds, folds): their spread over runs beside the first run's CI.
+run_groups = da.runs_of_selected(sel.exp, list(data)) if data else {}
+repeated = {b: runs for b, runs in run_groups.items() if len(runs) > 1}
+seed_rows = seed_ensembles(repeated)
+if seed_rows and st.toggle(
+    "Seed-ensemble rows",
+    value=False,
+    key="overview_seed_ensembles",
+    help="For each backbone with several runs, a row for the mean probability of all its runs (the "
+    "seed-averaged model); its size and speed are the sums of its runs'.",
+):
+    for name, runs in seed_rows.items():
+        results[name] = da.get_ensemble_bootstrap(
+            sel.exp, runs, sel.eval_set, state.get_threshold(sel, name) if sel.binary else None, n_boot=n_boot
+        )
+        run_configs = {}
+        for run in runs:
+            try:
+                run_configs[run] = da.get_model_config(sel.exp, run)
+            except ArtifactError:
+                run_configs[run] = {}
+        configs[name] = ensemble_config(run_configs, runs)
+
 if results:
     frame = da.leaderboard_frame(results, configs).sort_values(rank_by, ascending=False)
     display, best = figures.leaderboard_table(
@@ -116,6 +140,18 @@ if results:
             at = list(display.columns).index(label) + 1 if label in display.columns else len(display.columns)
             display.insert(at, f"Worst {sg_col}", cells)
             best.insert(at, f"Worst {sg_col}", False)
+    spread = None
+    if repeated:
+        all_runs = [r for runs in run_groups.values() for r in runs]
+        spread = da.get_runs_spread(
+            sel.exp, all_runs, sel.eval_set, {m: state.decision_threshold(sel, m) for m in all_runs}
+        )[rank_by]
+        owner = {r: b for b, runs in run_groups.items() for r in runs}
+        label = figures.METRIC_LABELS.get(rank_by, rank_by)
+        cells = figures.runs_spread_cells(spread, [owner.get(m, "") for m in display.index])
+        at = list(display.columns).index(label) + 1 if label in display.columns else len(display.columns)
+        display.insert(at, f"{label} over runs", cells)
+        best.insert(at, f"{label} over runs", False)
     st.subheader("Leaderboard")
     shown = widgets.leaderboard_columns_ui(display)
     st.dataframe(
@@ -132,10 +168,31 @@ if results:
         "Click a column header to sort."
         + (f" Not shown, to fit the screen: {', '.join(hidden)} (add them under *Columns*)." if hidden else "")
     )
+    if spread is not None:
+        label = figures.METRIC_LABELS.get(rank_by, rank_by)
+        st.caption(
+            f"*{label} over runs*: mean ± SD (min–max, number of runs) of every run of the row's backbone "
+            "(seeds and/or folds), each at its own threshold: the training noise, beside the first run's "
+            "test-sample CI. Rank stability and the tests over runs are on *Runs & stability*."
+        )
+        ci = {b: results[p][rank_by] for b, p in zip(spread["backbone"], spread["primary"]) if p in results}
+        fig_table = spread.assign(
+            primary_ci_low=[ci[b][1] if b in ci else float("nan") for b in spread["backbone"]],
+            primary_ci_high=[ci[b][2] if b in ci else float("nan") for b in spread["backbone"]],
+        )
+        with st.expander(f"Every run's {label}", expanded=True):
+            st.plotly_chart(
+                figures.runs_figure(fig_table, label, colors=sel.colors, height=max(240, 60 * len(fig_table) + 80)),
+                width="stretch",
+                key="overview_runs_fig",
+            )
     if sel.binary:
         st.caption(
             "Thresholds in force: "
-            + "; ".join(f"**{m}** {state.get_threshold(sel, m):.3f} ({state.threshold_source(sel, m)})" for m in data)
+            + "; ".join(
+                f"**{m}** {state.get_threshold(sel, m):.3f} ({state.threshold_source(sel, m)})"
+                for m in [*data, *(n for n in seed_rows if n in results)]
+            )
             + ". Choose them on validation predictions on *Threshold tuning*; chosen on the set shown, the "
             "threshold metrics above are optimistic."
         )

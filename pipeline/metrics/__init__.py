@@ -68,9 +68,11 @@ from pipeline.metrics._ranking import (
     youden_threshold,
 )
 from pipeline.metrics._runs import (
+    RunsCurve,
     RunSpread,
     RunsTTest,
     corrected_resampled_ttest,
+    mean_curve_over_runs,
     per_run_matrix,
     rank_first_frequency,
     run_spread,
@@ -99,8 +101,10 @@ __all__ = [
     "subgroup_point_metrics",
     "worst_subgroup",
     "RunSpread",
+    "RunsCurve",
     "RunsTTest",
     "corrected_resampled_ttest",
+    "mean_curve_over_runs",
     "per_run_matrix",
     "rank_first_frequency",
     "run_spread",

@@ -137,3 +137,63 @@ def per_run_matrix(values: Mapping[str, Sequence[float]]) -> NDArray[np.float64]
     for i, v in enumerate(values.values()):
         out[i, : len(v)] = np.asarray(v, np.float64)
     return out
+
+
+@dataclass(frozen=True)
+class RunsCurve:
+    """One backbone's curve averaged over runs on a common grid: mean, SD (ddof 1) and min/max per grid point."""
+
+    kind: str  # "roc": TPR on an FPR grid; "pr": precision on a recall grid
+    grid: NDArray[np.float64]
+    mean: NDArray[np.float64]
+    sd: NDArray[np.float64]
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
+    areas: tuple[float, ...]  # each run's ROC AUC (roc) or average precision (pr)
+    n: int
+
+
+def mean_curve_over_runs(
+    y_true: ArrayLike, scores: Sequence[ArrayLike], *, kind: str = "roc", grid_points: int = 101
+) -> RunsCurve | None:
+    """Vertical average of the runs' ROC (TPR at each FPR of a grid) or PR curves (precision at each recall).
+
+    The runs score the same samples (`y_true` binary); each run's curve is scikit-learn's, linearly
+    interpolated on the grid as in scikit-learn's cross-validated ROC example (TPR 0 at FPR 0). The band is
+    the runs' min..max (or mean +/- SD) at each grid point: the training noise of the curve. None when the
+    labels hold one class only.
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    if kind not in ("roc", "pr"):
+        raise ValueError(f"Invalid value for argument `kind`. Expected 'roc' or 'pr'. Received: {kind!r}")
+    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 2:
+        raise ValueError(
+            f"Invalid value for argument `grid_points`. Expected an integer >= 2. Received: {grid_points!r}"
+        )
+    y = np.asarray(y_true).astype(bool).ravel()
+    if not len(scores):
+        raise ValueError("Invalid value for argument `scores`. Expected at least one run. Received: 0 runs")
+    if y.all() or not y.any():
+        return None
+    grid = np.linspace(0.0, 1.0, grid_points)
+    rows, areas = [], []
+    for s in scores:
+        score = np.asarray(s, np.float64).ravel()
+        if score.shape != y.shape:
+            raise ValueError(
+                f"Invalid value for argument `scores`. Expected {y.shape[0]} scores per run. Received: {score.shape[0]}"
+            )
+        if kind == "roc":
+            fpr, tpr, _ = roc_curve(y, score)
+            row = np.interp(grid, fpr, tpr)
+            row[0] = 0.0
+            areas.append(float(roc_auc_score(y, score)))
+        else:
+            precision, recall, _ = precision_recall_curve(y, score)
+            row = np.interp(grid, recall[::-1], precision[::-1])  # recall comes out decreasing
+            areas.append(float(average_precision_score(y, score)))
+        rows.append(row)
+    M = np.vstack(rows)
+    sd = M.std(axis=0, ddof=1) if len(rows) > 1 else np.full(grid_points, np.nan)
+    return RunsCurve(kind, grid, M.mean(axis=0), sd, M.min(axis=0), M.max(axis=0), tuple(areas), len(rows))

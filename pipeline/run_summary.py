@@ -213,7 +213,10 @@ def runs_spread(
     The leaderboard's "over runs" columns: cheap (one pass per run), so they stay beside the first run's
     bootstrap CI even at 300,000 samples x 5 runs x 10 backbones. A backbone with one run has SD NaN.
     """
-    groups_of = backbone_runs(exp, models)
+    groups_of = backbone_runs(exp)
+    if models is not None:
+        owner = {r: b for b, runs in groups_of.items() for r in runs}
+        groups_of = {b: groups_of[b] for b in dict.fromkeys(owner[m] for m in models if m in owner)}
     run_models = [m for runs in groups_of.values() for m in runs]
     aligned = load_aligned(exp, run_models, eval_set, exclude=exclude, read=read)
     values = _per_run_values(exp, aligned, groups_of, list(metrics), dict(thresholds or {}))

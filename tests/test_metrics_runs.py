@@ -60,3 +60,34 @@ def test_nadeau_bengio_correction_by_hand():
     with pytest.raises(ValueError, match=r"argument `test_train_ratio`.*Received: -1"):
         mt.corrected_resampled_ttest(d, test_train_ratio=-1)
     assert math.isnan(mt.corrected_resampled_ttest([0.1]).p)
+
+
+def test_mean_curve_over_runs_is_sklearns_interpolated_roc_averaged():
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400).astype(bool)
+    scores = [y * s + rng.normal(0, 1, 400) for s in (0.8, 1.2, 1.6)]
+    roc = mt.mean_curve_over_runs(y, scores, kind="roc", grid_points=51)
+    grid = np.linspace(0, 1, 51)
+    rows = []
+    for s in scores:  # scikit-learn's cross-validated ROC example, by hand
+        fpr, tpr, _ = roc_curve(y, s)
+        row = np.interp(grid, fpr, tpr)
+        row[0] = 0.0
+        rows.append(row)
+    rows = np.array(rows)
+    assert roc.n == 3 and roc.grid == pytest.approx(grid)
+    assert roc.mean == pytest.approx(rows.mean(0)) and roc.sd == pytest.approx(rows.std(0, ddof=1))
+    assert roc.low == pytest.approx(rows.min(0)) and roc.high == pytest.approx(rows.max(0))
+    assert roc.areas == pytest.approx([roc_auc_score(y, s) for s in scores])
+    pr = mt.mean_curve_over_runs(y, scores, kind="pr", grid_points=51)
+    p0, r0, _ = precision_recall_curve(y, scores[0])
+    assert pr.low[20] <= np.interp(grid[20], r0[::-1], p0[::-1]) <= pr.high[20]
+    assert pr.areas[2] == pytest.approx(average_precision_score(y, scores[2]))
+    assert np.isnan(mt.mean_curve_over_runs(y, scores[:1]).sd).all()  # one run: no SD
+    assert mt.mean_curve_over_runs(np.zeros(4), [np.arange(4.0)]) is None  # one class: undefined
+    with pytest.raises(ValueError, match=r"argument `kind`.*Received: 'det'"):
+        mt.mean_curve_over_runs(y, scores, kind="det")
+    with pytest.raises(ValueError, match=r"argument `scores`.*Expected 400 scores per run. Received: 3"):
+        mt.mean_curve_over_runs(y, [np.zeros(3)])

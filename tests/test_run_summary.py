@@ -58,3 +58,35 @@ def test_single_run_experiments_still_compare(tmp_path):
     res = compare_runs(one, "test", n_boot=50)
     assert list(res.table["n_runs"]) == [1, 1] and res.table["sd"].isna().all()
     assert res.pairs["n"].tolist() == [1] and np.isnan(res.pairs["p"].iloc[0])
+
+
+def test_runs_spread_equals_sklearn_per_run_at_each_runs_threshold(exp):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from pipeline.run_summary import runs_spread
+
+    thresholds = {"ResNet50": 0.3, "ResNet50@s1": 0.6}  # the others at 0.5
+    out = runs_spread(exp, "test", models=["ResNet50"], metrics=["roc_auc", "balanced_accuracy"], thresholds=thresholds)
+    samples = exp.samples.set_index("sample_id")
+    auc, bacc = [], []
+    for m in ["ResNet50", "ResNet50@s1", "ResNet50@s2"]:
+        p = art.read_predictions(exp, m).set_index("sample_id")
+        y = samples.loc[p.index, "label"] == 1
+        auc.append(roc_auc_score(y, p["prob_1"]))
+        bacc.append(balanced_accuracy_score(y, p["prob_1"] >= thresholds.get(m, 0.5)))
+    for metric, ref in (("roc_auc", auc), ("balanced_accuracy", bacc)):
+        row = out[metric].iloc[0]
+        assert list(out[metric]["backbone"]) == ["ResNet50"] and row["runs"] == [
+            "ResNet50",
+            "ResNet50@s1",
+            "ResNet50@s2",
+        ]
+        assert row["values"] == pytest.approx(ref) and row["mean"] == pytest.approx(np.mean(ref))
+        assert row["sd"] == pytest.approx(np.std(ref, ddof=1))
+        assert (row["low"], row["high"]) == pytest.approx((min(ref), max(ref)))
+
+
+def test_seed_ensembles_name_backbones_with_several_runs():
+    from pipeline.run_summary import seed_ensembles
+
+    assert seed_ensembles({"A": ["A", "A@s1"], "B": ["B"]}) == {"A (mean of 2 runs)": ["A", "A@s1"]}

@@ -216,3 +216,18 @@ def subgroups_for(
     values = pd.Series(frame[column].to_numpy(), index=samples["sample_id"].to_numpy())
     aligned = values.reindex(np.asarray(sample_ids, dtype=object))
     return assign_subgroups(column, aligned, bins=(bins or {}).get(column), quantiles=quantiles)
+
+
+def experiment_subgroups_config(meta: Mapping[str, Any]) -> Any:
+    """The `SubgroupsConfig` an experiment.json keeps (under "subgroups", or the run's "config"), else the
+    defaults; a malformed entry gives the defaults, so a report or page still opens."""
+    from pipeline.config import SubgroupsConfig, parse_subgroups  # noqa: PLC0415 - config imports the registry
+
+    config = meta.get("config")
+    raw = meta.get("subgroups") or (config.get("subgroups") if isinstance(config, dict) else None)
+    if not isinstance(raw, dict):
+        return SubgroupsConfig()
+    try:
+        return parse_subgroups({"subgroups": raw})
+    except ValueError:
+        return SubgroupsConfig()

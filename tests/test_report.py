@@ -116,8 +116,8 @@ def test_figures_sections_and_counts(reports, exps):
     text = reports["binary"].read_text(encoding="utf-8")
     n_figs = text.count('class="plotly-graph-div"')
     # ROC + PR, 4 confusion matrices (3 models + ensemble), reliability + histogram, DeLong matrix,
-    # disagreement + unique-correct, class counts.
-    assert n_figs == 2 + 4 + 2 + 1 + 2 + 1
+    # disagreement + unique-correct, class counts, the subgroups' forest plot (first metadata column).
+    assert n_figs == 2 + 4 + 2 + 1 + 2 + 1 + 1
     assert text.count('class="card"') == 24  # gallery
     assert _refs(text).tags.get("img") == 24  # one inlined thumbnail per card
     multi = reports["multi7"].read_text(encoding="utf-8")

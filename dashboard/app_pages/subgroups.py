@@ -3,8 +3,6 @@ a forest plot, the largest gap, calibration per subgroup; clicking a marker open
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import streamlit as st
 
@@ -13,22 +11,10 @@ from dashboard import state, widgets
 from pipeline import figures
 from pipeline import metrics as mt
 from pipeline.comparison import ModelData
+from pipeline.report import SUBGROUP_METRIC_LABELS as METRIC_LABELS
+from pipeline.report import subgroup_gap_rows, subgroup_table_rows
 
 PICK_KEY = "sg_pick"  # (experiment, eval sets, column, model, subgroup name) of the last clicked marker
-METRIC_LABELS = {
-    "sensitivity": "Sensitivity",
-    "specificity": "Specificity",
-    "balanced_accuracy": "Balanced accuracy",
-    "roc_auc": "ROC AUC",
-}
-
-
-def _fmt(e: mt.Estimate, too_few: bool) -> str:
-    if too_few:
-        return "too few"
-    if math.isnan(e.point):
-        return "n/a"
-    return f"{e.point:.3f} [{e.low:.3f}, {e.high:.3f}]"
 
 
 sel = state.selection()
@@ -108,45 +94,15 @@ res = da.get_subgroup_metrics(exp, models, eval_sets, column, cfg, thresholds, s
 label = METRIC_LABELS[metric]
 
 # ---------------------------------------------------------------- table
-rows = []
-for model in models:
-    for i, name in enumerate(res.names):
-        few = bool(res.too_few[i])
-        rows.append(
-            {
-                "model": model,
-                "subgroup": name,
-                "n": int(res.n[i]),
-                "patients/lesions": int(res.n_groups[i]),
-                "positives": int(res.n_pos[i]),
-                **{METRIC_LABELS[m]: _fmt(res.values[model][m][i], few) for m in res.metrics},
-            }
-        )
-st.dataframe(rows, width="stretch", hide_index=True, key="sg_table")
+st.dataframe(subgroup_table_rows(res), width="stretch", hide_index=True, key="sg_table")
 st.caption(
     f"Subgroups with fewer than {min_size} samples show *too few*; *n/a*: the metric is undefined there "
     "(e.g. an AUC on a subgroup with one class only)."
 )
 
 # ---------------------------------------------------------------- largest gap and worst subgroup
-worst = mt.worst_subgroup(res, metric)
-gap_rows = []
-for model in models:
-    gap = mt.largest_gap(res, model, metric)
-    w = worst[model]
-    gap_rows.append(
-        {
-            "model": model,
-            f"worst subgroup ({label})": "—" if w is None else f"{w[0]}: {w[1].point:.3f}",
-            f"largest gap ({label})": "—"
-            if gap is None
-            else f"{gap.estimate.point:.3f} [{gap.estimate.low:.3f}, {gap.estimate.high:.3f}]",
-            "between": "—" if gap is None else f"{gap.high} vs {gap.low}",
-            "gap excludes 0": None if gap is None else bool(gap.estimate.low > 0),
-        }
-    )
 st.subheader("Largest gap between subgroups")
-st.dataframe(gap_rows, width="stretch", hide_index=True, key="sg_gaps")
+st.dataframe(subgroup_gap_rows(res, metric), width="stretch", hide_index=True, key="sg_gaps")
 st.caption(
     "Best minus worst subgroup (with numbers) of each model; the interval comes from the same patient-"
     "grouped resamples for both subgroups. An interval above 0 means the gap is more than sampling noise."

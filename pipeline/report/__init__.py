@@ -9,7 +9,9 @@ dashboard's *Paired comparison* page shares with it.
   with the caller's exclusions), computes every number with `pipeline.metrics`, draws every figure with
   `pipeline.figures`, and writes ONE HTML file with plotly.js inlined once and thumbnails as base64 PNG, so
   it opens offline;
-- `_pdf`: `html_to_pdf` prints it with headless Debian chromium.
+- `_pdf`: `html_to_pdf` prints it with headless Debian chromium;
+- `_subgroups_section`: the Subgroups section and the subgroup tables the *Subgroups* page shares with it
+  (`subgroup_table_rows`, `subgroup_gap_rows`, `compute_subgroups`).
 
 No Streamlit, no TensorFlow; nothing runs on import.
 """
@@ -18,6 +20,14 @@ from __future__ import annotations
 
 from pipeline.report._html import REPORT_SECTIONS, build_report, render_report_html
 from pipeline.report._pdf import CHROMIUM_ENV, DEFAULT_CHROMIUM, chromium_path, find_chromium, html_to_pdf
+from pipeline.report._subgroups_section import (
+    SUBGROUP_METRIC_LABELS,
+    compute_subgroups,
+    format_subgroup_estimate,
+    report_subgroup_columns,
+    subgroup_gap_rows,
+    subgroup_table_rows,
+)
 from pipeline.report._tables import (
     artifact_fingerprint,
     curve_points,
@@ -36,16 +46,19 @@ __all__ = [
     "CHROMIUM_ENV",
     "DEFAULT_CHROMIUM",
     "REPORT_SECTIONS",
+    "SUBGROUP_METRIC_LABELS",
     "artifact_fingerprint",
     "build_report",
     "chromium_path",
     "clustering_note",
+    "compute_subgroups",
     "curve_points",
     "dataset_summary",
     "delong_class_grid",
     "ensemble_config",
     "find_chromium",
     "format_p",
+    "format_subgroup_estimate",
     "html_to_pdf",
     "leaderboard_frame",
     "multiclass_verdict",
@@ -54,5 +67,8 @@ __all__ = [
     "pair_tables",
     "pairs_table",
     "render_report_html",
+    "report_subgroup_columns",
+    "subgroup_gap_rows",
+    "subgroup_table_rows",
     "verdicts",
 ]

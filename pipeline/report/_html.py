@@ -21,6 +21,7 @@ from pipeline import metrics as mt
 from pipeline.comparison import ENSEMBLE, Aligned, load_aligned, with_ensemble
 from pipeline.errors import invalid_argument
 from pipeline.report._pdf import html_to_pdf
+from pipeline.report._subgroups_section import subgroups_section
 from pipeline.report._tables import (
     _ci_text,
     _resolve_thresholds,
@@ -43,6 +44,7 @@ REPORT_SECTIONS = (
     "confusion",
     "calibration",
     "paired-tests",
+    "subgroups",
     "disagreement",
     "dataset",
     "configs",
@@ -597,6 +599,7 @@ def render_report_html(
     n_gallery: int = 24,
     *,
     exclude: Collection[str] = (),
+    subgroup_columns: Sequence[str] | None = None,
 ) -> str:
     """The meeting report as one self-contained HTML string (see `build_report`)."""
     from plotly.offline import get_plotlyjs
@@ -652,6 +655,9 @@ def render_report_html(
         _confusion_section(exp, aligned, probs, thr, preds),
         _calibration_section(exp, aligned, probs, colors),
         paired,
+        subgroups_section(
+            exp, aligned, thr, columns=subgroup_columns, n_boot=n_boot, seed=seed, alpha=alpha, colors=colors
+        ),
         _disagreement_section(exp, aligned, preds),
         _dataset_section(exp, aligned, eval_set),
         _configs_section(exp, models),
@@ -721,14 +727,27 @@ def build_report(
     n_gallery: int = 24,
     *,
     exclude: Collection[str] = (),
+    subgroup_columns: Sequence[str] | None = None,
 ) -> Path:
     """Write the meeting report (HTML, and a PDF when `out_pdf` is given); returns the HTML path.
 
     Default output: `<experiment>/reports/report-<eval_set>-<UTC time>.html`. Thresholds apply to binary
     tasks (0.5 for a model not listed; the key "Ensemble (mean)" sets the ensemble's); multiclass uses argmax.
     `exclude` holds sample ids left out of every number (the dashboard passes the samples its pages exclude).
+    `subgroup_columns`: the columns of the Subgroups section (default: the config's `[subgroups] columns`).
     """
-    text = render_report_html(exp_dir, models, eval_set, thresholds, n_boot, seed, alpha, n_gallery, exclude=exclude)
+    text = render_report_html(
+        exp_dir,
+        models,
+        eval_set,
+        thresholds,
+        n_boot,
+        seed,
+        alpha,
+        n_gallery,
+        exclude=exclude,
+        subgroup_columns=subgroup_columns,
+    )
     if out_html is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out_html = Path(exp_dir) / "reports" / f"report-{eval_set}-{stamp}.html"

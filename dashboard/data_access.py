@@ -1068,6 +1068,7 @@ def _meeting_report(
     n_boot: int,
     notes: int,
     pdf: bool,
+    sources: tuple[tuple[str, str], ...] = (),
 ) -> tuple[bytes, bytes | None]:
     _, excluded = _split_stamp(exp_stamp)
     import tempfile
@@ -1086,6 +1087,7 @@ def _meeting_report(
             out_html=html_path,
             out_pdf=pdf_path,
             exclude=excluded,
+            threshold_sources=dict(sources),
         )
         return html_path.read_bytes(), (pdf_path.read_bytes() if pdf_path is not None else None)
 
@@ -1097,17 +1099,28 @@ def get_meeting_report(
     thresholds: dict[str, float | None],
     n_boot: int = 1000,
     pdf: bool = False,
+    threshold_sources: dict[str, str] | None = None,
 ) -> tuple[bytes, bytes | None]:
     """(HTML bytes, PDF bytes or None) of `pipeline.report.build_report` with these thresholds and this session's
     exclusions, so it shows the numbers of the pages it is downloaded from (cached until an artifact or a mentor
-    note changes); raises ArtifactError, or FileNotFoundError when a PDF needs chromium."""
+    note changes); `threshold_sources` says where each threshold came from (printed beside it); raises
+    ArtifactError, or FileNotFoundError when a PDF needs chromium."""
     try:
         notes = notes_stamp(exp)
     except art.ArtifactError:
         notes = -1
     thr = tuple(sorted((m, round(float(t), 6)) for m, t in thresholds.items() if t is not None))
+    sources = tuple(sorted((m, str(v)) for m, v in (threshold_sources or {}).items()))
     return _meeting_report(
-        str(exp.path), metrics_stamp(exp), *_models_key(exp, models), eval_set, thr, int(n_boot), notes, bool(pdf)
+        str(exp.path),
+        metrics_stamp(exp),
+        *_models_key(exp, models),
+        eval_set,
+        thr,
+        int(n_boot),
+        notes,
+        bool(pdf),
+        sources,
     )
 
 

@@ -81,7 +81,13 @@ def report_ui(sel: state.Selection, models: list[str], thresholds: dict[str, flo
         return
     try:
         html_bytes, pdf_bytes = da.get_meeting_report(
-            sel.exp, models, sel.eval_set, thresholds, n_boot=n_boot, pdf=want_pdf
+            sel.exp,
+            models,
+            sel.eval_set,
+            thresholds,
+            n_boot=n_boot,
+            pdf=want_pdf,
+            threshold_sources={m: state.threshold_source(sel, m) for m in thresholds},
         )
     except ArtifactError as exc:
         widgets.artifact_error_ui(exc, "Meeting report")

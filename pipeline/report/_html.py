@@ -21,6 +21,7 @@ from pipeline import metrics as mt
 from pipeline.comparison import ENSEMBLE, Aligned, load_aligned, with_ensemble
 from pipeline.errors import invalid_argument
 from pipeline.report._pdf import html_to_pdf
+from pipeline.report._runs_section import runs_section, threshold_sources_html
 from pipeline.report._subgroups_section import subgroups_section
 from pipeline.report._tables import (
     _ci_text,
@@ -600,6 +601,7 @@ def render_report_html(
     *,
     exclude: Collection[str] = (),
     subgroup_columns: Sequence[str] | None = None,
+    threshold_sources: Mapping[str, str] | None = None,
 ) -> str:
     """The meeting report as one self-contained HTML string (see `build_report`)."""
     from plotly.offline import get_plotlyjs
@@ -655,6 +657,7 @@ def render_report_html(
         _confusion_section(exp, aligned, probs, thr, preds),
         _calibration_section(exp, aligned, probs, colors),
         paired,
+        runs_section(exp, models, eval_set, thr, n_boot=n_boot, seed=seed, alpha=alpha, exclude=exclude, colors=colors),
         subgroups_section(
             exp, aligned, thr, columns=subgroup_columns, n_boot=n_boot, seed=seed, alpha=alpha, colors=colors
         ),
@@ -690,7 +693,8 @@ def render_report_html(
             else ""
         )
         + "</div>"
-        f'<div class="meta" id="fingerprint">Artifact fingerprint <code>{fp["combined"]}</code> '
+        + threshold_sources_html(thr, thresholds, threshold_sources)
+        + f'<div class="meta" id="fingerprint">Artifact fingerprint <code>{fp["combined"]}</code> '
         f"(dataset <code>{_esc(fp['dataset'])}</code>, predictions sha256 <code>{fp['predictions']}</code>) · "
         f'created <time datetime="{created}">{created}</time></div></header>'
     )
@@ -728,6 +732,7 @@ def build_report(
     *,
     exclude: Collection[str] = (),
     subgroup_columns: Sequence[str] | None = None,
+    threshold_sources: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the meeting report (HTML, and a PDF when `out_pdf` is given); returns the HTML path.
 
@@ -735,6 +740,8 @@ def build_report(
     tasks (0.5 for a model not listed; the key "Ensemble (mean)" sets the ensemble's); multiclass uses argmax.
     `exclude` holds sample ids left out of every number (the dashboard passes the samples its pages exclude).
     `subgroup_columns`: the columns of the Subgroups section (default: the config's `[subgroups] columns`).
+    `threshold_sources`: where each threshold came from (the dashboard's 'Youden's J on val'...), printed beside
+    it; default 'given' or 'default 0.5'. A "Runs & stability" section appears when a backbone has several runs.
     """
     text = render_report_html(
         exp_dir,
@@ -747,6 +754,7 @@ def build_report(
         n_gallery,
         exclude=exclude,
         subgroup_columns=subgroup_columns,
+        threshold_sources=threshold_sources,
     )
     if out_html is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

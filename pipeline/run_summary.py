@@ -20,6 +20,11 @@ from pipeline import metrics as mt
 from pipeline.comparison import Aligned, ModelData, load_aligned
 from pipeline.runs import RUN_SEPARATOR, runs_table
 
+TRUST_SENTENCE = (
+    "Trust a difference only when both agree: DeLong/McNemar/bootstrap on one run say whether it is bigger than "
+    "the test sample's noise, the test over runs whether it survives retraining."
+)
+
 
 def backbone_runs(exp: art.Experiment, models: Sequence[str] | None = None) -> dict[str, list[str]]:
     """backbone -> its run model folders (the first run, named after the backbone, first)."""

@@ -88,3 +88,28 @@ def test_one_run_experiment_has_no_runs_extras(fake_root, artifacts_env):
     assert not [t for t in at.toggle if t.key == "overview_seed_ensembles"]
     at.switch_page("app_pages/curves.py").run()
     assert not [t for t in at.toggle if t.key == "curves_runs"]
+
+
+def test_paired_comparison_shows_the_test_over_runs_next_to_delong(fake_root, artifacts_env):
+    from scipy import stats
+
+    artifacts_env(fake_root)
+    at = open_app("runs", "compare")
+    no_exceptions(at)
+    at.selectbox(key="compare_a").set_value("ResNet50").run()
+    at.selectbox(key="compare_b").set_value("MobileNetV2").run()
+    text = " ".join(m.value for m in at.markdown)
+    res50, mob = _aucs(fake_root, RUNS), _aucs(fake_root, ["MobileNetV2", "MobileNetV2@s1", "MobileNetV2@s2"])
+    a, b, va, vb = (
+        ("ResNet50", "MobileNetV2", res50, mob)
+        if res50.mean() >= mob.mean()
+        else ("MobileNetV2", "ResNet50", mob, res50)
+    )
+    assert "**Over runs** (paired t-test over seeds" in text
+    assert f"**{a}** beats **{b}** in {int((va > vb).sum())} of 3 paired runs" in text
+    from pipeline.report import format_p
+
+    assert f"p = {format_p(stats.ttest_rel(va, vb).pvalue)}." in text
+    assert any("Trust a difference only when both agree" in c.value for c in at.caption)
+    at = open_app("binary", "compare")  # one run per backbone: no runs line
+    assert not any("Over runs" in m.value for m in at.markdown)

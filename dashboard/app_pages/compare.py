@@ -13,6 +13,7 @@ from pipeline import figures
 from pipeline import report as rp
 from pipeline.artifacts import ArtifactError
 from pipeline.comparison import ENSEMBLE
+from pipeline.run_summary import TRUST_SENTENCE
 
 ALPHA = 0.05
 REPORT_KEY = "_compare_report_request"  # the parameters of the last "Build meeting report" click
@@ -211,6 +212,25 @@ else:
         f"Bootstrap: {n_boot} paired resamples of whole patients/lesions, percentile "
         f"CI. p (Holm): adjusted over the {n_pairs} pair{'s' if n_pairs != 1 else ''} of selected models."
     )
+    runs_ab = da.runs_of_selected(sel.exp, [a, b])
+    if len(runs_ab) == 2 and min(len(r) for r in runs_ab.values()) >= 2:
+        run_models = [r for rs in runs_ab.values() for r in rs]
+        over_res = da.get_runs_comparison(
+            sel.exp, run_models, sel.eval_set, metric, {m: state.decision_threshold(sel, m) for m in run_models}
+        )
+        over = over_res.pairs.iloc[0]
+        label = figures.METRIC_LABELS.get(metric, metric)
+        st.markdown(
+            f"**Over runs** ({over_res.test_name}): **{md_escape(over['a'])}** "
+            f"beats **{md_escape(over['b'])}** in {int(over['wins'])} of {int(over['n'])} paired runs; mean "
+            f"{label} difference {over['mean_diff']:+.4f}"
+            + (
+                f" [{over['ci_low']:+.4f}, {over['ci_high']:+.4f}], p = {rp.format_p(over['p'])}."
+                if over["p"] == over["p"]
+                else " (fewer than two paired runs: no p)."
+            )
+        )
+        st.caption(f"{TRUST_SENTENCE} Details and rank stability on *Runs & stability*.")
     if per_class is not None:
         st.markdown("**DeLong per class (one vs rest)**")
         st.dataframe(styled(per_class, ("p-value", "p (Holm)")), width="stretch", key="compare_class_table")

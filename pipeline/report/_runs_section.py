@@ -14,13 +14,9 @@ from pipeline import artifacts as art
 from pipeline import figures
 from pipeline import metrics as mt
 from pipeline.report._verdicts import format_p
-from pipeline.run_summary import backbone_runs, compare_runs
+from pipeline.run_summary import TRUST_SENTENCE, backbone_runs, compare_runs
 
 RUNS_SECTION_ID = "runs"
-TRUST_SENTENCE = (
-    "Trust a difference only when both agree: DeLong/McNemar/bootstrap on one run say whether it is bigger than "
-    "the test sample's noise, the test over runs whether it survives retraining."
-)
 
 
 def _esc(x: object) -> str:

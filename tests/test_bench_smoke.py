@@ -129,3 +129,20 @@ def test_run_all_rejects_unknown_names():
 
     with pytest.raises(SystemExit):
         run_all.main(["--only", "nope"])
+
+
+def test_bench_runs_scale_tiny(tmp_path, monkeypatch):
+    from bench import bench_runs_scale
+
+    monkeypatch.delenv("MEDCOMPARE_ARTIFACTS", raising=False)
+    result = bench_runs_scale.run(
+        n=600, backbones=2, runs=3, n_boot=20, moves=3, repeats=1, naive_resamples=1, runs_boot=10, root=tmp_path
+    )
+    cold = result["cold_load"][0]  # ours and naive read the same rows (checked inside)
+    assert cold["model folders"] == 6 and _finite_positive(cold["naive/ours"])
+    board = result["leaderboard"][0]  # mean/SD over runs equal the pandas + scikit-learn ones (checked inside)
+    assert board["runs"] == 6 and _finite_positive(board["naive/ours"]) and _finite_positive(board["cached ms"])
+    slider = result["slider"][0]  # the counts of every move agree (checked inside)
+    assert slider["all runs: models"] == 6 and _finite_positive(slider["page: naive/ours"])
+    assert result["runs_page"][0]["rank-first sum"] == pytest.approx(1.0)
+    assert "Leaderboard with runs" in bench_runs_scale.report(result)

@@ -59,7 +59,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         cfg = replace(cfg, output=Path(args.output))
     start = time.perf_counter()
-    exp_dir = run_experiment(cfg, force=args.force, jobs=args.jobs)
+    exp_dir = run_experiment(
+        cfg,
+        force=args.force,
+        jobs=args.jobs,
+        engine=args.engine,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+    )
     print(f"done in {time.perf_counter() - start:.0f}s: {exp_dir}")
     return _print_summary(exp_dir)
 
@@ -165,6 +172,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     samples, class_names, info = prepare_samples(cfg)  # picks up evaluation sets added to the config
     write_experiment_base(cfg, samples, class_names, info, print)
     samples = art.read_parquet(exp_dir / art.SAMPLES_FILE)
+    if args.engine == "ray":  # Ray Data batch prediction: connect, then check what the workers must see
+        from pipeline.engines import ray_train
+
+        ray_train.connect(args.address)
+        cfg, exp_dir, samples = ray_train.absolute_paths(cfg, samples)
+        ray_train.check_reachable(ray_train.needed_paths(cfg, samples))
     unknown = [es for es in args.again or [] if es not in set(samples["eval_set"].dropna())]
     if unknown:
         from pipeline.errors import invalid_argument
@@ -182,7 +195,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             art.write_predictions(
                 exp_dir, name, preds[~preds["eval_set"].isin(args.again)].reset_index(drop=True), len(class_names)
             )
-        total += predict_missing(cfg, exp_dir, name, samples, print)
+        total += predict_missing(cfg, exp_dir, name, samples, print, engine=args.engine)
     print(f"{total} predictions written")
     return _print_summary(exp_dir)
 
@@ -271,6 +284,22 @@ def _cmd_add_predictions(args: argparse.Namespace) -> int:
     return _print_summary(Path(args.experiment))
 
 
+def _engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--engine and --address (run, train, predict)."""
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine (default); ray: each training run a Ray task, prediction with Ray Data "
+        "(needs ray[data]; README 'Running on a cluster')",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray cluster to use with --engine ray: auto, ray://HOST:10001 or HOST:6379 (default: a local Ray "
+        "instance)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
@@ -307,7 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--jobs",
             type=int,
             default=1,
-            help="models trained side by side in separate processes (CPU machines; default 1)",
+            help="models trained side by side in separate processes (CPU machines, local engine; default 1)",
+        )
+        _engine_arguments(p)
+        p.add_argument(
+            "--cpus-per-run",
+            type=int,
+            default=1,
+            help="Ray engine on CPU nodes: CPUs (and TensorFlow threads) each run asks for (default 1)",
         )
         p.set_defaults(func=_cmd_run)
     p = sub.add_parser(
@@ -329,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="test-time augmentation on or off (default: the config's [predict].tta)",
     )
+    _engine_arguments(p)
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("evaluate", help="print every model's metrics per evaluation set (no training, no TF)")
     p.add_argument("experiment", help="experiment folder, e.g. artifacts/demo-histology")
@@ -402,12 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    from pipeline.engines import RayNotInstalled, RunsFailed
+
     args = build_parser().parse_args(argv)
+    if getattr(args, "address", None) and args.engine != "ray":
+        print("error: --address needs --engine ray", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RayNotInstalled) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RunsFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

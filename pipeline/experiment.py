@@ -24,6 +24,7 @@ from pipeline import artifacts as art
 from pipeline.audit import IngestAudit
 from pipeline.config import EvalSetConfig, ExperimentConfig
 from pipeline.datasets import check_no_leakage, dataset_fingerprint, ingest, skipped_report, split_samples
+from pipeline.engines import RunFailure
 from pipeline.runs import FOLD_COLUMN, OOF_EVAL_SET, RunSpec, assign_folds, fold_masks, run_id, run_plan
 
 Log = Callable[[str], None]
@@ -348,8 +349,13 @@ def evaluated_samples(samples: pd.DataFrame, fold: int | None = None) -> pd.Data
     return pd.concat([evaluated[evaluated["eval_set"] != "val"], held], ignore_index=True)
 
 
-def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame, log: Log = print) -> int:
-    """Predict evaluated samples a complete model has no prediction for (e.g. a new eval set); returns how many."""
+def predict_missing(
+    cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd.DataFrame, log: Log = print, *, engine: str = "local"
+) -> int:
+    """Predict evaluated samples a complete model has no prediction for (e.g. a new eval set); returns how many.
+
+    `engine="ray"` predicts them with Ray Data on the connected cluster (pipeline.engines.ray_predict).
+    """
     mdir = art.model_dir(exp_dir, name)
     run = art.read_model_config(exp_dir, name)
     fold = run.get("fold") if isinstance(run.get("fold"), int) else None
@@ -358,15 +364,26 @@ def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd
     missing = evaluated[~art.id_mask(evaluated["sample_id"], old["sample_id"])].reset_index(drop=True)
     if missing.empty:
         return 0
-    import keras
-
-    from pipeline.backbones import preprocess_layer_class
-
-    preprocess_layer_class()  # registers the custom layer before loading
-    model = keras.saving.load_model(mdir / art.MODEL_FILE, safe_mode=True)
     crops = missing["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
-    pred = _predict_by_crop(model, missing["path"].to_numpy(), crops, cfg)
-    n_classes = int(model.output_shape[-1])
+    if engine == "ray":
+        from pipeline.engines.ray_predict import predict_files_ray
+
+        pred = predict_files_ray(
+            mdir / art.MODEL_FILE,
+            missing["path"].tolist(),
+            crops.tolist(),
+            batch_size=cfg.predict.batch_size,
+            tta=cfg.predict.tta,
+        )
+    else:
+        import keras
+
+        from pipeline.backbones import preprocess_layer_class
+
+        preprocess_layer_class()  # registers the custom layer before loading
+        model = keras.saving.load_model(mdir / art.MODEL_FILE, safe_mode=True)
+        pred = _predict_by_crop(model, missing["path"].to_numpy(), crops, cfg)
+    n_classes = int(pred.probs.shape[1])
     new = pd.DataFrame(pred.probs[pred.ok].astype(np.float64), columns=art.prob_columns(n_classes))
     new.insert(0, "eval_set", missing.loc[pred.ok, "eval_set"].to_numpy())
     new.insert(0, "sample_id", missing.loc[pred.ok, "sample_id"].to_numpy())
@@ -379,15 +396,30 @@ def predict_missing(cfg: ExperimentConfig, exp_dir: Path, name: str, samples: pd
 
 
 def run_experiment(
-    cfg: ExperimentConfig, force: bool = False, log: Log = print, progress: bool = True, jobs: int = 1
+    cfg: ExperimentConfig,
+    force: bool = False,
+    log: Log = print,
+    progress: bool = True,
+    jobs: int = 1,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    cpus_per_run: int = 1,
 ) -> Path:
-    """Ingest, split, and train + predict every configured backbone not already complete (`jobs` at a time)."""
+    """Ingest, split, and train + predict every configured run not already complete.
+
+    `engine="local"` trains here (`jobs` runs side by side); `engine="ray"` makes each run a Ray task on the
+    cluster at `address` (None: a local Ray instance; see pipeline.engines.ray_train). Either way a failed run
+    is logged by name while the others go on, and `RunsFailed` lists the failures at the end.
+    """
     from tqdm.auto import tqdm
 
+    from pipeline.engines import RunsFailed, check_engine
     from pipeline.tfdata import decode_all
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"Invalid value for argument `jobs`. Expected an integer >= 1. Received: {jobs!r}")
+    engine = check_engine(engine)
     exp_dir = cfg.experiment_dir
     if force and exp_dir.exists():
         shutil.rmtree(exp_dir)
@@ -408,13 +440,19 @@ def run_experiment(
     if not todo:
         update_label_issues(exp_dir, log)
         return exp_dir
-    t0 = time.perf_counter()
     # Only train/val images are held in memory; evaluated images stream from disk at prediction time.
     if cfg.train.folds > 1 and FOLD_COLUMN not in samples.columns:
         raise ValueError(
             f"{exp_dir / art.SAMPLES_FILE} has no `{FOLD_COLUMN}` column but `train.folds` is "
             f"{cfg.train.folds}; rerun with --force to rebuild the sample table with folds"
         )
+    if engine == "ray":  # connect and check what the workers must see before the (long) decode
+        from pipeline.engines import ray_train
+
+        ray_train.connect(address, log)
+        cfg, exp_dir, samples = ray_train.absolute_paths(cfg, samples)
+        ray_train.check_reachable(ray_train.needed_paths(cfg, samples), log=log)
+    t0 = time.perf_counter()
     fit_rows = np.flatnonzero(samples["split"].isin(["train", "val"]).to_numpy())
     size = cfg.dataset.image_size
     images = np.zeros((len(samples), size, size, 3), np.uint8)
@@ -426,16 +464,36 @@ def run_experiment(
     )
     jobs = max(1, min(int(jobs), len(todo)))
     bar = tqdm(total=len(todo), desc=f"{cfg.name}", unit="model", disable=not progress)
-    if jobs == 1:
+    failures: list[RunFailure]
+    if engine == "ray":
+        failures = ray_train.run_on_ray(
+            cfg, exp_dir, todo, samples, images, ok, len(class_names), cpus_per_run=cpus_per_run, bar=bar, log=log
+        )
+    elif jobs == 1:
+        failures = []
         for spec in todo:
             bar.set_postfix_str(spec.model)
-            _log_model(log, spec.model, run_backbone(cfg, exp_dir, spec, samples, images, ok, len(class_names), log))
+            try:
+                info = run_backbone(cfg, exp_dir, spec, samples, images, ok, len(class_names), log)
+            except Exception as exc:  # noqa: BLE001 - reported by run name; the other runs go on
+                failures.append(report_failure(log, spec.model, exc))
+            else:
+                _log_model(log, spec.model, info)
             bar.update(1)
     else:
-        _run_parallel(cfg, exp_dir, todo, samples, images, ok, len(class_names), jobs, bar, log)
+        failures = _run_parallel(cfg, exp_dir, todo, samples, images, ok, len(class_names), jobs, bar, log)
     bar.close()
+    if failures:  # label issues need every fold's out-of-fold predictions: ranked on the rerun that completes
+        raise RunsFailed(failures, len(todo))
     update_label_issues(exp_dir, log)
     return exp_dir
+
+
+def report_failure(log: Log, model: str, error: BaseException | str) -> RunFailure:
+    """Log that run `model` failed with `error` and return it as a RunFailure (the other runs go on)."""
+    failure = RunFailure(model, error if isinstance(error, str) else f"{type(error).__name__}: {error}")
+    log(f"training {model} failed: {failure.error}")
+    return failure
 
 
 def update_label_issues(exp_dir: Path, log: Log = print) -> Path | None:
@@ -489,13 +547,23 @@ def schedule_order(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: -(BACKBONES[n].relative_cost if n in BACKBONES else 30))
 
 
+def schedule_runs(todo: list[RunSpec]) -> list[RunSpec]:
+    """Runs in the order they are submitted: longest backbone first, a backbone's runs together, plan order."""
+    order = schedule_order(list(dict.fromkeys(r.backbone for r in todo)))
+    return [r for b in order for r in todo if r.backbone == b]
+
+
 def _worker_init(threads: int) -> None:
-    """Process-pool initializer: quiet TensorFlow and give it `threads` CPU threads before it starts."""
+    """Worker initializer: quiet TensorFlow and give it `threads` CPU threads before it starts.
+
+    A reused worker (a Ray worker's second run) already started TensorFlow: its thread counts stay.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def _run_backbone_job(
@@ -542,11 +610,12 @@ def _run_parallel(
     jobs: int,
     bar: Any,
     log: Log,
-) -> None:
+) -> list[RunFailure]:
     """Train `todo` in `jobs` spawned processes, each TensorFlow limited to its share of the CPU cores.
 
     Small models on a CPU leave cores idle (TensorFlow's per-op overhead is single-threaded), so two
     models side by side nearly halve the wall time on 2 cores. Each model writes only its own folder.
+    Returns the runs that failed (logged by name as they fail; the other runs go on).
     """
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -559,25 +628,22 @@ def _run_parallel(
             jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
         ) as pool:
             with _main_hidden_from_workers():  # the workers start on submit
-                by_backbone = {
-                    b: [r for r in todo if r.backbone == b]
-                    for b in schedule_order(list(dict.fromkeys(r.backbone for r in todo)))
-                }
                 futures = {
                     pool.submit(
                         _run_backbone_job, cfg, exp_dir, spec, samples, str(images_file), ok, n_classes
                     ): spec.model
-                    for runs_ in by_backbone.values()
-                    for spec in runs_
+                    for spec in schedule_runs(todo)
                 }
+            failures = []
             for fut in as_completed(futures):
                 name = futures[fut]
-                if fut.exception() is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise RuntimeError(f"training {name} failed: {fut.exception()}") from fut.exception()
-                _log_model(log, name, fut.result())
+                exc = fut.exception()
+                if exc is not None:  # a dead worker breaks the pool: the runs it takes along are reported too
+                    failures.append(report_failure(log, name, exc))
+                else:
+                    _log_model(log, name, fut.result())
                 bar.set_postfix_str(name)
                 bar.update(1)
     finally:
         images_file.unlink(missing_ok=True)
+    return failures

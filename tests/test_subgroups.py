@@ -422,3 +422,25 @@ def test_subgroups_page_splits_by_evaluation_set(broken_root, artifacts_env):
     assert (benign["n"] == 120).all() and (benign["positives"] == 0).all()
     assert set(benign["ROC AUC"]) == {"n/a"} and set(benign["Sensitivity"]) == {"n/a"}
     assert benign["Specificity"].str.match(r"^\d\.\d{3} \[").all()
+
+
+def test_threshold_metrics_resampled_through_the_score_bins_equal_the_confusion_cells():
+    """With the AUC asked for, binary threshold metrics come from the score bins' weights (one partition
+    resampled, not two): their replicates equal those of a run without the AUC, resample for resample."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    groups = rng.integers(0, 900, n)
+    sub = rng.integers(0, 5, 900)[groups]
+    y = (rng.random(n) < 0.35).astype(int)
+    p = np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1)
+    probs = {"a": np.column_stack([1 - p, p]), "b": np.column_stack([p, 1 - p])}
+    thr = {"a": 0.41, "b": 0.62}
+    kw = dict(thresholds=thr, n_boot=30, seed=3, min_size=20)
+    both = mt.subgroup_metrics(y, probs, sub, groups, **kw)
+    alone = mt.subgroup_metrics(y, probs, sub, groups, metrics=["sensitivity", "specificity"], **kw)
+    for model in probs:
+        for m in ("sensitivity", "specificity"):
+            assert np.array_equal(both.replicates[model][m], alone.replicates[model][m], equal_nan=True)
+    # Positive class 0: the same through the other column.
+    flipped = mt.subgroup_metrics(1 - y, {k: v[:, ::-1] for k, v in probs.items()}, sub, groups, pos_index=0, **kw)
+    assert np.array_equal(flipped.replicates["a"]["sensitivity"], both.replicates["a"]["sensitivity"], equal_nan=True)

@@ -175,6 +175,7 @@ def subgroup_metrics(
     preps: dict[str, dict[int, _ModelPrep]] = {}
     partitions: list[tuple[np.ndarray, int]] = []
     layout: dict[str, list[tuple[int, list[tuple[int, int, int]]]]] = {}
+    cuts: dict[str, dict[int, int | None]] = {}
     labels_by_sub = labels[order]  # subgroups contiguous: each slice below is a view, not a copy
     for name, P in probs.items():
         P_by_sub = P[order]
@@ -189,7 +190,13 @@ def subgroup_metrics(
             )
             for s in idx_of
         }
-        n_parts = 1 + (len(next(iter(preps[name].values())).ranks) if preps[name] else 0)
+        # Binary with the AUC: the confusion cells follow from the score bins (no bin straddles the threshold),
+        # so the ranking's partition alone is resampled: half the weight products.
+        cuts[name] = {s: _threshold_bin(prep) for s, prep in preps[name].items()} if K == 2 and need_rank else {}
+        merged = bool(cuts[name]) and all(k is not None for k in cuts[name].values())
+        if not merged:
+            cuts[name] = {}
+        n_parts = (0 if merged else 1) + (len(next(iter(preps[name].values())).ranks) if preps[name] else 0)
         # One partition per kind (confusion, each ranking): the subgroups' cells side by side, and one
         # extra cell at the end for the samples of too-few subgroups.
         cells = [np.empty(labels.size, dtype=np.int64) for _ in range(n_parts)]
@@ -197,7 +204,7 @@ def subgroup_metrics(
         spans: list[tuple[int, list[tuple[int, int]]]] = []
         for s, prep in preps[name].items():
             span = []
-            for j, (cell, n_cells) in enumerate(prep.partitions()):
+            for j, (cell, n_cells) in enumerate(prep.partitions()[1:] if merged else prep.partitions()):
                 cells[j][idx_of[s]] = cell + offsets[j]
                 span.append((offsets[j], offsets[j] + n_cells))
                 offsets[j] += n_cells
@@ -216,6 +223,8 @@ def subgroup_metrics(
         for name in probs:
             for s, where in layout[name]:
                 w = [chunk[j][a:z] for j, a, z in where]
+                if cuts[name]:
+                    w = [_confusion_from_bins(w[0], cuts[name][s], pos), *w]
                 for m, v in _model_replicates(preps[name][s], w, mets).items():
                     replicates[name][m][s, done : done + b] = v
         done += b
@@ -230,6 +239,33 @@ def subgroup_metrics(
                 per_metric[m][s] = Estimate(point[m], *_percentile_interval(replicates[name][m][s], alpha))
         values[name] = per_metric
     return SubgroupMetrics(sg_names, n_sub, n_groups, n_pos, too_few, tuple(mets), values, replicates, alpha)
+
+
+def _threshold_bin(prep: _ModelPrep) -> int | None:
+    """How many of the ranking's top score bins are predicted positive, when the prediction is exactly the top
+    bins (a binary threshold on the positive score, whose value the ranking made a bin edge); else None."""
+    rank = prep.ranks[0]
+    bins = rank.cell // 2
+    nb = rank.n_cells // 2
+    pred_pos = (prep.conf_cell % prep.n_classes) == prep.pos_index
+    per_bin = np.bincount(bins, minlength=nb)
+    pos_per_bin = np.bincount(bins, weights=pred_pos, minlength=nb)
+    k = int(np.count_nonzero(pos_per_bin))
+    if not (np.array_equal(pos_per_bin[:k], per_bin[:k]) and not pos_per_bin[k:].any()):
+        return None
+    return k
+
+
+def _confusion_from_bins(w: np.ndarray, k: int | None, pos: int) -> np.ndarray:
+    """Confusion-cell weights (true * 2 + predicted, b) from score-bin weights (bin * 2 + is_positive, b) whose
+    top `k` bins are predicted positive."""
+    wn, wp = w[0::2], w[1::2]
+    tp, fp = wp[:k].sum(axis=0), wn[:k].sum(axis=0)
+    fn, tn = wp[k:].sum(axis=0), wn[k:].sum(axis=0)
+    neg = 1 - pos
+    conf = np.empty((4, w.shape[1]), dtype=w.dtype)
+    conf[neg * 2 + neg], conf[neg * 2 + pos], conf[pos * 2 + neg], conf[pos * 2 + pos] = tn, fp, fn, tp
+    return conf
 
 
 def largest_gap(result: SubgroupMetrics, model: str, metric: str) -> Gap | None:

@@ -414,12 +414,13 @@ def run_experiment(
     """
     from tqdm.auto import tqdm
 
-    from pipeline.engines import RunsFailed, check_engine
+    from pipeline.engines import RunsFailed, check_engine, import_ray
     from pipeline.tfdata import decode_all
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"Invalid value for argument `jobs`. Expected an integer >= 1. Received: {jobs!r}")
-    engine = check_engine(engine)
+    if check_engine(engine) == "ray":
+        import_ray()  # before any work: says how to install Ray when it is missing
     exp_dir = cfg.experiment_dir
     if force and exp_dir.exists():
         shutil.rmtree(exp_dir)

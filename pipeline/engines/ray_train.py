@@ -14,6 +14,7 @@ folder, so a rerun skips it. Imported only when `--engine ray` is chosen; Ray is
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import uuid
@@ -123,7 +124,7 @@ def check_reachable(checks: Sequence[tuple[str, str, str]], *, log: Log = print)
     """Fail fast: a tiny task on every node checks `checks` (see `needed_paths`); raises UnreachablePath naming
     the path, the problem and the node, or what kept the node from running the pipeline at all."""
     ray = import_ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    strategies = importlib.import_module("ray.util.scheduling_strategies")
 
     shared = [Path(path) for _, path, check in checks if check == "shared"]
     for folder in shared:
@@ -136,7 +137,7 @@ def check_reachable(checks: Sequence[tuple[str, str, str]], *, log: Log = print)
         nodes = alive_nodes(ray)
         refs = {
             probe.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False),
+                scheduling_strategy=strategies.NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False),
                 name="check paths",
             ).remote(list(checks), token_name, token): n.get("NodeManagerAddress", n["NodeID"])
             for n in nodes

@@ -79,6 +79,7 @@ metric = (
     c2.radio(
         "Metric (forest plot, gap)",
         list(METRIC_LABELS),
+        index=list(METRIC_LABELS).index("roc_auc"),  # the ranking metric, as the report's forest plot
         format_func=METRIC_LABELS.get,
         horizontal=True,
         key="sg_metric",

@@ -21,6 +21,7 @@ once and shared. The same seed gives a model the same interval whichever models 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -76,8 +77,9 @@ class _RankPrep:
     ap_shift: float = 0.0
 
 
+@functools.lru_cache(maxsize=256)  # many models ranked on the same samples (subgroups): one loop per size
 def _bin_starts(n: int, max_bins: int) -> np.ndarray:
-    """Candidate bin starts: single samples at the top, then growing to n / max_bins."""
+    """Candidate bin starts: single samples at the top, then growing to n / max_bins (read-only, cached)."""
     cap = max(1, math.ceil(n / max_bins))
     starts = []
     pos = 0
@@ -86,7 +88,9 @@ def _bin_starts(n: int, max_bins: int) -> np.ndarray:
     while pos < n:
         starts.append(pos)
         pos += min(cap, max(1, pos // 16))
-    return np.asarray(starts, dtype=np.int64)
+    out = np.asarray(starts, dtype=np.int64)
+    out.setflags(write=False)
+    return out
 
 
 def _rank_prep(yb: np.ndarray, s: np.ndarray, max_bins: int, pred_pos: np.ndarray | None) -> _RankPrep:

@@ -73,6 +73,8 @@ shown = pd.DataFrame(
 )
 st.subheader("Mean over runs, beside the test-sample interval")
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table")
+ranked = sorted(zip(table["backbone"], table["rank_first"]), key=lambda bf: -bf[1])
+st.markdown("**Ranks first:** " + " · ".join(f"{b} {f:.0%}" for b, f in ranked))
 st.caption(
     f"*Ranks first*: share of {n_boot} draws in which the backbone has the best {label}; each draw "
     "resamples whole patients/lesions of the test set and picks one of each backbone's runs at random, so "

@@ -10,12 +10,14 @@ Measured:
   the scikit-learn loop over the slices (points only).
 
 Run: `nice -n 10 python -m bench.bench_subgroups` (`--n`, `--models`, `--subgroups`, `--n-boot`, `--repeats`).
-Wall times on a loaded machine move with the load; the CPU column (process time, all threads) does not.
+Wall times on a loaded machine move with the load; the CPU column (process time, all threads) much less, so the
+verdict is on CPU time (the compute is single-threaded: on a quiet machine wall equals CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     thr = {m: 0.5 for m in probs}
     moved = {m: 0.42 for m in probs}
     print(machine())
+    print("load average at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(
         f"data: {args.n:,} samples x {args.models} models x {args.subgroups} subgroups, "
         f"{np.unique(groups).size:,} patients; {args.n_boot} resamples"
@@ -150,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             "ours CPU s": first.median_cpu("ours"),
             "naive s": naive_first_s,
             "naive / ours": ratio(naive_first_s, ours_first_s),
-            "target": "<= 2 s",
-            "verdict": verdict(ours_first_s, 2.0, higher_is_better=False),
+            "target": "<= 2 s (CPU)",
+            "verdict": verdict(first.median_cpu("ours"), 2.0, higher_is_better=False),
         },
         {
             "measurement": "threshold move: point values at new thresholds",
@@ -159,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             "ours CPU s": move.median_cpu("ours"),
             "naive s": naive_move_s,
             "naive / ours": ratio(naive_move_s, ours_move_s),
-            "target": "<= 0.05 s",
-            "verdict": verdict(ours_move_s, 0.05, higher_is_better=False),
+            "target": "<= 0.05 s (CPU)",
+            "verdict": verdict(move.median_cpu("ours"), 0.05, higher_is_better=False),
         },
     ]
     print(table(rows))
+    print("load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(
         f"naive first: points {naive_points_t:.2f} s + {args.naive_boot} resamples measured "
         f"({naive_boot_part:.2f} s), scaled to {args.n_boot}"

@@ -92,7 +92,7 @@ def predict_files_ray(
         },
         batch_size=rows_per_call,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray_data.ActorPoolStrategy(size=actors),
         num_cpus=1,
         num_gpus=1 if gpus else 0,
     )

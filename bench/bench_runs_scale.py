@@ -96,7 +96,7 @@ def cold_load(root: Path, name: str, repeats: int) -> dict[str, Any]:
     if got["ours"] != got["naive"]:
         raise AssertionError(f"cold load: rows differ: ours {got['ours']} vs naive {got['naive']}")
     return {
-        "runs": len(da.get_backbone_runs(da.get_experiment(name, root))),
+        "backbones": len(da.get_backbone_runs(da.get_experiment(name, root))),
         "model folders": sum(1 for _ in (root / name / art.MODELS_DIR).iterdir()),
         "ours s": t.median_wall("ours"),
         "ours CPU s": t.median_cpu("ours"),
@@ -285,10 +285,14 @@ def run(
         }
     }
     out["load_average_before"] = os.getloadavg()
-    out["cold_load"] = [cold_load(exp_root, name, repeats)]
-    out["leaderboard"] = [leaderboard(exp_root, name, n_boot, repeats, naive_resamples)]
-    out["slider"] = [slider(exp_root, name, moves)]
-    out["runs_page"] = [runs_page(exp_root, name, runs_boot)]
+    for key, fn in (
+        ("cold_load", lambda: cold_load(exp_root, name, repeats)),
+        ("leaderboard", lambda: leaderboard(exp_root, name, n_boot, repeats, naive_resamples)),
+        ("slider", lambda: slider(exp_root, name, moves)),
+        ("runs_page", lambda: runs_page(exp_root, name, runs_boot)),
+    ):
+        print(f"  {key} ...", flush=True)
+        out[key] = [fn()]
     out["load_average_after"] = os.getloadavg()
     return out
 

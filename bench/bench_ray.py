@@ -148,7 +148,9 @@ def bench_predict(root: Path, n_images: int, size: int, backbone: str, batch_siz
     model_file = root / f"{backbone}-{size}.keras"
     save_model_atomic(build_classifier(backbone, size, 2), model_file)
     start = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - start
     preprocess_layer_class()
     outputs: dict[str, np.ndarray] = {}
@@ -166,7 +168,8 @@ def bench_predict(root: Path, n_images: int, size: int, backbone: str, batch_siz
     try:
         t = c.interleaved({"local": local, "ray data": ray_data}, repeats, warmup=0, on_result=keep)
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     ratios = [a / b for a, b in zip(t.wall["local"], t.wall["ray data"])]  # throughput ratio = time ratio
     return {
         "backbone": backbone,

@@ -146,3 +146,44 @@ def test_bench_runs_scale_tiny(tmp_path, monkeypatch):
     assert slider["all runs: models"] == 6 and _finite_positive(slider["page: naive/ours"])
     assert result["runs_page"][0]["rank-first sum"] == pytest.approx(1.0)
     assert "Leaderboard with runs" in bench_runs_scale.report(result)
+
+
+@pytest.mark.slow
+def test_bench_ray_tiny(tmp_path):
+    pytest.importorskip("ray")
+    from bench import bench_ray
+
+    pred = bench_ray.bench_predict(tmp_path, n_images=24, size=32, backbone="SmallCNN", batch_size=8, repeats=1)
+    assert _finite_positive(pred["local img/s"]) and _finite_positive(pred["ray data img/s"])
+    assert pred["max |p diff|"] <= 1e-5  # same files, same model: the same probabilities
+    costs = [
+        {"run": "MobileNetV2", "steady ms/img-epoch": 20.0, "fixed s/run": 10.0},
+        {"run": "MobileNetV2@s1", "steady ms/img-epoch": 22.0, "fixed s/run": 12.0},
+    ]
+    grid = {"costs ray": costs, "runs": 4, "local s": 10.0, "ray s": 11.0, "ray/local (median of rounds)": 1.1}
+    idc = bench_ray.idc_estimate(grid, {**pred, "local img/s": 100.0, "input px": 64})
+    facts = idc["assumptions"]
+    assert facts["runs"] == 80 and facts["MobileNetV2 train ms/img-epoch (1 core, 64 px)"] == 84  # median 21 x 4 px
+    # by hand: per MobileNetV2 run 30 epochs x (0.8 x 277,524 x 4/5) images x 84 ms, the held-out fold and the
+    # test split (0.8 x 277,524 / 5 + 0.2 x 277,524) x 20 ms (1000 / 100 img/s on 2 cores), + 11 s fixed
+    pool = 0.8 * 277_524
+    mnv2_s = 30 * pool * 0.8 * 0.084 + (pool / 5 + 0.2 * 277_524) * 0.020 + 11
+    from pipeline.backbones import BACKBONES
+
+    costs_sum = sum(b.relative_cost for n, b in BACKBONES.items() if n != "SmallCNN")
+    expected = 5 * mnv2_s * costs_sum / BACKBONES["MobileNetV2"].relative_cost / 3600
+    assert idc["total core-hours"] == pytest.approx(expected, rel=1e-6)
+    result = {
+        "settings": {
+            "repeats": 1,
+            "predict_repeats": 1,
+            "n_images": 24,
+            "size": 32,
+            "backbone": "SmallCNN",
+            "batch_size": 8,
+        },
+        "grid": grid,
+        "predict": pred,
+        "idc": idc,
+    }
+    assert "IDC on paper" in bench_ray.report(result) and "ray/local throughput" in bench_ray.report(result)

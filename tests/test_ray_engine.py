@@ -94,6 +94,17 @@ def test_uri_artifact_roots_are_refused_with_a_clear_message(tmp_path):
         absolute_paths(replace(cfg, output=Path("s3://bucket/art")), pd.DataFrame({"path": []}))
 
 
+def test_runs_are_submitted_longest_backbone_first_in_plan_order():
+    from pipeline.experiment import schedule_runs
+    from pipeline.runs import run_plan
+
+    plan = run_plan(["SmallCNN", "DenseNet121", "MobileNetV2"], [0, 1], folds=2)
+    order = [r.model for r in schedule_runs(plan)]
+    assert order[:4] == ["DenseNet121", "DenseNet121@f0-s1", "DenseNet121@f1-s0", "DenseNet121@f1-s1"]
+    assert [m.split("@")[0] for m in order[4:]] == ["MobileNetV2"] * 4 + ["SmallCNN"] * 4
+    assert sorted(order) == sorted(r.model for r in plan)
+
+
 @pytest.mark.slow
 def test_local_engine_reports_a_failed_run_and_finishes_the_others(tmp_path, monkeypatch):
     import pipeline.train as train

@@ -273,15 +273,14 @@ def column_px(df: Any, column: str | None) -> float:
     return longest * _CHAR_PX + _CELL_PAD_PX
 
 
-def fit_columns(display: Any, budget_px: float = LAPTOP_TABLE_PX) -> list[str]:
-    """The columns to show by default: Rank and Threshold, then `LEADERBOARD_PRIORITY` while they fit `budget_px`
-    (the model column included), in the table's own order. At least one metric is always shown."""
+def fit_columns(display: Any, budget_px: float = LAPTOP_TABLE_PX, first: Sequence[str] = ()) -> list[str]:
+    """The columns to show by default: Rank and Threshold, then `first`, then `LEADERBOARD_PRIORITY` while they fit
+    `budget_px` (the model column included), in the table's own order. At least one metric is always shown."""
     always = [c for c in ALWAYS_SHOWN if c in display.columns]
     used = column_px(display, None) + sum(column_px(display, c) for c in always)
     chosen: list[str] = []
-    for c in [c for c in LEADERBOARD_PRIORITY if c in display.columns] + [
-        c for c in display.columns if c not in LEADERBOARD_PRIORITY and c not in always
-    ]:
+    order = [c for c in first if c in display.columns] + [c for c in LEADERBOARD_PRIORITY if c in display.columns]
+    for c in list(dict.fromkeys(order)) + [c for c in display.columns if c not in order and c not in always]:
         w = column_px(display, c)
         if used + w <= budget_px or not chosen:
             chosen.append(c)
@@ -290,11 +289,11 @@ def fit_columns(display: Any, budget_px: float = LAPTOP_TABLE_PX) -> list[str]:
     return [c for c in display.columns if c in keep]
 
 
-def leaderboard_columns_ui(display: Any, key: str = "overview_columns") -> list[str]:
-    """A column picker for a wide table; by default the columns that fit a laptop screen (no sideways scroll).
-    Returns the columns to show, in the table's order."""
+def leaderboard_columns_ui(display: Any, key: str = "overview_columns", first: Sequence[str] = ()) -> list[str]:
+    """A column picker for a wide table; by default the columns that fit a laptop screen (no sideways scroll),
+    `first` before the usual priority. Returns the columns to show, in the table's order."""
     options = [c for c in display.columns if c not in ALWAYS_SHOWN]
-    default = [c for c in fit_columns(display) if c not in ALWAYS_SHOWN]
+    default = [c for c in fit_columns(display, first=first) if c not in ALWAYS_SHOWN]
     chosen = st.session_state.get(key)
     if not chosen or not set(chosen) <= set(options):  # first visit, another experiment, or emptied
         st.session_state[key] = default

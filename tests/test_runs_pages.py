@@ -27,6 +27,7 @@ def test_overview_shows_mean_sd_range_over_runs_and_every_run(fake_root, artifac
     no_exceptions(at)
     table = at.dataframe[0].value
     assert list(table.columns).index("ROC AUC over runs") == list(table.columns).index("ROC AUC") + 1
+    assert "ROC AUC over runs" in at.dataframe[0].proto.column_order  # shown by default, not only under Columns
     ref = _aucs(fake_root, RUNS)
     assert table.loc["ResNet50", "ROC AUC over runs"] == (
         f"{ref.mean():.3f} ± {ref.std(ddof=1):.3f} ({ref.min():.3f}–{ref.max():.3f}, 3 runs)"

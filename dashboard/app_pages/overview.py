@@ -153,7 +153,10 @@ if results:
         display.insert(at, f"{label} over runs", cells)
         best.insert(at, f"{label} over runs", False)
     st.subheader("Leaderboard")
-    shown = widgets.leaderboard_columns_ui(display)
+    rank_label = figures.METRIC_LABELS.get(rank_by, rank_by)
+    shown = widgets.leaderboard_columns_ui(
+        display, first=[rank_label, f"{rank_label} over runs"] if spread is not None else ()
+    )
     st.dataframe(
         figures.style_best(display, best),
         width="stretch",

@@ -78,8 +78,10 @@ def test_report_has_a_subgroups_section_per_configured_column_equal_to_sklearn(e
             assert points == pytest.approx([sens, spec, (sens + spec) / 2, auc], abs=5e-4)
             assert all(re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", html.unescape(c)) for c in cells[2:6])
     assert "ROC AUC per sex subgroup (95% CI)" in sex_part and "plotly" in sex_part
+    assert "2 subgroups; one subgroup per value" in sex_part
     # Age bins from the config: the first bin [20, 22) holds a handful of samples: "too few", no numbers.
     age_part = _column(section, "age")
+    assert "3 subgroups; bins from the config [20.0, 22.0, 55.0, 90.0]" in age_part
     tiny = re.search(r"<td>ResNet50</td>\s*<td>\[20, 22\)</td>\s*<td>(\d+)</td>(.*?)</tr>", age_part, re.S)
     assert tiny is not None and int(tiny.group(1)) < 20
     assert re.findall(r"<td>([^<]*)</td>", tiny.group(2))[2:6] == ["too few"] * 4

@@ -201,7 +201,7 @@ def subgroups_section(
         )
         parts.append(
             f'<div class="subgroup-column" data-column="{_esc(column)}"><h3>{_esc(column)}</h3>'
-            f'<p class="intro">{groups.n_subgroups} subgroups; {_esc(_binning_note(column, cfg))}</p>'
+            f'<p class="intro">{groups.n_subgroups} subgroups; {_esc(_binning_note(column, cfg, exp.samples))}</p>'
             f'<div class="wide">{_table_html(table, index=False)}</div>'
             f'<div class="wide">{_table_html(gaps, index=False)}</div>'
             f'<div class="grid full"><div class="cell">{_fig_html(fig)}</div></div></div>'
@@ -218,13 +218,14 @@ def _gap_rows_plain(res: mt.SubgroupMetrics, metric: str) -> list[dict[str, Any]
     return out
 
 
-def _binning_note(column: str, cfg: Any) -> str:
+def _binning_note(column: str, cfg: Any, samples: pd.DataFrame) -> str:
     if column in cfg.bins:
-        return f"bins from the config {list(cfg.bins[column])}; missing values are their own subgroup."
-    return (
-        f"numeric columns with more than {sg.MAX_NUMERIC_LEVELS} values in {cfg.quantiles} quantile bins; "
-        "missing values are their own subgroup."
-    )
+        how = f"bins from the config {[float(x) for x in cfg.bins[column]]}"
+    elif column in samples.columns and sg._is_numeric(samples[column]):
+        how = f"a numeric column: {cfg.quantiles} quantile bins when it has more than {sg.MAX_NUMERIC_LEVELS} values"
+    else:
+        how = "one subgroup per value"
+    return how + "; missing values are their own subgroup."
 
 
 __all__ = [

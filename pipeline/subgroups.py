@@ -1,7 +1,8 @@
 """Subgroup columns of a sample table: which columns can split the evaluation, and each sample's subgroup.
 
 A subgroup column is any metadata column of the sample table (CSV columns such as age, sex, localization;
-DICOM header fields the dicom layout extracted, such as modality), a named group of a regular expression
+DICOM header fields the dicom layout extracted: manufacturer, patient_sex, patient_age in years, view_position,
+modality, and the tags named in its `dicom_tags` option), a named group of a regular expression
 applied to the file names (BreakHis magnification ``-(?P<magnification>40|100|200|400)-``), or the
 evaluation set itself. Numeric columns with many values are binned (bins from the config, else quantiles);
 a missing value is its own subgroup, ``"missing"``. pandas + NumPy only; nothing runs on import.

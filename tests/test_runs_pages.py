@@ -114,3 +114,21 @@ def test_paired_comparison_shows_the_test_over_runs_next_to_delong(fake_root, ar
     assert any("Trust a difference only when both agree" in c.value for c in at.caption)
     at = open_app("binary", "compare")  # one run per backbone: no runs line
     assert not any("Over runs" in m.value for m in at.markdown)
+
+
+def test_an_unreadable_extra_run_is_named_and_the_pages_still_work(tmp_path, artifacts_env):
+    from pipeline.fake import make_fake_experiment
+
+    exp = make_fake_experiment(tmp_path, "r", n_samples=150, n_models=2, seed=4, runs=2, thumbnails=False)
+    preds = exp / "models" / "ResNet50@s1" / "predictions.parquet"
+    preds.write_bytes(preds.read_bytes()[:200])
+    artifacts_env(tmp_path)
+    at = open_app("r", "overview")
+    no_exceptions(at)
+    assert any("ResNet50@s1" in e.value and "predictions.parquet" in e.value for e in at.error)
+    assert set(at.dataframe[0].value.index) >= {"MobileNetV2", "ResNet50"}  # the leaderboard is still drawn
+    for page in ("curves", "compare", "runs"):
+        at = open_app("r", page)
+        if page == "curves":
+            at.toggle(key="curves_runs").set_value(True).run()
+        no_exceptions(at)

@@ -213,11 +213,16 @@ else:
         f"CI. p (Holm): adjusted over the {n_pairs} pair{'s' if n_pairs != 1 else ''} of selected models."
     )
     runs_ab = da.runs_of_selected(sel.exp, [a, b])
+    over_res = None
     if len(runs_ab) == 2 and min(len(r) for r in runs_ab.values()) >= 2:
         run_models = [r for rs in runs_ab.values() for r in rs]
-        over_res = da.get_runs_comparison(
-            sel.exp, run_models, sel.eval_set, metric, {m: state.decision_threshold(sel, m) for m in run_models}
-        )
+        try:
+            over_res = da.get_runs_comparison(
+                sel.exp, run_models, sel.eval_set, metric, {m: state.decision_threshold(sel, m) for m in run_models}
+            )
+        except (ArtifactError, ValueError) as exc:
+            st.warning(f"The test over runs is left out: {exc}")
+    if over_res is not None and not over_res.pairs.empty:
         over = over_res.pairs.iloc[0]
         label = figures.METRIC_LABELS.get(metric, metric)
         st.markdown(

@@ -143,9 +143,15 @@ if results:
     spread = None
     if repeated:
         all_runs = [r for runs in run_groups.values() for r in runs]
-        spread = da.get_runs_spread(
-            sel.exp, all_runs, sel.eval_set, {m: state.decision_threshold(sel, m) for m in all_runs}
-        )[rank_by]
+        try:
+            spread = da.get_runs_spread(
+                sel.exp, all_runs, sel.eval_set, {m: state.decision_threshold(sel, m) for m in all_runs}
+            )[rank_by]
+        except ArtifactError as exc:
+            widgets.artifact_error_ui(exc, "The runs' mean and SD (left out of the leaderboard)")
+        except ValueError as exc:  # e.g. the runs share no sample of this evaluation set
+            st.warning(f"The runs' mean and SD are left out on **{sel.eval_set}**: {exc}")
+    if spread is not None:
         owner = {r: b for b, runs in run_groups.items() for r in runs}
         label = figures.METRIC_LABELS.get(rank_by, rank_by)
         cells = figures.runs_spread_cells(spread, [owner.get(m, "") for m in display.index])

@@ -1057,6 +1057,38 @@ def runs_figure(
     return fig
 
 
+def runs_tables(table: pd.DataFrame, pairs: pd.DataFrame, metric_label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Display tables of a `run_summary.compare_runs` result (the Runs page and the report): per backbone mean, SD
+    over runs, range, first run [95% CI], ranks first; per pair "A beats B in k of n runs", difference [CI], p."""
+    per_backbone = pd.DataFrame(
+        {
+            "backbone": table["backbone"],
+            "runs": table["n_runs"],
+            f"{metric_label} mean": table["mean"].round(4),
+            "SD over runs": table["sd"].round(4),
+            "range": [f"{lo:.3f} – {hi:.3f}" for lo, hi in zip(table["low"], table["high"])],
+            "first run [95% CI]": [
+                f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+                for v, lo, hi in zip(table["primary_value"], table["primary_ci_low"], table["primary_ci_high"])
+            ],
+            "ranks first": [f"{f:.0%}" for f in table["rank_first"]],
+        }
+    )
+    per_pair = pd.DataFrame(
+        {
+            "pair": [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])],
+            "A beats B": [f"{k} of {n} runs" for k, n in zip(pairs["wins"], pairs["n"])],
+            "mean difference [95% CI]": [
+                f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" if np.isfinite(lo) else f"{d:+.4f}"
+                for d, lo, hi in zip(pairs["mean_diff"], pairs["ci_low"], pairs["ci_high"])
+            ],
+            "p": ["—" if not np.isfinite(p) else (f"{p:.2e}" if p < 0.001 else f"{p:.3g}") for p in pairs["p"]],
+        },
+        columns=["pair", "A beats B", "mean difference [95% CI]", "p"],
+    )
+    return per_backbone, per_pair
+
+
 def runs_spread_cells(table: pd.DataFrame, backbones: Sequence[str]) -> list[str]:
     """Leaderboard cells "mean ± SD (min–max, n runs)" of each row's backbone from a `run_summary.spread_table`;
     "1 run" for a backbone trained once, a dash for rows of no backbone (ensembles)."""

@@ -34,7 +34,7 @@ def test_report_runs_section_mean_sd_wins_and_ttest(root):
             vals.append(roc_auc_score(y == 1, P[:, 1]))
         aucs[b] = np.array(vals)
         assert f"{aucs[b].mean():.3f} ± {aucs[b].std(ddof=1):.3f}" in section
-        assert f"{aucs[b].min():.3f}–{aucs[b].max():.3f}" in section
+        assert f"{aucs[b].min():.3f} – {aucs[b].max():.3f}" in section
     a, b = sorted(aucs, key=lambda k: -aucs[k].mean())
     k = int((aucs[a] > aucs[b]).sum())
     assert f"<b>Top pair:</b> {a} beats {b} in {k} of 3 runs" in section

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dashboard import data_access as da
@@ -57,20 +55,7 @@ except (ArtifactError, ValueError) as exc:
 
 label = figures.METRIC_LABELS.get(metric, metric)
 table = res.table
-shown = pd.DataFrame(
-    {
-        "backbone": table["backbone"],
-        "runs": table["n_runs"],
-        f"{label} mean": table["mean"].round(4),
-        "SD over runs": table["sd"].round(4),
-        "range": [f"{lo:.3f} – {hi:.3f}" for lo, hi in zip(table["low"], table["high"])],
-        "first run [95% CI]": [
-            f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-            for v, lo, hi in zip(table["primary_value"], table["primary_ci_low"], table["primary_ci_high"])
-        ],
-        "ranks first": [f"{f:.0%}" for f in table["rank_first"]],
-    }
-)
+shown, pairs_shown = figures.runs_tables(table, res.pairs, label)
 st.subheader("Mean over runs, beside the test-sample interval")
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table")
 ranked = sorted(zip(table["backbone"], table["rank_first"]), key=lambda bf: -bf[1])
@@ -90,23 +75,7 @@ st.subheader("Pairs over runs")
 if res.pairs.empty:
     st.info("Select at least two backbones.")
 else:
-    pairs = res.pairs
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "pair": [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])],
-                "A beats B": [f"{k} of {n} runs" for k, n in zip(pairs["wins"], pairs["n"])],
-                "mean difference [95% CI]": [
-                    f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" if np.isfinite(lo) else f"{d:+.4f}"
-                    for d, lo, hi in zip(pairs["mean_diff"], pairs["ci_low"], pairs["ci_high"])
-                ],
-                "p": ["—" if not np.isfinite(p) else f"{p:.3g}" for p in pairs["p"]],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-        key="runs_pairs",
-    )
+    st.dataframe(pairs_shown, hide_index=True, width="stretch", key="runs_pairs")
     st.caption(
         f"Test: {res.test_name}. With k-fold runs the training sets overlap, so a plain t-test over folds "
         "is far too confident; Nadeau and Bengio's correction widens the variance by n_test/n_train. "

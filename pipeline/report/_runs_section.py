@@ -8,7 +8,6 @@ import html
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from pipeline import artifacts as art
 from pipeline import figures
@@ -109,20 +108,12 @@ def runs_section(
     )
     label = figures.METRIC_LABELS.get(metric, metric)
     t = res.table
-    table = pd.DataFrame(
-        {
-            "backbone": t["backbone"],
-            "runs": t["n_runs"],
-            f"{label} mean ± SD": [
-                f"{m:.3f} ± {s:.3f}" if np.isfinite(s) else f"{m:.3f}" for m, s in zip(t["mean"], t["sd"])
-            ],
-            "range": [f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(t["low"], t["high"])],
-            "first run [95% CI]": [
-                f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-                for v, lo, hi in zip(t["primary_value"], t["primary_ci_low"], t["primary_ci_high"])
-            ],
-            "ranks first": [f"{f:.0%}" for f in t["rank_first"]],
-        }
+    table, pairs = figures.runs_tables(t, res.pairs, label)
+    table = table.drop(columns=[f"{label} mean", "SD over runs"])
+    table.insert(
+        2,
+        f"{label} mean ± SD",
+        [f"{m:.3f} ± {sd:.3f}" if np.isfinite(sd) else f"{m:.3f}" for m, sd in zip(t["mean"], t["sd"])],
     )
     body = str(table.to_html(index=False, escape=True, border=0, classes="tbl"))
     fig = figures.runs_figure(t, label, colors=colors, height=max(240, 60 * len(t) + 80))
@@ -132,17 +123,6 @@ def runs_section(
     top = ""
     if not res.pairs.empty:
         p = res.pairs
-        pairs = pd.DataFrame(
-            {
-                "pair": [f"{a} vs {b}" for a, b in zip(p["a"], p["b"])],
-                "A beats B": [f"{k} of {n} runs" for k, n in zip(p["wins"], p["n"])],
-                "mean difference [95% CI]": [
-                    f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" if np.isfinite(lo) else f"{d:+.4f}"
-                    for d, lo, hi in zip(p["mean_diff"], p["ci_low"], p["ci_high"])
-                ],
-                "p": [format_p(v) if np.isfinite(v) else "—" for v in p["p"]],
-            }
-        )
         body += "<h3>Pairs over runs</h3>" + str(pairs.to_html(index=False, escape=True, border=0, classes="tbl"))
         r = p.iloc[0]
         verdict = (

@@ -132,3 +132,23 @@ def test_an_unreadable_extra_run_is_named_and_the_pages_still_work(tmp_path, art
         if page == "curves":
             at.toggle(key="curves_runs").set_value(True).run()
         no_exceptions(at)
+
+
+def test_every_page_with_the_runs_options_on_a_multiclass_multi_run_experiment(tmp_path, artifacts_env):
+    from pipeline.fake import make_fake_experiment
+    from tests.conftest import PAGE_FILES
+
+    make_fake_experiment(tmp_path, "m3", n_samples=180, n_models=2, n_classes=3, seed=5, runs=2, thumbnails=False)
+    artifacts_env(tmp_path)
+    at = open_app("m3", "overview")
+    at.toggle(key="overview_seed_ensembles").set_value(True).run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert "ResNet50 (mean of 2 runs)" in table.index and "ROC AUC over runs" in table.columns
+    at.switch_page(PAGE_FILES["curves"]).run()
+    at.toggle(key="curves_runs").set_value(True).run()
+    no_exceptions(at)
+    assert any("mean of 2 runs" in str(d.get("name")) for s in plotly_specs(at) for d in s["data"])
+    for page in PAGE_FILES.values():
+        at.switch_page(page).run()
+        no_exceptions(at)

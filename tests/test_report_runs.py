@@ -41,6 +41,11 @@ def test_report_runs_section_mean_sd_wins_and_ttest(root):
     p = stats.ttest_rel(aucs[a], aucs[b]).pvalue
     assert rp.format_p(p) in section and "paired t-test over seeds" in section
     assert "ranks first" in section and "Trust a difference only when both agree" in section
+    glance = re.search(r'<section id="summary">(.*?)</section>', text, re.S).group(1)
+    assert (
+        f"<li>Over runs (paired t-test over seeds (same split and test set)): {a} beats {b} in {k} of 3 runs" in glance
+    )
+    assert '<a href="#runs">runs</a>' in glance
     # thresholds: where they came from
     header = text.split("</header>")[0]
     assert "<b>ResNet50</b> 0.400 (given)" in header and "<b>MobileNetV2</b> 0.500 (default 0.5)" in header

@@ -651,13 +651,16 @@ def render_report_html(
         )
     caution = clustering_note(aligned.n, len(np.unique(aligned.groups))) if rows else None
     paired, lines = _paired_section(exp, rows, models, alpha, n_boot, caution)
+    runs_html, runs_line = runs_section(
+        exp, models, eval_set, thr, n_boot=n_boot, seed=seed, alpha=alpha, exclude=exclude, colors=colors
+    )
     sections = [
         leaderboard,
         _curves_section(exp, aligned, probs, thr, colors),
         _confusion_section(exp, aligned, probs, thr, preds),
         _calibration_section(exp, aligned, probs, colors),
         paired,
-        runs_section(exp, models, eval_set, thr, n_boot=n_boot, seed=seed, alpha=alpha, exclude=exclude, colors=colors),
+        runs_html,
         subgroups_section(
             exp, aligned, thr, columns=subgroup_columns, n_boot=n_boot, seed=seed, alpha=alpha, colors=colors
         ),
@@ -667,7 +670,8 @@ def render_report_html(
         _gallery_section(exp, aligned, preds, n_gallery),
     ]
     thr_text = ", ".join(f"{m} {t:.3f}" for m, t in thr.items() if t is not None) or "argmax (multiclass)"
-    summary_items = "".join(f"<li>{_esc(x)}</li>" for x in lines) or "<li>One model: no paired comparison.</li>"
+    summary_items = "".join(f"<li>{_esc(x)}</li>" for x in [*lines, *([runs_line] if runs_line else [])])
+    summary_items = summary_items or "<li>One model: no paired comparison.</li>"
     summary = _section(
         "summary",
         "At a glance",
@@ -675,6 +679,7 @@ def render_report_html(
         + (f'<p class="caution">{_esc(caution)}</p>' if caution else "")
         + '<p class="toc">Sections: '
         + "".join(f'<a href="#{s}">{s.replace("-", " ")}</a>' for s in REPORT_SECTIONS[1:])
+        + ('<a href="#runs">runs</a>' if runs_html else "")
         + "</p>",
         (
             "DeLong verdicts for every pair"

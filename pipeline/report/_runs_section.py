@@ -82,8 +82,9 @@ def runs_section(
     exclude: Collection[str] = (),
     colors: Mapping[str, str] | None = None,
     metric: str = "roc_auc",
-) -> str:
-    """The "Runs & stability" section as HTML, or "" when no backbone of `models` was trained more than once.
+) -> tuple[str, str]:
+    """(the "Runs & stability" section as HTML, its one-line verdict for "At a glance"), or ("", "") when no
+    backbone of `models` was trained more than once.
 
     Per backbone: mean ± SD and range of `metric` over its runs beside the first run's grouped-bootstrap CI, and
     how often it ranks first over runs x bootstrap draws; per pair: "A beats B in k of n runs" and the test for
@@ -91,7 +92,7 @@ def runs_section(
     """
     groups = repeated_runs(exp, models)
     if not groups:
-        return ""
+        return "", ""
     runs = [r for rs in groups.values() for r in rs]
     binary = len(exp.class_names) == 2
     thr = {m: ((thresholds or {}).get(m) if binary else None) for m in runs}
@@ -120,7 +121,7 @@ def runs_section(
     body += str(
         fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, config={"displaylogo": False})
     )
-    top = ""
+    top = line = ""
     if not res.pairs.empty:
         p = res.pairs
         body += "<h3>Pairs over runs</h3>" + str(pairs.to_html(index=False, escape=True, border=0, classes="tbl"))
@@ -136,13 +137,18 @@ def runs_section(
             f"{int(r['n'])} runs; mean {label} difference {r['mean_diff']:+.4f}; {_esc(res.test_name)}, "
             f"{_esc(verdict)}. {_esc(TRUST_SENTENCE)}</p>"
         )
+        line = (
+            f"Over runs ({res.test_name}): {r['a']} beats {r['b']} in {int(r['wins'])} of {int(r['n'])} runs, mean "
+            f"{label} difference {r['mean_diff']:+.4f}; {verdict}."
+        )
     intro = (
         f"{label} on <b>{_esc(eval_set)}</b> over every run of each backbone (seeds and/or folds), each run at its "
         f"own threshold. SD over runs = training noise; the first run's {n_boot}-resample grouped bootstrap CI = "
         f"test-sample noise. <i>Ranks first</i>: share of draws (whole patients/lesions resampled, one run of each "
         f"backbone picked at random) in which the backbone is best. Test over runs: {_esc(res.test_name)}."
     )
-    return (
+    html_text = (
         f'<section id="{RUNS_SECTION_ID}"><h2>Runs &amp; stability</h2><p class="intro">{intro}</p>'
         f"{top}{body}</section>\n"
     )
+    return html_text, line

@@ -1,7 +1,10 @@
 """Backbones with several runs, compared: mean and spread over runs beside the test-sample CI, rank stability
 over runs x bootstrap draws, "A beats B in k of n runs" and a t-test made for repeated runs.
 
-Computed here (no Streamlit) for the Overview and Paired comparison pages and the meeting report.
+Computed here (no Streamlit) for the dashboard and the meeting report: `compare_runs` (Runs & stability,
+Paired comparison, the report's runs section), `runs_spread` / `spread_table` (the Overview's "over runs"
+column and run dots: point values, no resampling), `seed_ensembles` (the Overview's seed-averaged rows) and
+`runs_curves` (the ROC/PR page's mean curve over runs with the runs' band).
 Which test to trust: DeLong/McNemar/bootstrap on one run answer "is this difference bigger than the test
 sample's noise?"; the runs test answers "does it survive retraining?". A backbone should be called better
 only when both agree.

@@ -90,3 +90,27 @@ def test_seed_ensembles_name_backbones_with_several_runs():
     from pipeline.run_summary import seed_ensembles
 
     assert seed_ensembles({"A": ["A", "A@s1"], "B": ["B"]}) == {"A (mean of 2 runs)": ["A", "A@s1"]}
+
+
+def test_kfold_runs_use_the_nadeau_bengio_correction(tmp_path):
+    import json
+    import math
+
+    root = make_fake_experiment(tmp_path, n_samples=300, n_models=2, runs=3, thumbnails=False)
+    for cfg_path in (root / "models").glob("*/config.json"):  # as `[train] folds = 3` writes them
+        cfg = json.loads(cfg_path.read_text())
+        cfg_path.write_text(json.dumps({**cfg, "folds": 3}))
+    kfold = art.load_experiment(root)
+    res = compare_runs(kfold, "test", n_boot=20)
+    assert res.test_name.startswith("corrected resampled t-test (Nadeau & Bengio), 3-fold")
+    samples = kfold.samples.set_index("sample_id")
+    vals = {}
+    for backbone, runs in backbone_runs(kfold).items():
+        vals[backbone] = []
+        for m in runs:
+            p = art.read_predictions(kfold, m).set_index("sample_id")
+            vals[backbone].append(roc_auc_score(samples.loc[p.index, "label"] == 1, p["prob_1"]))
+    pair = res.pairs.iloc[0]
+    d = np.array(vals[pair["a"]]) - np.array(vals[pair["b"]])
+    t = d.mean() / math.sqrt((1 / 3 + 1 / 2) * np.var(d, ddof=1))  # n_test / n_train = 1 / (k - 1)
+    assert pair["t"] == pytest.approx(t) and pair["p"] == pytest.approx(2 * stats.t.sf(abs(t), 2))

@@ -114,3 +114,34 @@ def test_kfold_runs_use_the_nadeau_bengio_correction(tmp_path):
     d = np.array(vals[pair["a"]]) - np.array(vals[pair["b"]])
     t = d.mean() / math.sqrt((1 / 3 + 1 / 2) * np.var(d, ddof=1))  # n_test / n_train = 1 / (k - 1)
     assert pair["t"] == pytest.approx(t) and pair["p"] == pytest.approx(2 * stats.t.sf(abs(t), 2))
+
+
+@pytest.mark.parametrize("one_class", [False, True])
+def test_runs_spread_equals_classification_summary_for_every_metric(exp, tmp_path, one_class):
+    import pandas as pd
+
+    from pipeline import metrics as mt
+    from pipeline.comparison import load_aligned
+    from pipeline.run_summary import runs_spread
+
+    e = exp
+    if one_class:  # a set of negatives only: AUCs undefined (NaN), the threshold metrics still computed
+        root = make_fake_experiment(tmp_path, n_samples=90, n_models=1, runs=2, thumbnails=False)
+        samples = pd.read_parquet(root / "samples.parquet")
+        samples["label"] = 0
+        samples.to_parquet(root / "samples.parquet", index=False)
+        e = art.load_experiment(root)
+    thresholds = {m: 0.2 + 0.1 * i for i, m in enumerate(e.models)}
+    out = runs_spread(e, "test", thresholds=thresholds)
+    aligned = load_aligned(e, e.models, "test")
+    for metric, table in out.items():
+        for row in table.itertuples():
+            for run, value in zip(row.runs, row.values):
+                ref = mt.classification_summary(
+                    aligned.y,
+                    aligned.probs[run],
+                    threshold=thresholds[run],
+                    pos_index=e.positive_index,
+                    undefined_auc="nan",
+                )[metric]
+                assert value == pytest.approx(ref, abs=1e-12, nan_ok=True), (metric, run)

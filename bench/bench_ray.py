@@ -256,14 +256,18 @@ def run(
     repeats: int = 2,
     predict_repeats: int = 1,
     root: Path | None = None,
+    parts: Sequence[str] = ("grid", "predict"),
 ) -> dict[str, Any]:
-    """(a), (b) and (c); returns every number."""
+    """(a), (b) and, with both, (c); returns every number."""
     c.quiet_tensorflow()
     root = Path(root) if root is not None else c.cache_dir("ray")
-    grid = bench_grid(root, n_patients, images_per_patient, epochs, repeats)
-    print(f"  grid: local {grid['local s']:.1f}s, ray {grid['ray s']:.1f}s", flush=True)
-    pred = bench_predict(root, n_images, size, backbone, batch_size, predict_repeats)
-    print(f"  predict: local {pred['local img/s']:.0f} img/s, ray data {pred['ray data img/s']:.0f} img/s", flush=True)
+    grid = pred = None
+    if "grid" in parts:
+        grid = bench_grid(root, n_patients, images_per_patient, epochs, repeats)
+        print(f"  grid: local {grid['local s']:.1f}s, ray {grid['ray s']:.1f}s", flush=True)
+    if "predict" in parts:
+        pred = bench_predict(root, n_images, size, backbone, batch_size, predict_repeats)
+        print(f"  predict: local {pred['local img/s']:.0f} img/s, ray data {pred['ray data img/s']:.0f} img/s")
     return {
         "settings": {
             "patients": n_patients,
@@ -278,7 +282,7 @@ def run(
         },
         "grid": grid,
         "predict": pred,
-        "idc": idc_estimate(grid, pred),
+        "idc": idc_estimate(grid, pred) if grid and pred else None,
     }
 
 
@@ -298,20 +302,26 @@ PRED_COLUMNS = (
 
 def report(result: dict[str, Any]) -> str:
     """Markdown tables of a `run` result."""
-    s, idc = result["settings"], result["idc"]
-    return "\n\n".join(
-        [
-            f"(a) Training grid ({', '.join(GRID_BACKBONES)} x 2 seeds, CLI in a fresh process, "
-            f"{s['repeats']} interleaved rounds, medians)",
+    s, idc, out = result["settings"], result["idc"], []
+    if result["grid"]:
+        out += [
+            f"(a) Training grid ({', '.join(GRID_BACKBONES)} x 2 seeds, {s['patients']} x {s['images_per_patient']} "
+            f"images, {s['epochs']} epochs, CLI in a fresh process, {s['repeats']} interleaved rounds, medians)",
             c.table([result["grid"]], GRID_COLUMNS),
             "Per-run costs (Ray engine): " + c.table(result["grid"]["costs ray"]),
+        ]
+    if result["predict"]:
+        out += [
             f"(b) Batch prediction ({s['n_images']} PNGs, {s['size']} px, {s['backbone']}, batch {s['batch_size']}, "
             f"{s['predict_repeats']} interleaved rounds)",
             c.table([result["predict"]], PRED_COLUMNS),
+        ]
+    if idc:
+        out += [
             f"(c) IDC on paper: {json.dumps(idc['assumptions'])}; {idc['total core-hours']:.0f} core-hours",
             c.table(idc["rows"]),
         ]
-    )
+    return "\n\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -326,8 +336,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds of the grid")
     ap.add_argument("--predict-repeats", type=int, default=1, help="interleaved rounds of the prediction")
     ap.add_argument("--root", type=Path, default=None, help="work folder (default .cache/bench/ray)")
+    ap.add_argument("--parts", default="grid,predict", help="comma-separated: grid, predict (both: also the estimate)")
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args(argv)
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     result = run(
         n_patients=args.patients,
         images_per_patient=args.images_per_patient,
@@ -338,10 +350,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         repeats=args.repeats,
         predict_repeats=args.predict_repeats,
         root=args.root,
+        parts=parts,
     )
     print(report(result), flush=True)
     if not args.no_save:
-        c.save_result("ray", {"command": "python -m bench.bench_ray " + " ".join(argv or sys.argv[1:]), **result})
+        name = "ray" if {"grid", "predict"} <= set(parts) else "ray-" + "-".join(parts)
+        c.save_result(name, {"command": "python -m bench.bench_ray " + " ".join(argv or sys.argv[1:]), **result})
     return result
 
 

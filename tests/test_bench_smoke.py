@@ -175,6 +175,9 @@ def test_bench_ray_tiny(tmp_path):
     assert idc["total core-hours"] == pytest.approx(expected, rel=1e-6)
     result = {
         "settings": {
+            "patients": 10,
+            "images_per_patient": 3,
+            "epochs": 1,
             "repeats": 1,
             "predict_repeats": 1,
             "n_images": 24,

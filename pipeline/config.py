@@ -63,11 +63,11 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine", "step" (x0.1 at 50% and 75%) or "constant"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
-    clip_norm: float | None = 1.0  # global gradient-norm clipping (None: off)
+    clip_norm: float | None = 1.0  # global gradient-norm clipping (None, `false` in TOML: off)
     zero_head: bool = True  # zero-initialised classifier layer: training starts at the uniform prediction
     select_on: str = "auc"  # checkpoint selection: "auc", "loss" (class-weighted) or "loss_unweighted"
-    min_epochs: int | None = None  # None: a third of `epochs`, at least 3
-    patience: int | None = None  # None: a fifth of `epochs`, at least 3
+    min_epochs: int | None = None  # None: 60% of `epochs`, at least 3 (train.auto_min_epochs)
+    patience: int | None = None  # None: a quarter of `epochs`, at least 3 (train.auto_patience)
     precise_bn: bool = True
     deterministic: bool = False
     mixed_precision: str = "auto"  # "auto" (on when a GPU is found), "on", "off"
@@ -241,6 +241,8 @@ def _check_train(tr: dict[str, Any]) -> None:
     for key in ("epochs", "batch_size", "patience", "min_epochs"):
         if key in tr and (isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1):
             raise _bad(f"train.{key}", "a positive integer", tr[key])
+    if tr.get("clip_norm") is False:  # TOML has no None: `clip_norm = false` switches clipping off
+        tr["clip_norm"] = None
     for key, (low, high) in {
         "learning_rate": (0.0, 10.0),
         "weight_decay": (0.0, 1.0),
@@ -249,7 +251,7 @@ def _check_train(tr: dict[str, Any]) -> None:
         "budget_minutes": (0.0, 1e6),
         "clip_norm": (0.0, 1e6),
     }.items():
-        if key in tr:
+        if key in tr and tr[key] is not None:
             v = tr[key]
             if (
                 isinstance(v, bool)

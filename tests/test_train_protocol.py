@@ -226,9 +226,17 @@ def test_protocol_keys_parse_and_bad_values_name_the_key():
         ({"deterministic": "yes"}, r"`train.deterministic`.*true or false"),
         ({"min_epochs": 0}, r"`train.min_epochs`.*positive integer"),
         ({"select_on": "f1"}, r"`train.select_on`"),
+        ({"clip_norm": 0}, r"`train.clip_norm`.*Received: 0"),
+        ({"clip_norm": True}, r"`train.clip_norm`.*Received: True"),
     ]:
         with pytest.raises(ValueError, match=match):
             _cfg(bad)
+
+
+def test_clip_norm_false_switches_clipping_off():
+    assert _cfg({}).clip_norm == 1.0
+    assert _cfg({"clip_norm": 2}).clip_norm == 2.0
+    assert _cfg({"clip_norm": False}).clip_norm is None  # TOML has no None
 
 
 def test_the_step_sets_the_scheduled_rate_on_the_optimizer():

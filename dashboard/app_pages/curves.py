@@ -116,7 +116,8 @@ if view == "one-vs-rest":
             "Dashed curves labelled *mean of n runs* average every run of the backbone on a common grid; "
             "their band is the runs' "
             + ("min–max" if runs_band == "range" else "mean ± SD")
-            + " (training noise), not a confidence interval."
+            + " (training noise), not a confidence interval"
+            + ("; switch off the 95% CI band to see it alone." if show_band else ".")
         )
     left, right = st.columns(2)
     with left:

@@ -32,13 +32,14 @@ class _Predictor:
         import os
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from pipeline.engines.ray_train import cpu_threads
+
+        if threads:
+            cpu_threads(threads)
         import keras
 
         from pipeline.backbones import preprocess_layer_class
-        from pipeline.experiment import _worker_init
 
-        if threads:
-            _worker_init(threads)
         preprocess_layer_class()  # registers the custom layer before loading
         self.model = keras.saving.load_model(model_file, safe_mode=True)
         self.batch_size, self.tta = int(batch_size), tta

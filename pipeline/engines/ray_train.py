@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -176,6 +177,21 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+def cpu_threads(cpus: int) -> None:
+    """In a Ray worker on a CPU node, before TensorFlow starts: `cpus` TensorFlow threads and twice that many
+    OpenMP (oneDNN) threads, at most the node's cores.
+
+    Ray sets OMP_NUM_THREADS to the task's CPUs (1); the local engine's workers leave it unset (all cores). With
+    one OpenMP thread MobileNetV2 runs took 1.4-1.8x the local engine's wall time on 2 cores for the same CPU
+    seconds (bench/RESULTS.md, "Ray engine"): a second thread fills the gaps while the other run waits.
+    """
+    from pipeline.experiment import _worker_init
+
+    if "tensorflow" not in sys.modules:  # a reused worker keeps the threads its first run started with
+        os.environ["OMP_NUM_THREADS"] = str(max(1, min(os.cpu_count() or 1, 2 * cpus)))
+    _worker_init(cpus)
+
+
 def _train_run(
     cfg: ExperimentConfig,
     exp_dir: str,
@@ -187,10 +203,10 @@ def _train_run(
     threads: int,
 ) -> dict[str, Any]:
     """One Ray task: train, predict and write run `spec` (the images arrive from the object store)."""
-    from pipeline.experiment import _worker_init, run_backbone
+    from pipeline.experiment import run_backbone
 
     if threads:
-        _worker_init(threads)
+        cpu_threads(threads)
     return run_backbone(cfg, Path(exp_dir), spec, samples, images, ok, n_classes, log=print)
 
 

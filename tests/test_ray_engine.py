@@ -105,6 +105,20 @@ def test_runs_are_submitted_longest_backbone_first_in_plan_order():
     assert sorted(order) == sorted(r.model for r in plan)
 
 
+def test_ray_data_rows_are_put_back_in_input_order():
+    from pipeline.engines.ray_predict import collect_rows
+
+    probs = np.arange(12, dtype=np.float32).reshape(6, 2)
+    ok = np.array([True, True, False, True, True, True])
+    blocks = [np.array([4, 5]), np.array([0, 1]), np.array([2, 3])]  # as actors may return them
+    batches = [{"row": b, "probs": probs[b], "ok": ok[b]} for b in blocks]
+    got, got_ok = collect_rows(batches, 6)
+    assert (got_ok == ok).all() and np.isnan(got[2]).all()
+    np.testing.assert_array_equal(got[ok], probs[ok])
+    got, got_ok = collect_rows(batches[:1], 6)  # rows that never came back are missing, not zeros
+    assert list(got_ok) == [False] * 4 + [True] * 2 and np.isnan(got[:4]).all()
+
+
 @pytest.mark.slow
 def test_local_engine_reports_a_failed_run_and_finishes_the_others(tmp_path, monkeypatch):
     import pipeline.train as train
@@ -228,7 +242,7 @@ def test_ray_data_prediction_equals_the_local_path(ray_grid, tmp_path):
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     paths = [*exp.samples["path"], str(broken)]
     preprocess_layer_class()
-    file = art.model_dir(exp.path, "SmallCNN@s1") / art.MODEL_FILE
+    file = art.model_dir(exp.path, "SmallCNN") / art.MODEL_FILE
     local = predict_paths(keras.saving.load_model(file, safe_mode=True), paths, 8, True)
     # 2 actors, several blocks each: rows may come back out of order and must be put back in place
     ray_pred = predict_files_ray(file, paths, batch_size=8, tta=True, rows_per_call=7)
@@ -248,7 +262,7 @@ def test_cli_predict_with_ray_data_rewrites_the_same_predictions(ray_grid, capsy
     local = art.read_predictions(exp, "SmallCNN").set_index("sample_id").sort_index()
     argv = ["predict", "--config", str(cfg_path), "--backbones", "SmallCNN", "--again", "test", "--engine", "ray"]
     assert main(argv) == 0
-    assert "SmallCNN@s1: predicted 6 new evaluated samples (test)" in capsys.readouterr().out
+    assert "SmallCNN: predicted 6 new evaluated samples (test)" in capsys.readouterr().out
     after = art.read_predictions(exp, "SmallCNN").set_index("sample_id").sort_index()
     cols = art.prob_columns(2)
     assert after.index.equals(before.index) and (after["eval_set"] == before["eval_set"]).all()

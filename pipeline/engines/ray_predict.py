@@ -14,7 +14,7 @@ import importlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -97,16 +97,22 @@ def predict_files_ray(
         num_cpus=1,
         num_gpus=1 if gpus else 0,
     )
+    probs, ok = collect_rows(ds.iter_batches(batch_format="numpy", batch_size=None), len(paths))
+    return PredictResult(probs, ok, time.perf_counter() - start)
+
+
+def collect_rows(batches: Iterable[dict[str, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probs (n, K), ok (n,)) from output batches that arrive in any order, each placed by its `row`;
+    rows that failed (or never came) are NaN with ok False."""
     probs: np.ndarray | None = None
-    ok = np.zeros(len(paths), bool)
-    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+    ok = np.zeros(n, bool)
+    for batch in batches:
         part = np.asarray(batch["probs"], np.float32)
         if probs is None:
-            probs = np.full((len(paths), part.shape[1]), np.nan, np.float32)
+            probs = np.full((n, part.shape[1]), np.nan, np.float32)
         rows = np.asarray(batch["row"], np.int64)
         probs[rows], ok[rows] = part, np.asarray(batch["ok"], bool)
-    seconds = time.perf_counter() - start
-    if probs is None:  # no paths
-        probs = np.zeros((0, 0), np.float32)
+    if probs is None:  # no rows
+        probs = np.zeros((n, 0), np.float32)
     probs[~ok] = math.nan
-    return PredictResult(probs, ok, seconds)
+    return probs, ok

@@ -120,7 +120,7 @@ def test_ray_data_rows_are_put_back_in_input_order():
 
 
 @pytest.mark.slow
-def test_local_engine_reports_a_failed_run_and_finishes_the_others(tmp_path, monkeypatch):
+def test_local_engine_reports_a_failed_run_and_finishes_the_others(tmp_path, monkeypatch, capsys):
     import pipeline.train as train
     from pipeline.config import load_config
     from pipeline.experiment import run_experiment
@@ -133,13 +133,21 @@ def test_local_engine_reports_a_failed_run_and_finishes_the_others(tmp_path, mon
         return original(name, *args, **kwargs)
 
     monkeypatch.setattr(train, "train_backbone", fail_seed_1)
-    cfg = load_config(_grid_config(tmp_path, "local", ["SmallCNN"], [1, 0]))  # the failing run comes first
+    cfg_path = _grid_config(tmp_path, "local", ["SmallCNN"], [1, 0])
+    cfg = load_config(cfg_path)  # the failing run (seed 1) comes first
     logs: list[str] = []
     with pytest.raises(RunsFailed, match=r"1 of 2 runs.*\n  SmallCNN: RuntimeError: injected failure") as info:
         run_experiment(cfg, log=logs.append, progress=False)
     assert info.value.failures == [RunFailure("SmallCNN", "RuntimeError: injected failure")]
     assert "training SmallCNN failed: RuntimeError: injected failure" in logs
     assert art.list_models(cfg.experiment_dir) == ["SmallCNN@s0"]  # the run after the failure went on
+    from pipeline.__main__ import main
+
+    # the CLI: a rerun retries only the failed run, and a run that fails again ends with exit code 1 naming it
+    assert main(["run", "--config", str(cfg_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "already complete, not retrained: SmallCNN@s0" in out
+    assert "error: training failed for 1 of 1 runs" in err and "SmallCNN: RuntimeError: injected failure" in err
 
 
 # ---------------------------------------------------------------- on a local Ray instance

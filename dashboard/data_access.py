@@ -1244,18 +1244,10 @@ def get_runs_curves(exp: art.Experiment, runs: list[str], eval_set: str, class_i
 
 
 def subgroups_config(exp: art.Experiment) -> Any:
-    """The experiment's [subgroups] settings (experiment.json keeps the config under "config"), else the defaults;
-    a malformed entry falls back to the defaults rather than breaking the page."""
-    from pipeline.config import SubgroupsConfig, parse_subgroups
+    """The experiment's [subgroups] settings, else the defaults (`pipeline.subgroups.experiment_subgroups_config`)."""
+    from pipeline.subgroups import experiment_subgroups_config
 
-    config = exp.meta.get("config")
-    raw = exp.meta.get("subgroups") or (config.get("subgroups") if isinstance(config, dict) else None)
-    if not isinstance(raw, dict):
-        return SubgroupsConfig()
-    try:
-        return parse_subgroups({"subgroups": raw})
-    except ValueError:
-        return SubgroupsConfig()
+    return experiment_subgroups_config(exp.meta)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

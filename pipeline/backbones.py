@@ -66,7 +66,9 @@ def _entry(
     application: str | None = "same",
     cost: int = 30,
 ) -> Backbone:
-    # every keras.applications backbone here downsamples 32x: a 2x2 last feature map needs 64 px
+    # Every keras.applications backbone here downsamples 32x. 64 px is the smallest size at which all of them
+    # end in a 2x2 map: VGG and DenseNet pool with "valid" padding and need 64; the "same"-padded ones
+    # (ResNet, MobileNetV2, EfficientNet) already reach 2x2 from 33 px, but half of that map is padding.
     fair = 0 if application is None else max(min_size, 64)
     return Backbone(
         name, family, name if application == "same" else application, mode, fn, min_size, default, cam, cost, fair

@@ -266,3 +266,16 @@ def test_fair_input_policy_gives_downsampling_backbones_a_2x2_last_map():
     assert all(b.input_size(224, "fair") == 224 for b in BACKBONES.values())
     with pytest.raises(ValueError, match=r"argument `policy`.*Received: 'big'"):
         get_backbone("ResNet50").input_size(32, "big")
+
+
+def test_fair_size_is_where_the_valid_padded_backbones_reach_a_2x2_map():
+    import keras
+
+    from pipeline.backbones import get_backbone
+
+    densenet = get_backbone("DenseNet121")  # "valid" pooling: the strictest of the registry
+    size = densenet.input_size(28, "fair")
+    built = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(size, size, 3))
+    assert built.output_shape[1:3] == (2, 2)
+    smaller = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(size - 8, size - 8, 3))
+    assert smaller.output_shape[1:3] == (1, 1)

@@ -25,7 +25,7 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Literal, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -253,7 +253,11 @@ def _undefined_mask(prep: _ModelPrep, conf: np.ndarray) -> dict[str, np.ndarray]
         return {}
     cm = conf.reshape(2, 2, -1)
     p, q = prep.pos_index, 1 - prep.pos_index
-    tn, fp, fn, tp = cm[q, q], cm[q, p], cm[p, q], cm[p, p]
+    return undefined_count_metrics(cm[q, q], cm[q, p], cm[p, q], cm[p, p])
+
+
+def undefined_count_metrics(tn: Any, fp: Any, fn: Any, tp: Any) -> dict[str, Any]:
+    """Per binary count metric, where its denominator is zero (the metric is undefined) given the counts."""
     no_pos, no_neg = tp + fn == 0, tn + fp == 0
     return {
         "sensitivity": no_pos,

@@ -31,6 +31,7 @@ from pipeline.metrics._bootstrap import (
     _prepare_model,
     _resolve_metrics,
     _undefined_mask,
+    undefined_count_metrics,
 )
 from pipeline.metrics._ranking import _binary_count_metrics
 from pipeline.metrics._validation import _RANK_METRICS, _check_pos_index, _group_codes
@@ -332,17 +333,8 @@ def subgroup_point_metrics(
         pred = score >= t if t is not None else np.argmax(P, axis=1) == pos
         c = np.bincount(base + pred, minlength=4 * S).reshape(S, 4).astype(np.float64)
         tn, fp, fn, tp = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
-        no_pos, no_neg = tp + fn == 0, tn + fp == 0
         # As subgroup_metrics: a metric without a denominator on a subgroup is NaN.
-        undefined = {
-            "sensitivity": no_pos,
-            "specificity": no_neg,
-            "fpr": no_neg,
-            "youden_j": no_pos | no_neg,
-            "precision": tp + fp == 0,
-            "npv": tn + fn == 0,
-            "f1": 2 * tp + fp + fn == 0,
-        }
+        undefined = undefined_count_metrics(tn, fp, fn, tp)
         out[name] = {
             k: np.where(undefined.get(k, False), np.nan, np.asarray(v, dtype=np.float64))
             for k, v in _binary_count_metrics(tn, fp, fn, tp).items()

@@ -96,14 +96,21 @@ def run_one(backbone: str, protocol: str, seed: int, overrides: dict[str, Any], 
     result = train_backbone(backbone, data["train"], data["val"], 2, size, cfg)
     x_test, y_test = data["test"]
     # the model's own input size: the "fair" policy trains 32x-downsampling backbones at 64 px
-    probs = predict_array(result.model, _resize_batch(x_test, int(result.model.input_shape[1])), 128)
+    side = int(result.model.input_shape[1])
+    probs = predict_array(result.model, _resize_batch(x_test, side), 128)
+    # flip test-time augmentation (`[predict] tta`), scored on validation too, so it is judged there first
+    x_val, y_val = data["val"]
+    probs_tta = predict_array(result.model, _resize_batch(x_test, side), 128, tta=("hflip",))
+    val_tta = predict_array(result.model, _resize_batch(x_val, side), 128, tta=("hflip",))
     return {
         "backbone": backbone,
         "protocol": protocol,
         "seed": seed,
         "test_auc": float(mt.roc_auc(y_test == 1, probs[:, 1])),
         "test_acc": float(np.mean((probs[:, 1] >= 0.5) == (y_test == 1))),
+        "test_auc_tta": float(mt.roc_auc(y_test == 1, probs_tta[:, 1])),
         "val_auc": result.info["best_val_auc"],
+        "val_auc_tta": float(mt.roc_auc(y_val == 1, val_tta[:, 1])),
         "epochs_run": result.info["epochs_run"],
         "best_epoch": result.info["best_epoch"],
         "stop_reason": result.info["stop_reason"],
@@ -119,8 +126,8 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     df = pd.DataFrame(rows)
     lines = [
         "| backbone | protocol | seeds | test AUC mean (SD) | test ACC mean (SD) | epochs run / best | "
-        "CPU min per run (max) |",
-        "|---|---|---|---|---|---|---|",
+        "CPU min per run (max) | val AUC (selected) | val / test AUC with flip TTA |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (b, p), g in df.groupby(["backbone", "protocol"], sort=False):
         sd = lambda s: f"{s.std(ddof=1):.3f}" if len(s) > 1 else "-"  # noqa: E731
@@ -128,7 +135,12 @@ def summarise(rows: list[dict[str, Any]]) -> str:
             f"| {b} | {p} | {len(g)} | {g.test_auc.mean():.3f} ({sd(g.test_auc)}) | "
             f"{g.test_acc.mean():.3f} ({sd(g.test_acc)}) | "
             f"{g.epochs_run.mean():.1f} / {g.best_epoch.mean():.1f} | "
-            f"{g.cpu_minutes.mean():.2f} ({g.cpu_minutes.max():.2f}) |"
+            f"{g.cpu_minutes.mean():.2f} ({g.cpu_minutes.max():.2f}) | {g.val_auc.mean():.3f} | "
+            + (
+                f"{g.val_auc_tta.mean():.3f} / {g.test_auc_tta.mean():.3f} |"
+                if "val_auc_tta" in g and g.val_auc_tta.notna().all()
+                else "- |"
+            )
         )
     lines.append("")
     lines.append(

@@ -63,6 +63,7 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine", "step" (x0.1 at 50% and 75%) or "constant"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
+    ema_epochs: float = 0.0  # moving average of the weights over about this many epochs, judged and kept (0: off)
     clip_norm: float | None = 1.0  # global gradient-norm clipping (None, `false` in TOML: off)
     zero_head: bool = True  # zero-initialised classifier layer: training starts at the uniform prediction
     select_on: str = "auc"  # checkpoint selection: "auc", "loss" (class-weighted) or "loss_unweighted"
@@ -248,6 +249,7 @@ def _check_train(tr: dict[str, Any]) -> None:
         "weight_decay": (0.0, 1.0),
         "warmup_epochs": (0.0, 1e6),
         "label_smoothing": (0.0, 0.5),
+        "ema_epochs": (0.0, 1e6),
         "budget_minutes": (0.0, 1e6),
         "clip_norm": (0.0, 1e6),
     }.items():

@@ -108,6 +108,32 @@ def selection_score(row: Mapping[str, float], measure: str) -> tuple[float, floa
     )
 
 
+def ema_decay_at(step: int, *, steps_per_epoch: int, ema_epochs: float) -> float:
+    """Decay of the weight average after optimizer step `step` (0-based): horizon `ema_epochs` epochs.
+
+    1 - 1 / (ema_epochs * steps_per_epoch), so the average spans the same share of the data on any set
+    size, capped by (1 + step) / (10 + step) early on so the random initial weights fade out quickly
+    (the warm-up of TensorFlow's ExponentialMovingAverage `num_updates`). 0 when `ema_epochs` is 0 (off).
+    """
+    if ema_epochs < 0 or steps_per_epoch < 1:
+        raise ValueError(
+            "Invalid value for argument `ema_epochs`/`steps_per_epoch`. Expected ema_epochs >= 0 and "
+            f"steps_per_epoch >= 1. Received: {ema_epochs!r} and {steps_per_epoch!r}"
+        )
+    if ema_epochs == 0:
+        return 0.0
+    horizon = max(ema_epochs * steps_per_epoch, 1.0)
+    return min(1.0 - 1.0 / horizon, (1.0 + step) / (10.0 + step))
+
+
+def swap_variables(a: Sequence[Any], b: Sequence[Any]) -> None:
+    """Exchange the values of two equally long lists of variables (live weights <-> their average)."""
+    for va, vb in zip(a, b, strict=True):
+        held = np.array(va.numpy())
+        va.assign(vb.numpy())
+        vb.assign(held)
+
+
 def first_candidate(planned_epochs: int) -> int:
     """First epoch that may be selected: the third (models of epochs 1-2 have not learned yet), or the last."""
     return max(1, min(3, planned_epochs))
@@ -272,14 +298,17 @@ def make_train_step(
     *,
     label_smoothing: float = 0.0,
     jit_compile: bool = False,
+    ema: Sequence[Any] | None = None,
 ) -> Any:
-    """A compiled train step: (images, labels, learning rate) -> (summed weighted loss, correct count).
+    """A compiled train step: (images, labels, learning rate, EMA decay) -> (summed weighted loss, correct count).
 
     Our own step instead of `model.fit`: Keras's fit machinery cost 40-50 s more than this step to trace
     and start per model on 2 CPU cores (DenseNet121 first epoch 71 s vs 31 s), which was most of the
     demo build. The loss is class-weighted cross-entropy against (optionally smoothed) one-hot targets,
     averaged over the batch, with Keras's clipping of probabilities to [1e-7, 1 - 1e-7]. The learning
     rate is an input, so the schedule is the plain function `learning_rate_at`, not a second copy in TF.
+    With `ema` (one variable per trainable variable), the step also updates the exponential moving
+    average of the weights with the given decay (`ema_decay_at`), inside the same compiled function.
     """
     import tensorflow as tf
 
@@ -293,11 +322,12 @@ def make_train_step(
         tf.TensorSpec([None, *tuple(model.input_shape)[1:]], tf.float32),
         tf.TensorSpec([None], tf.int32),
         tf.TensorSpec([], tf.float32),
+        tf.TensorSpec([], tf.float32),
     )
     scale_loss = getattr(optimizer, "scale_loss", None)
 
     @tf.function(input_signature=spec, jit_compile=jit_compile)
-    def step(x: Any, y: Any, lr: Any) -> tuple[Any, Any]:
+    def step(x: Any, y: Any, lr: Any, decay: Any) -> tuple[Any, Any]:
         optimizer.learning_rate.assign(lr)
         with tf.GradientTape() as tape:
             probs = tf.cast(model(x, training=True), tf.float32)
@@ -308,6 +338,8 @@ def make_train_step(
                 loss += tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
             scaled = scale_loss(loss) if scale_loss is not None else loss
         optimizer.apply(tape.gradient(scaled, variables), variables)
+        for avg, var in zip(ema or (), variables):
+            avg.assign(decay * avg + (1.0 - decay) * tf.cast(tf.convert_to_tensor(var), avg.dtype))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), y), tf.float32))
         return loss * tf.cast(tf.shape(y)[0], tf.float32), correct
 
@@ -315,16 +347,22 @@ def make_train_step(
 
 
 def run_epoch(
-    step: Any, train_ds: Any, *, lr_for: Callable[[int], float] | None = None, start_step: int = 0
+    step: Any,
+    train_ds: Any,
+    *,
+    lr_for: Callable[[int], float] | None = None,
+    decay_for: Callable[[int], float] | None = None,
+    start_step: int = 0,
 ) -> dict[str, float]:
-    """One pass of `step` over `train_ds` with `lr_for(global step)`: mean training loss and accuracy."""
+    """One pass of `step` over `train_ds` at `lr_for(step)` and EMA decay `decay_for(step)`: mean loss, accuracy."""
     import tensorflow as tf
 
     loss_sum = correct = n = 0.0
     i = start_step
     for x, y in train_ds:
         lr = lr_for(i) if lr_for is not None else 1e-3
-        batch_loss, batch_correct = step(x, y, tf.constant(lr, tf.float32))
+        decay = decay_for(i) if decay_for is not None else 0.0
+        batch_loss, batch_correct = step(x, y, tf.constant(lr, tf.float32), tf.constant(decay, tf.float32))
         loss_sum += float(batch_loss)
         correct += float(batch_correct)
         n += int(y.shape[0])
@@ -400,7 +438,16 @@ def _fit(
     verbose: int = 0,
     jit_compile: bool = False,
 ) -> tuple[pd.DataFrame, str]:
-    """Epoch loop: scheduled learning rate, precise BN, validation, early stopping, best-epoch restore."""
+    """Epoch loop: scheduled learning rate, weight average, precise BN, validation, early stopping, restore.
+
+    With `cfg.ema_epochs`, every epoch is judged (and a selected model returned) with the moving average
+    of the weights in place, its BatchNorm statistics recomputed for those weights (precise BN); the
+    live weights go on training.
+    """
+    import tensorflow as tf
+
+    live = list(model.trainable_variables)
+    ema = [tf.Variable(np.array(v.numpy()), trainable=False) for v in live] if cfg.ema_epochs > 0 else None
     step = make_train_step(
         model,
         optimizer,
@@ -408,7 +455,14 @@ def _fit(
         int(model.output_shape[-1]),
         label_smoothing=cfg.label_smoothing,
         jit_compile=jit_compile,
+        ema=ema,
     )
+    decay_for = (
+        functools.partial(ema_decay_at, steps_per_epoch=plan.steps_per_epoch, ema_epochs=cfg.ema_epochs)
+        if ema is not None
+        else None
+    )
+    judged_weights = None  # with EMA: the weights last judged (the average), if no epoch was a candidate
     min_epochs = cfg.min_epochs if cfg.min_epochs is not None else auto_min_epochs(plan.max_epochs)
     patience = cfg.patience if cfg.patience is not None else auto_patience(plan.max_epochs)
     rows: list[dict[str, Any]] = []
@@ -434,23 +488,29 @@ def _fit(
                 total_steps=lr_total,
                 kind=cfg.schedule,
             ),
+            decay_for=decay_for,
         )
         global_step += int(out.pop("steps"))
         row.update(out)
+        if ema is not None:
+            swap_variables(live, ema)  # judge the average; the live weights wait in `ema`
         if calib is not None:
             recalibrate_batchnorm(model, calib)
         row.update({f"val_{k}": v for k, v in _evaluate(model, val, cfg.batch_size, weights).items()})
         epoch += 1
-        row["seconds"] = clock() - t0
-        rows.append(row)
-        if verbose:
-            print(f"{stage} epoch {epoch}/{plan.planned}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
         if epoch >= first_candidate(plan.planned):
             score = selection_score(row, cfg.select_on)
             if best_score is None or score > best_score:
                 best_score, best_weights, best_epoch, waited = score, model.get_weights(), epoch, 0
             else:
                 waited += 1
+        if ema is not None:
+            judged_weights = model.get_weights() if best_weights is None else None
+            swap_variables(live, ema)
+        row["seconds"] = clock() - t0
+        rows.append(row)
+        if verbose:
+            print(f"{stage} epoch {epoch}/{plan.planned}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
         if epoch >= min_epochs and waited >= patience and epoch < plan.planned:
             reason = "patience"
             break
@@ -464,8 +524,10 @@ def _fit(
                 if plan.planned == epoch:
                     reason = "budget"
                     break
-    if best_weights is not None and best_epoch != epoch:  # restore the selected epoch, not the last one
+    if best_weights is not None and (best_epoch != epoch or ema is not None):  # the selected model, not the last
         model.set_weights(best_weights)
+    elif judged_weights is not None:  # stopped before any candidate epoch: the average last judged
+        model.set_weights(judged_weights)
     df = pd.DataFrame(rows)
     df.insert(0, "epoch", np.arange(1, len(df) + 1))
     df["stage"] = stage
@@ -599,6 +661,7 @@ def train_backbone(
         "schedule": cfg.schedule,
         "warmup_epochs": cfg.warmup_epochs,
         "label_smoothing": cfg.label_smoothing,
+        "ema_epochs": cfg.ema_epochs,
         "clip_norm": cfg.clip_norm,
         "zero_head": cfg.zero_head,
         "precise_bn": calib is not None,

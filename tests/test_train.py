@@ -40,17 +40,25 @@ def test_train_step_loss_is_class_weighted_cross_entropy():
     probs = np.clip(model(x.astype(np.float32), training=True).numpy(), 1e-7, 1 - 1e-7)
     expected = np.mean(-np.log(probs[np.arange(8), y]) * np.array([cw[c] for c in y]))
     step = make_train_step(model, keras.optimizers.SGD(0.0), cw, 3)  # lr 0: BN in training mode, weights fixed
-    loss_times_n, correct = step(x.astype(np.float32), y, np.float32(0.0))
+    loss_times_n, correct = step(x.astype(np.float32), y, np.float32(0.0), np.float32(0.0))
     assert float(loss_times_n) / 8 == pytest.approx(expected, rel=1e-4)
     assert float(correct) == float(np.sum(probs.argmax(1) == y))
 
 
-def test_training_learns_and_restores_the_best_epoch():
+@pytest.mark.parametrize("ema_epochs", [0.0, 1.0])
+def test_training_learns_and_restores_the_best_epoch(ema_epochs):
+    """What was judged is what is kept: also with the weight average, whose judged model is the average."""
     from pipeline.train import _evaluate, class_weights, select_best_epoch, train_backbone
 
     train, val = _easy_set(192, 2), _easy_set(64, 3)
     cfg = TrainConfig(
-        backbones=("SmallCNN",), epochs=6, batch_size=32, learning_rate=3e-3, patience=2, augment=("flip",)
+        backbones=("SmallCNN",),
+        epochs=6,
+        batch_size=32,
+        learning_rate=3e-3,
+        patience=2,
+        augment=("flip",),
+        ema_epochs=ema_epochs,
     )
     result = train_backbone("SmallCNN", train, val, 2, 24, cfg)
     h = result.history

@@ -208,8 +208,10 @@ def test_protocol_keys_parse_and_bad_values_name_the_key():
             "deterministic": True,
             "select_on": "loss",
             "min_epochs": 4,
+            "ema_epochs": 2,
         }
     )
+    assert t.ema_epochs == 2.0
     assert (
         t.optimizer,
         t.schedule,
@@ -228,6 +230,7 @@ def test_protocol_keys_parse_and_bad_values_name_the_key():
         ({"select_on": "f1"}, r"`train.select_on`"),
         ({"clip_norm": 0}, r"`train.clip_norm`.*Received: 0"),
         ({"clip_norm": True}, r"`train.clip_norm`.*Received: True"),
+        ({"ema_epochs": -0.5}, r"`train.ema_epochs`.*Received: -0.5"),
     ]:
         with pytest.raises(ValueError, match=match):
             _cfg(bad)
@@ -249,11 +252,47 @@ def test_the_step_sets_the_scheduled_rate_on_the_optimizer():
     opt = _optimizer(TrainConfig(), 1e-3)
     step = make_train_step(model, opt, None, 2)
     x, y = np.random.default_rng(0).random((4, 8, 8, 3)).astype("float32"), np.array([0, 1, 0, 1], "int32")
-    step(x, y, np.float32(0.0123))
+    step(x, y, np.float32(0.0123), np.float32(0.0))
     assert float(opt.learning_rate.numpy()) == pytest.approx(0.0123)
     before = [v.numpy().copy() for v in model.trainable_variables]
-    step(x, y, np.float32(0.0))  # rate 0: neither the gradient nor the decoupled decay moves a weight
+    step(x, y, np.float32(0.0), np.float32(0.0))  # rate 0: neither the gradient nor the decoupled decay moves a weight
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.trainable_variables))
+
+
+def test_ema_decay_spans_the_same_share_of_an_epoch_on_any_set_size():
+    from pipeline.train import ema_decay_at
+
+    assert ema_decay_at(10_000, steps_per_epoch=20, ema_epochs=1.0) == pytest.approx(1 - 1 / 20)
+    assert ema_decay_at(10_000, steps_per_epoch=2000, ema_epochs=0.5) == pytest.approx(1 - 1 / 1000)
+    assert ema_decay_at(0, steps_per_epoch=2000, ema_epochs=1.0) == pytest.approx(0.1)  # warm-up: 1/10
+    assert ema_decay_at(5, steps_per_epoch=20, ema_epochs=1.0) == pytest.approx(6 / 15)
+    assert ema_decay_at(5, steps_per_epoch=20, ema_epochs=0.0) == 0.0
+    with pytest.raises(ValueError, match=r"`ema_epochs`.*Received: -1"):
+        ema_decay_at(0, steps_per_epoch=20, ema_epochs=-1)
+
+
+def test_the_step_updates_the_weight_average_and_swapping_exchanges_values():
+    import keras
+    import tensorflow as tf
+
+    from pipeline.train import make_train_step, swap_variables
+
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inp)))
+    live = model.trainable_variables
+    start = [v.numpy().copy() for v in live]
+    ema = [tf.Variable(v.numpy() * 0 + 5.0, trainable=False) for v in live]  # a known, different average
+    step = make_train_step(model, keras.optimizers.SGD(0.5), None, 2, ema=ema)
+    x, y = np.random.default_rng(0).random((4, 8, 8, 3)).astype("float32"), np.array([0, 1, 0, 1], "int32")
+    step(x, y, np.float32(0.5), np.float32(0.75))
+    after = [v.numpy() for v in live]
+    assert not all(np.array_equal(a, b) for a, b in zip(start, after))  # the live weights moved
+    for avg, new in zip(ema, after):  # avg <- 0.75 * avg + 0.25 * (weights after this step's update)
+        np.testing.assert_allclose(avg.numpy(), 0.75 * 5.0 + 0.25 * new, rtol=1e-6)
+    held = [a.numpy().copy() for a in ema]
+    swap_variables(live, ema)
+    assert all(np.array_equal(v.numpy(), h) for v, h in zip(live, held))
+    assert all(np.array_equal(a.numpy(), w) for a, w in zip(ema, after))
 
 
 def test_fair_input_policy_gives_downsampling_backbones_a_2x2_last_map():

@@ -55,7 +55,8 @@ class TrainConfig:
     backbones: tuple[str, ...] = ("SmallCNN", "MobileNetV2")
     weights: str = "none"
     epochs: int = 10
-    budget_minutes: float | None = None  # wall minutes of training per backbone (and run), on top of `epochs`
+    budget_minutes: float | None = None  # minutes of training per backbone (and run), on top of `epochs`
+    budget_clock: str = "wall"  # what the minutes count: "wall" time, or "cpu" (the run's process CPU time)
     batch_size: int = 32
     learning_rate: float = 1e-3
     optimizer: str = "adamw"  # "adamw" or "adam"
@@ -234,6 +235,7 @@ _TRAIN_CHOICES = {
     "select_on": ("auc", "loss", "loss_unweighted"),
     "mixed_precision": ("auto", "on", "off"),
     "input_policy": ("fair", "native"),
+    "budget_clock": ("wall", "cpu"),
 }
 
 

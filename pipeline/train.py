@@ -437,6 +437,7 @@ def _fit(
     clock: Callable[[], float],
     verbose: int = 0,
     jit_compile: bool = False,
+    budget_clock: Callable[[], float] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Epoch loop: scheduled learning rate, weight average, precise BN, validation, early stopping, restore.
 
@@ -463,6 +464,8 @@ def _fit(
         else None
     )
     judged_weights = None  # with EMA: the weights last judged (the average), if no epoch was a candidate
+    budget_clock = budget_clock or clock  # what `plan.deadline` is measured in
+    spent: list[float] = []  # each epoch's duration on the budget clock
     min_epochs = cfg.min_epochs if cfg.min_epochs is not None else auto_min_epochs(plan.max_epochs)
     patience = cfg.patience if cfg.patience is not None else auto_patience(plan.max_epochs)
     rows: list[dict[str, Any]] = []
@@ -470,7 +473,7 @@ def _fit(
     best_weights, best_epoch, waited, reason, global_step = None, 0, 0, "max_epochs", 0
     epoch = 0
     while epoch < plan.planned:
-        t0 = clock()
+        t0, b0 = clock(), budget_clock()
         lr_total = plan.planned * plan.steps_per_epoch
         row: dict[str, Any] = {
             "lr": learning_rate_at(
@@ -508,6 +511,7 @@ def _fit(
             judged_weights = model.get_weights() if best_weights is None else None
             swap_variables(live, ema)
         row["seconds"] = clock() - t0
+        spent.append(budget_clock() - b0)
         rows.append(row)
         if verbose:
             print(f"{stage} epoch {epoch}/{plan.planned}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
@@ -515,9 +519,9 @@ def _fit(
             reason = "patience"
             break
         if plan.deadline is not None and epoch < plan.planned:
-            remaining = plan.deadline - clock()
+            remaining = plan.deadline - budget_clock()
             # a fresh estimate each epoch: the first one carries the trace, later ones are the steady cost
-            per_epoch = row["seconds"] if epoch == 1 else float(np.median([r["seconds"] for r in rows[1:]]))
+            per_epoch = spent[0] if epoch == 1 else float(np.median(spent[1:]))
             fits = epoch + int(max(remaining, 0.0) // max(per_epoch, 1e-9))
             if fits < plan.planned:
                 plan.planned = max(fits, epoch)
@@ -548,11 +552,13 @@ def train_backbone(
     verbose: int = 0,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    cpu_clock: Callable[[], float] = time.process_time,
     gpus: Sequence[Any] | None = None,
 ) -> TrainResult:
     """Train backbone `name` on decoded (images, labels) arrays under the protocol; returns the selected model.
 
-    `clock` measures the minutes budget (tests pass a fake clock); `gpus` overrides device discovery.
+    `clock` (wall) and `cpu_clock` (process CPU) measure the run and its minutes budget, which counts
+    `cfg.budget_clock`'s time (tests pass fake clocks); `gpus` overrides device discovery.
     """
     import keras
     import tensorflow as tf
@@ -568,8 +574,9 @@ def train_backbone(
             f"Invalid value for argument `train`/`val`. Expected non-empty splits. "
             f"Received: {len(y_train)} train and {len(y_val)} val samples"
         )
-    cpu0, start = time.process_time(), clock()
-    deadline = start + 60.0 * cfg.budget_minutes if cfg.budget_minutes else None
+    cpu0, start = cpu_clock(), clock()
+    budget_clock = cpu_clock if cfg.budget_clock == "cpu" else clock
+    deadline = budget_clock() + 60.0 * cfg.budget_minutes if cfg.budget_minutes else None
     with determinism(cfg.deterministic, cfg.seed) as det, accelerator_setup(cfg, gpus) as device:
         weights = parse_weights(cfg.weights)
         model = build_classifier(name, size, n_classes, weights=weights, zero_head=cfg.zero_head)
@@ -604,6 +611,7 @@ def train_backbone(
             clock,
             verbose,
             jit,
+            budget_clock,
         )
         histories = [history]
         if fine_tune and reason != "budget":
@@ -631,11 +639,12 @@ def train_backbone(
                 clock,
                 verbose,
                 jit,
+                budget_clock,
             )
             ft["epoch"] += len(history)
             histories.append(ft)
     wall = clock() - start
-    cpu = time.process_time() - cpu0
+    cpu = cpu_clock() - cpu0
     history = pd.concat(histories, ignore_index=True)
     best = history[history["selected"]].iloc[-1]  # the last stage's selected epoch is the model returned
     best_epoch = int(best["epoch"])
@@ -668,6 +677,7 @@ def train_backbone(
         "min_epochs": cfg.min_epochs if cfg.min_epochs is not None else auto_min_epochs(cfg.epochs),
         "patience": cfg.patience if cfg.patience is not None else auto_patience(cfg.epochs),
         "budget_minutes": cfg.budget_minutes,
+        "budget_clock": cfg.budget_clock,
         "input_policy": cfg.input_policy,
         "augment": list(cfg.augment),
         "class_weights": None if cw is None else {str(k): v for k, v in cw.items()},

@@ -4,6 +4,7 @@ the minutes budget (fake clock), the mixed-precision switch and the config keys 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -147,6 +148,22 @@ def test_budget_in_minutes_is_honoured_with_a_fake_clock():
     assert res.info["cpu_seconds"] > 0 and res.info["budget_minutes"] == 1.5
 
 
+def test_budget_can_count_process_cpu_time_instead_of_wall_time():
+    """On a shared machine a wall budget gives a backbone less compute when others load it; CPU time does not."""
+    from pipeline.train import train_backbone
+
+    wall, cpu = FakeClock(0.001), FakeClock(10.0)  # the wall clock hardly moves: only CPU time can end the run
+    cfg = TrainConfig(epochs=50, budget_minutes=1.5, budget_clock="cpu", batch_size=32, augment=())
+    res = train_backbone("SmallCNN", _easy_set(64, 1), _easy_set(16, 2), 2, 16, cfg, clock=wall, cpu_clock=cpu)
+    assert res.info["stop_reason"] == "budget" and res.info["budget_clock"] == "cpu"
+    assert 2 <= res.info["epochs_run"] < 10
+    assert res.info["cpu_seconds"] <= 90 + 30 and res.info["train_seconds"] < 1
+    # the same run on the wall clock is not stopped by the CPU time it used
+    cfg_wall = replace(cfg, budget_clock="wall", epochs=4)
+    res = train_backbone("SmallCNN", _easy_set(64, 1), _easy_set(16, 2), 2, 16, cfg_wall, clock=wall, cpu_clock=cpu)
+    assert res.info["stop_reason"] != "budget" and res.info["epochs_run"] == 4
+
+
 def test_deterministic_training_gives_identical_predictions():
     from pipeline.predict import predict_array
     from pipeline.train import train_backbone
@@ -231,6 +248,7 @@ def test_protocol_keys_parse_and_bad_values_name_the_key():
         ({"clip_norm": 0}, r"`train.clip_norm`.*Received: 0"),
         ({"clip_norm": True}, r"`train.clip_norm`.*Received: True"),
         ({"ema_epochs": -0.5}, r"`train.ema_epochs`.*Received: -0.5"),
+        ({"budget_clock": "gpu"}, r"`train.budget_clock`.*'gpu'"),
     ]:
         with pytest.raises(ValueError, match=match):
             _cfg(bad)

@@ -45,6 +45,7 @@ class LiveModel:
     cam_layer: str | None
     load_seconds: float
     warmup_ms: dict[str, float] = field(default_factory=dict)  # first predict and first Grad-CAM, in ms
+    tta: tuple[str, ...] = ()  # the test-time views its stored predictions averaged; live answers do the same
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def _imported_live_model(exp_dir: Path | str, model_name: str, warm_up: bool) ->
         preprocess_function=str(config.get("preprocess_function") or ""),
         cam_layer="occlusion sensitivity: ONNX has no gradients here",  # shown where the layer is
         load_seconds=time.perf_counter() - start,
+        tta=_config_tta(config, art.model_dir(exp_dir, model_name)),
     )
     if warm_up:
         live.warmup_ms.update(warm_up_model(live))
@@ -182,7 +184,18 @@ def _describe(name: str, model: Any, config: Mapping[str, Any], path: Path, load
         preprocess_function=str(config.get("preprocess_function") or ""),
         cam_layer=str(config["cam_layer"]) if config.get("cam_layer") else None,
         load_seconds=load_seconds,
+        tta=_config_tta(config, path),
     )
+
+
+def _config_tta(config: Mapping[str, Any], path: Path) -> tuple[str, ...]:
+    """The TTA views recorded in config.json, or an ArtifactError naming the bad value."""
+    from pipeline.predict import recorded_tta
+
+    try:
+        return recorded_tta(config.get("tta"))
+    except (ValueError, TypeError) as exc:
+        raise art.ArtifactError(path, f"config.json `tta` is unusable: {_one_line(exc)}") from None
 
 
 def _preprocess_mode_in(model: Any) -> str | None:
@@ -211,23 +224,25 @@ def warm_up_model(live: LiveModel) -> dict[str, float]:
 # ---------------------------------------------------------------- predicting
 
 
-def predict_fn(model: Any) -> Any:
-    """The model's compiled float32 (n, S, S, 3) -> probabilities function, traced once and kept on the model."""
+def predict_fn(model: Any, tta: tuple[str, ...] = ()) -> Any:
+    """The model's float32 (n, S, S, 3) -> probabilities function (mean over the TTA views, as the stored
+    predictions), compiled once per views and kept on the model: `pipeline.predict.predict_step`."""
     if getattr(model, "is_onnx", False):  # onnxruntime: already a NumPy batch -> probabilities function
-        return model
+        if not tta:
+            return model
+        from pipeline.predict import numpy_views
+
+        return lambda x: np.mean([model(v) for v in numpy_views(np.asarray(x, np.float32), tta)], axis=0)
     with _LOCK:
-        fn = model.__dict__.get(_PREDICT_ATTR)
-        if fn is None:
-            import tensorflow as tf
+        fns = model.__dict__.get(_PREDICT_ATTR)
+        if fns is None:
+            fns = {}
+            object.__setattr__(model, _PREDICT_ATTR, fns)
+        if tta not in fns:
+            from pipeline.predict import predict_step
 
-            size = int(model.input_shape[1])
-
-            @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-            def fn(x: Any) -> Any:
-                return model(x, training=False)
-
-            object.__setattr__(model, _PREDICT_ATTR, fn)
-        return fn
+            fns[tta] = predict_step(model, tta)
+        return fns[tta]
 
 
 def prepare_input(live: LiveModel, rgb: np.ndarray) -> np.ndarray:
@@ -237,7 +252,7 @@ def prepare_input(live: LiveModel, rgb: np.ndarray) -> np.ndarray:
 
 def predict_probs(live: LiveModel, rgb: np.ndarray) -> np.ndarray:
     """Class probabilities (K,) of one RGB uint8 image."""
-    return np.asarray(predict_fn(live.model)(prepare_input(live, rgb)))[0].astype(np.float32)
+    return np.asarray(predict_fn(live.model, live.tta)(prepare_input(live, rgb)))[0].astype(np.float32)
 
 
 def explain(live: LiveModel, rgb: np.ndarray, class_index: int) -> np.ndarray:
@@ -280,7 +295,7 @@ def answer_one(live: LiveModel, decoded: DecodedImage, decode_ms: float) -> Mode
         start = time.perf_counter()
         x = prepare_input(live, decoded.rgb)
         prep = time.perf_counter()
-        probs = np.asarray(predict_fn(live.model)(x))[0].astype(np.float32)
+        probs = np.asarray(predict_fn(live.model, live.tta)(x))[0].astype(np.float32)
         done = time.perf_counter()
     except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
         return ModelAnswer(
@@ -316,6 +331,10 @@ def preprocessing_steps(live: LiveModel, decoded: DecodedImage) -> tuple[str, ..
     text = PREPROCESS_MODES.get(live.preprocess_mode, "as configured")
     fn = f" = {live.preprocess_function}" if live.preprocess_function else ""
     steps.append(f"pixels: mode '{live.preprocess_mode}': {text}{fn} (inside the model)")
+    if live.tta:
+        names = {"hflip": "left-right mirror", "vflip": "up-down mirror"}
+        views = " and ".join(names.get(v, v) for v in live.tta)
+        steps.append(f"test-time augmentation: the mean of the image and its {views}, as in the stored predictions")
     return tuple(steps)
 
 

@@ -97,7 +97,8 @@ class PredictConfig:
     """Batch prediction settings."""
 
     batch_size: int = 64
-    tta: bool = False
+    # "auto": the flips the model was trained with (pipeline.predict.resolve_tta); true = hflip; false; or modes
+    tta: bool | str | tuple[str, ...] = "auto"
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,19 @@ def _check_train(tr: dict[str, Any]) -> None:
             raise _bad(f"train.{key}", "true or false", tr[key])
 
 
+def _check_tta(value: Any) -> bool | str | tuple[str, ...]:
+    """[predict] tta: true, false, "auto", or a list of view names."""
+    from pipeline.predict import TTA_MODES
+
+    if isinstance(value, bool):
+        return value
+    if value == "auto":
+        return "auto"
+    if isinstance(value, list) and all(v in TTA_MODES for v in value):
+        return tuple(value)
+    raise _bad("predict.tta", f'true, false, "auto" or a list of names among {list(TTA_MODES)}', value)
+
+
 def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     """Build and validate an ExperimentConfig from a parsed TOML document."""
     if "experiment" not in raw or "name" not in raw.get("experiment", {}):
@@ -353,6 +367,8 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     if tr.get("class_weights", "balanced") not in ("balanced", "none"):
         raise _bad("train.class_weights", "'balanced' or 'none'", tr["class_weights"])
     pr = _section(raw, "predict", PredictConfig, "")
+    if "tta" in pr:
+        pr["tta"] = _check_tta(pr["tta"])
     return ExperimentConfig(
         name=name,
         dataset=dataset,

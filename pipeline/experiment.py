@@ -15,7 +15,7 @@ import time
 import types
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from pipeline.audit import IngestAudit
 from pipeline.config import EvalSetConfig, ExperimentConfig
 from pipeline.datasets import check_no_leakage, dataset_fingerprint, ingest, skipped_report, split_samples
 from pipeline.engines import RunFailure
+from pipeline.predict import resolve_tta
 from pipeline.runs import FOLD_COLUMN, OOF_EVAL_SET, RunSpec, assign_folds, fold_masks, run_id, run_plan
 
 Log = Callable[[str], None]
@@ -286,7 +287,9 @@ def run_backbone(
     )
     evaluated = evaluated_samples(samples, spec.fold)
     crops = evaluated["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
-    pred = _predict_by_crop(result.model, evaluated["path"].to_numpy(), crops, cfg)
+    pred = _predict_by_crop(
+        result.model, evaluated["path"].to_numpy(), crops, cfg, resolve_tta(cfg.predict.tta, cfg.train.augment)
+    )
     if not pred.ok.all():
         log(f"{name}: {int((~pred.ok).sum())} evaluated images could not be decoded and have no prediction")
     keep = pred.ok
@@ -303,9 +306,7 @@ def run_backbone(
         "model_bytes": model_path.stat().st_size,
         "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
         "predict_images_per_s": round(pred.images_per_s, 2),
-        "tta": list(getattr(cfg.predict, "tta", []) or [])
-        if not isinstance(cfg.predict.tta, bool)
-        else cfg.predict.tta,
+        "tta": list(resolve_tta(cfg.predict.tta, cfg.train.augment)),  # the views actually averaged
         "n_predicted": int(keep.sum()),
         "crop": cfg.dataset.crop,
         "run_id": spec.run_id,
@@ -324,7 +325,9 @@ def _crop_for(cfg: ExperimentConfig, eval_set: str) -> str:
     return cfg.dataset.crop
 
 
-def _predict_by_crop(model: Any, paths: np.ndarray, crops: np.ndarray, cfg: ExperimentConfig) -> Any:
+def _predict_by_crop(
+    model: Any, paths: np.ndarray, crops: np.ndarray, cfg: ExperimentConfig, tta: Sequence[str] = ()
+) -> Any:
     """Predict in one pass per crop mode (eval sets can differ: cropped vs uncropped ultrasound)."""
     from pipeline.predict import PredictResult, predict_paths
 
@@ -333,7 +336,7 @@ def _predict_by_crop(model: Any, paths: np.ndarray, crops: np.ndarray, cfg: Expe
     seconds = 0.0
     for mode in pd.unique(crops):
         idx = np.flatnonzero(crops == mode)
-        part = predict_paths(model, paths[idx].tolist(), cfg.predict.batch_size, cfg.predict.tta, crop=str(mode))
+        part = predict_paths(model, paths[idx].tolist(), cfg.predict.batch_size, tta, crop=str(mode))
         probs[idx], ok[idx] = part.probs, part.ok
         seconds += part.seconds
     return PredictResult(probs, ok, seconds)
@@ -365,6 +368,7 @@ def predict_missing(
     if missing.empty:
         return 0
     crops = missing["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
+    tta = resolve_tta(cfg.predict.tta, run.get("augment"))  # "auto": the flips this model was trained with
     if engine == "ray":
         from pipeline.engines.ray_predict import predict_files_ray
 
@@ -373,7 +377,7 @@ def predict_missing(
             missing["path"].tolist(),
             crops.tolist(),
             batch_size=cfg.predict.batch_size,
-            tta=cfg.predict.tta,
+            tta=tta,
         )
     else:
         import keras
@@ -382,7 +386,7 @@ def predict_missing(
 
         preprocess_layer_class()  # registers the custom layer before loading
         model = keras.saving.load_model(mdir / art.MODEL_FILE, safe_mode=True)
-        pred = _predict_by_crop(model, missing["path"].to_numpy(), crops, cfg)
+        pred = _predict_by_crop(model, missing["path"].to_numpy(), crops, cfg, tta)
     n_classes = int(pred.probs.shape[1])
     new = pd.DataFrame(pred.probs[pred.ok].astype(np.float64), columns=art.prob_columns(n_classes))
     new.insert(0, "eval_set", missing.loc[pred.ok, "eval_set"].to_numpy())

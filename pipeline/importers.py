@@ -35,6 +35,7 @@ import pandas as pd
 
 from pipeline import artifacts as art
 from pipeline.errors import invalid_argument
+from pipeline.predict import resolve_tta
 
 __all__ = [
     "ImportProblem",
@@ -180,7 +181,7 @@ def add_model(
                 "outputs": outputs,
             },
             "predictions_only": False,
-            "tta": settings["tta"],
+            "tta": list(settings["tta"]),
             "n_predicted": int(keep.sum()),
             "n_failed_decode": int((~keep).sum()),
             "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
@@ -508,7 +509,8 @@ def _predict_settings(exp: art.Experiment, batch_size: int | None, tta: bool | S
     }
     return {
         "batch_size": int(batch_size or predict.get("batch_size") or 64),
-        "tta": predict.get("tta", False) if tta is None else tta,
+        # an imported model's training augmentation is unknown: "auto" means no TTA for it
+        "tta": resolve_tta(predict.get("tta", False) if tta is None else tta, None),
         "crop": str(dataset.get("crop", "none")),
         "crops": crops,
     }
@@ -897,7 +899,7 @@ def _sample_images(evaluated: pd.DataFrame, size: int, n: int = 8) -> np.ndarray
 def _predict_onnx(clf: OnnxClassifier, evaluated: pd.DataFrame, settings: dict[str, Any]) -> Any:
     """The same batched decoder as Keras models (decoded_batches), onnxruntime for the forward pass; TTA views
     averaged in probability space like `pipeline.predict.predict_step`."""
-    from pipeline.predict import PredictResult, parse_tta
+    from pipeline.predict import PredictResult, numpy_views, parse_tta
     from pipeline.tfdata import decoded_batches
 
     tta = parse_tta(settings["tta"])
@@ -912,7 +914,7 @@ def _predict_onnx(clf: OnnxClassifier, evaluated: pd.DataFrame, settings: dict[s
             paths[idx].tolist(), clf.spec.input_size, settings["batch_size"], crop=str(mode), as_float=True
         ):
             xb = np.asarray(x, np.float32)
-            views = [xb] + ([xb[:, :, ::-1]] if "hflip" in tta else []) + ([xb[:, ::-1]] if "vflip" in tta else [])
+            views = numpy_views(xb, tta)
             rows = idx[offset : offset + len(flag)]
             probs[rows] = np.mean([clf(v) for v in views], axis=0)
             ok[rows] = flag

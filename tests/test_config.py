@@ -52,3 +52,21 @@ def test_overrides():
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="argument `config`"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_tta_defaults_to_the_flips_each_model_was_trained_with():
+    from pipeline.predict import resolve_tta
+
+    base = {"experiment": {"name": "x"}, "dataset": {"layout": "npz", "root": "x.npz"}}
+    assert parse_config(base).predict.tta == "auto"
+    assert parse_config({**base, "predict": {"tta": ["vflip", "hflip"]}}).predict.tta == ("vflip", "hflip")
+    assert parse_config({**base, "predict": {"tta": False}}).predict.tta is False
+    for bad in ("yes", ["rot90"], 1):
+        with pytest.raises(ValueError, match=r"`predict.tta`.*auto"):
+            parse_config({**base, "predict": {"tta": bad}})
+    assert resolve_tta("auto", ("flip", "rotate")) == ("hflip",)
+    assert resolve_tta("auto", ("vflip", "flip")) == ("hflip", "vflip")
+    assert resolve_tta("auto", ("rotate", "zoom")) == ()
+    assert resolve_tta("auto", None) == ()  # an imported model: its augmentation is unknown
+    assert resolve_tta(True, None) == ("hflip",) and resolve_tta(False, ("flip",)) == ()
+    assert resolve_tta(["vflip"], ("flip",)) == ("vflip",)  # an explicit choice wins

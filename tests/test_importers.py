@@ -245,7 +245,7 @@ def test_onnx_gray_input_and_tta_average_the_flipped_views(exp_root):
     exp_dir = _experiment(exp_root, "onnx-gray")
     path, _, _ = _onnx_file(exp_root / "gray.onnx", 2, softmax=True, seed=5, channels=1)
     cfg = add_model(exp_dir, name="gray", file=path, preprocessing="unit", tta=True)
-    assert cfg["input_channels"] == 1 and cfg["tta"] is True
+    assert cfg["input_channels"] == 1 and cfg["tta"] == ["hflip"]  # the views averaged, as recorded
     samples, imgs = _pixels(exp_dir)
     ev = samples["eval_set"].notna().to_numpy()
     gray = (imgs[ev] @ np.array([0.299, 0.587, 0.114]) / 255.0).astype(np.float32)[:, None]

@@ -39,7 +39,7 @@ patience = 2
 augment = ["flip"]
 [predict]
 batch_size = 32
-tta = true
+tta = "auto"
 """
     if extra_eval:
         text += f"""
@@ -90,7 +90,8 @@ def test_artifacts_are_complete_and_valid(built):
     assert len(history) == 2 and {"loss", "val_loss", "accuracy"} <= set(history.columns)
     mc = art.read_model_config(exp_dir, "SmallCNN")
     assert mc["status"] == "complete" and mc["epochs_run"] == 2 and mc["params"] > 0
-    assert mc["train_images_per_s"] > 0 and mc["infer_ms_per_image"] > 0 and mc["tta"] is True
+    assert mc["train_images_per_s"] > 0 and mc["infer_ms_per_image"] > 0
+    assert mc["tta"] == ["hflip"]  # "auto": the flip it was trained with
     thumbs = art.read_thumbnails(exp_dir)
     assert set(evaluated["sample_id"]) <= set(thumbs.index)
     assert thumbs["mask_png"].notna().all()  # the synthetic masks travel with the thumbnails
@@ -109,6 +110,28 @@ def test_saved_model_reproduces_predictions(built):
     preds = art.read_predictions(exp, "SmallCNN").merge(exp.samples[["sample_id", "path"]], on="sample_id")
     again = predict_paths(model, preds["path"].tolist(), 32, tta=True)
     assert np.allclose(again.probs, preds[["prob_0", "prob_1"]].to_numpy(), atol=1e-5)
+    plain = predict_paths(model, preds["path"].tolist(), 32, tta=False)
+    assert not np.allclose(plain.probs, again.probs, atol=1e-6)  # the flip view did change the answer
+
+
+def test_live_answers_average_the_same_views_as_the_stored_predictions(built):
+    from dashboard.live_inference import load_live_model, predict_probs, preprocessing_steps
+    from pipeline.preprocess import load_image
+
+    _, _, exp_dir = built
+    live = load_live_model(exp_dir, "SmallCNN")
+    assert live.tta == ("hflip",)
+    exp = art.load_experiment(exp_dir)
+    preds = art.read_predictions(exp, "SmallCNN").merge(exp.samples[["sample_id", "path"]], on="sample_id")
+    row = preds.iloc[0]
+    decoded = load_image(row["path"])
+    rgb = decoded.rgb  # already 32 px: no resize on either path
+    assert rgb.shape == (32, 32, 3)
+    np.testing.assert_allclose(predict_probs(live, rgb), row[["prob_0", "prob_1"]].to_numpy(float), atol=1e-5)
+    mirrored = live.model(rgb[None, :, ::-1].astype(np.float32), training=False).numpy()[0]
+    plain = live.model(rgb[None].astype(np.float32), training=False).numpy()[0]
+    np.testing.assert_allclose(predict_probs(live, rgb), (plain + mirrored) / 2, atol=1e-5)
+    assert any("test-time augmentation" in step for step in preprocessing_steps(live, decoded))
 
 
 def test_resume_redoes_only_unfinished_models(built):

@@ -164,6 +164,30 @@ def test_budget_can_count_process_cpu_time_instead_of_wall_time():
     assert res.info["stop_reason"] != "budget" and res.info["epochs_run"] == 4
 
 
+def test_budget_plans_on_the_steady_epoch_not_the_first_one_with_its_tracing(monkeypatch):
+    """Epoch 1 costs 60 s (tracing), later ones 20 s: a 300 s budget holds 1 + 240 // 20 = 13 epochs."""
+    from pipeline import train as tr
+
+    now = [0.0]
+    real_run_epoch = tr.run_epoch
+
+    def charged_run_epoch(*args, **kwargs):
+        now[0] += 60.0 if kwargs.get("start_step", 0) == 0 else 20.0
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "run_epoch", charged_run_epoch)
+    cfg = TrainConfig(epochs=50, budget_minutes=5, budget_clock="cpu", batch_size=32, augment=())
+
+    def clock() -> float:
+        return now[0]
+
+    res = tr.train_backbone("SmallCNN", _easy_set(64, 1), _easy_set(16, 2), 2, 16, cfg, clock=clock, cpu_clock=clock)
+    assert res.info["epochs_run"] == 13 and res.info["cpu_seconds"] == pytest.approx(300.0)
+    assert res.info["stop_reason"] == "budget"  # the budget re-planned it to 13 of 50 epochs
+    lr = res.history["lr"].to_numpy()
+    assert lr[-1] < 0.05 * lr.max()  # and its cosine decay completed inside the budget
+
+
 def test_deterministic_training_gives_identical_predictions():
     from pipeline.predict import predict_array
     from pipeline.train import train_backbone

@@ -8,7 +8,8 @@ paper scores them (binary: threshold 0.5; multiclass: argmax), mean and SD over 
 epochs. Each run trains in its own spawned process (one TensorFlow thread pool per run, `--jobs` at once),
 so the CPU seconds of one run are its own.
 
-    python -m bench.bench_recipe                       # all five backbones, new x3 + old x1
+    python -m bench.bench_recipe                       # all five backbones, new x3 + old x1, 12 epochs,
+                                                       # new protocol within 5 CPU-minutes per run
     python -m bench.bench_recipe --backbones SmallCNN --seeds 0 --protocols new
 """
 
@@ -161,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbones", default=",".join(BACKBONES))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--protocols", default="new,old")
-    ap.add_argument("--epochs", type=int, default=30, help="epochs of the new protocol")
+    ap.add_argument("--epochs", type=int, default=12, help="epochs of the new protocol")
+    ap.add_argument(
+        "--cpu-budget-minutes",
+        type=float,
+        default=5.0,
+        help="the new protocol's budget per run in process CPU minutes (budget_clock = cpu; 0: none), the "
+        "issue's 5 CPU-minutes per model and seed, given to every backbone alike",
+    )
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="extra TrainConfig key=value for the new protocol")
@@ -171,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {DATA} not found")
         return 0
     protos = protocols(args.epochs)
+    if args.cpu_budget_minutes > 0:
+        protos["new"].update(budget_minutes=args.cpu_budget_minutes, budget_clock="cpu")
     for item in args.set:
         key, value = item.split("=", 1)
         protos["new"][key] = json.loads(value)

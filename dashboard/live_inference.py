@@ -28,7 +28,6 @@ from pipeline.errors import invalid_argument
 from pipeline.preprocess import DEFAULT_MAX_PIXELS, DecodedImage, ImageDecodeError, decode_image, resize_square
 
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm", "dicom")
-_PREDICT_ATTR = "_medcompare_predict_fn"  # kept on the model object, invisible to Keras tracking/saving
 _LOCK = threading.Lock()
 
 
@@ -190,10 +189,10 @@ def _describe(name: str, model: Any, config: Mapping[str, Any], path: Path, load
 
 def _config_tta(config: Mapping[str, Any], path: Path) -> tuple[str, ...]:
     """The TTA views recorded in config.json, or an ArtifactError naming the bad value."""
-    from pipeline.predict import recorded_tta
+    from pipeline.predict import parse_tta
 
     try:
-        return recorded_tta(config.get("tta"))
+        return parse_tta(config.get("tta") or False)  # absent/false: none; a list: those views
     except (ValueError, TypeError) as exc:
         raise art.ArtifactError(path, f"config.json `tta` is unusable: {_one_line(exc)}") from None
 
@@ -226,23 +225,17 @@ def warm_up_model(live: LiveModel) -> dict[str, float]:
 
 def predict_fn(model: Any, tta: tuple[str, ...] = ()) -> Any:
     """The model's float32 (n, S, S, 3) -> probabilities function (mean over the TTA views, as the stored
-    predictions), compiled once per views and kept on the model: `pipeline.predict.predict_step`."""
+    predictions), compiled once per model and views by `pipeline.predict.predict_step`."""
     if getattr(model, "is_onnx", False):  # onnxruntime: already a NumPy batch -> probabilities function
         if not tta:
             return model
         from pipeline.predict import numpy_views
 
         return lambda x: np.mean([model(v) for v in numpy_views(np.asarray(x, np.float32), tta)], axis=0)
-    with _LOCK:
-        fns = model.__dict__.get(_PREDICT_ATTR)
-        if fns is None:
-            fns = {}
-            object.__setattr__(model, _PREDICT_ATTR, fns)
-        if tta not in fns:
-            from pipeline.predict import predict_step
+    from pipeline.predict import predict_step
 
-            fns[tta] = predict_step(model, tta)
-        return fns[tta]
+    with _LOCK:  # predict_step caches one traced function per (model, views)
+        return predict_step(model, tta)
 
 
 def prepare_input(live: LiveModel, rgb: np.ndarray) -> np.ndarray:

@@ -287,9 +287,8 @@ def run_backbone(
     )
     evaluated = evaluated_samples(samples, spec.fold)
     crops = evaluated["eval_set"].map(lambda es: _crop_for(cfg, es)).to_numpy()
-    pred = _predict_by_crop(
-        result.model, evaluated["path"].to_numpy(), crops, cfg, resolve_tta(cfg.predict.tta, cfg.train.augment)
-    )
+    tta = resolve_tta(cfg.predict.tta, cfg.train.augment)
+    pred = _predict_by_crop(result.model, evaluated["path"].to_numpy(), crops, cfg, tta)
     if not pred.ok.all():
         log(f"{name}: {int((~pred.ok).sum())} evaluated images could not be decoded and have no prediction")
     keep = pred.ok
@@ -306,7 +305,7 @@ def run_backbone(
         "model_bytes": model_path.stat().st_size,
         "infer_ms_per_image": round(1000 * pred.seconds / max(len(evaluated), 1), 3),
         "predict_images_per_s": round(pred.images_per_s, 2),
-        "tta": list(resolve_tta(cfg.predict.tta, cfg.train.augment)),  # the views actually averaged
+        "tta": list(tta),  # the views actually averaged
         "n_predicted": int(keep.sum()),
         "crop": cfg.dataset.crop,
         "run_id": spec.run_id,

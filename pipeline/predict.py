@@ -62,15 +62,6 @@ def numpy_views(x: np.ndarray, tta: Sequence[str]) -> list[np.ndarray]:
     return [x] + ([x[:, :, ::-1]] if "hflip" in tta else []) + ([x[:, ::-1]] if "vflip" in tta else [])
 
 
-def recorded_tta(value: Any) -> tuple[str, ...]:
-    """The views a saved model's predictions averaged, from its config.json `tta` (absent/false: none)."""
-    if value is None or value is False:
-        return ()
-    if isinstance(value, list):
-        value = tuple(value)
-    return parse_tta(value)
-
-
 def predict_step(model: Any, tta: Sequence[str] = ()) -> Any:
     """A compiled function: float32 image batch -> mean softmax over the identity and TTA views.
 
